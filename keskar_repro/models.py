@@ -1,0 +1,74 @@
+"""The paper's multilayer perceptrons (F1 and its width/depth variants) as Flax modules.
+
+F1 (Keskar et al. 2017, Table 1) is 784 -> 5 x [Dense(512) -> BatchNorm -> ReLU] -> Dense(10).
+The paper does not say where batch norm sits; we use the common reading Dense -> BN -> ReLU with
+no batch norm on the output layer. With a bias on every Dense layer and a scale and an offset on
+every BatchNorm, F1 has
+
+    784*512 + 512 + 4*(512*512 + 512) + 512*10 + 10 + 5*2*512 = 1,462,794
+
+trainable parameters. The network returns logits; the softmax lives in the loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+F1_HIDDEN: tuple[int, ...] = (512,) * 5
+N_CLASSES = 10
+INPUT_DIM = 28 * 28
+
+
+class MLP(nn.Module):
+    """Dense -> BatchNorm -> ReLU blocks, then a Dense output layer (logits).
+
+    `hidden` lists the widths of the hidden layers (F1: five layers of 512). `bn_momentum` is the
+    decay of the batch-norm running averages (Flax's and Keras' default, 0.99); `bn_epsilon`
+    is added to the variance (Keras 1's default, 1e-3).
+    """
+
+    hidden: Sequence[int] = F1_HIDDEN
+    n_classes: int = N_CLASSES
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 1e-3
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, use_running_average: bool) -> jax.Array:
+        x = x.reshape((x.shape[0], -1))
+        for width in self.hidden:
+            x = nn.Dense(width)(x)
+            x = nn.BatchNorm(
+                use_running_average=use_running_average,
+                momentum=self.bn_momentum,
+                epsilon=self.bn_epsilon,
+            )(x)
+            x = nn.relu(x)
+        return nn.Dense(self.n_classes)(x)
+
+
+def f1() -> MLP:
+    """The paper's network F1."""
+    return MLP(hidden=F1_HIDDEN)
+
+
+def init_variables(model: MLP, key: jax.Array) -> dict:
+    """Initial {'params', 'batch_stats'} of `model` (Flax default initialisers) from `key`."""
+    return dict(model.init(key, jnp.zeros((1, INPUT_DIM), jnp.float32), use_running_average=True))
+
+
+def count_params(params) -> int:
+    """Number of scalars in a parameter pytree."""
+    return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))
+
+
+def matmul_flops_per_example(model: MLP) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one forward pass of one example through the Dense layers.
+
+    Batch norm, ReLU and the softmax are elementwise and ignored; they are < 1% of the work.
+    """
+    widths = [INPUT_DIM, *model.hidden, model.n_classes]
+    return sum(2 * a * b for a, b in zip(widths[:-1], widths[1:], strict=True))

@@ -1,0 +1,385 @@
+"""Jit-compiled small- and large-batch training of the paper's MLPs with Adam.
+
+The protocol (Keskar et al. 2017, Section 2.2 and Table 1):
+
+- Adam with optax's defaults (lr 1e-3, b1 0.9, b2 0.999, eps 1e-8), no weight decay, no schedule;
+- mean softmax cross-entropy over the minibatch; pixels scaled to [0, 1], nothing else;
+- small batch (SB) = 256, large batch (LB) = 10% of the training set;
+- SB and LB with the same seed start from the same initial parameters and a fresh optimizer state
+  (the initial point depends only on the seed and the architecture, never on the batch size).
+
+One epoch is one compiled call: the training set lives on the device, the epoch's permutation
+comes from `fold_in(shuffle_key, epoch)`, and `lax.scan` runs the minibatches. The last partial
+batch is dropped: an epoch is floor(N / B) steps of exactly B examples, so every step has one
+shape; the N mod B examples left out differ from epoch to epoch (for SB on 60,000 images, 96 per
+epoch; for LB at 10% of the data, none).
+
+Several seeds train in one compiled program (`vmap` over the seed axis). Seeds that have met the
+stopping rule are frozen (their update is masked), so the others can continue.
+
+Stopping: `stopping="epochs"` trains exactly `epochs` epochs. `stopping="patience"` is our
+reading of the paper's "until the loss ceased to improve": stop once the exact training loss
+(evaluated after each epoch) has not fallen below (1 - min_rel_improvement) times its best value
+for `patience` consecutive epochs, or after `epochs` epochs, whichever comes first; the
+parameters of the last epoch are kept.
+
+History: after each epoch, the exact train and test cross-entropy and accuracy under the
+evaluation batch-norm policy (default "batch" with chunks of 5000, the authors' Keras setting;
+see objective.py), plus the mean minibatch loss and accuracy seen during the epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from keskar_repro.models import MLP, init_variables
+from keskar_repro.objective import BN_POLICIES, DEFAULT_CHUNK_SIZE, scale_pixels, split_metrics
+
+STOPPING_RULES = ("epochs", "patience")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained run (its hash names the run on disk)."""
+
+    dataset: str = "mnist10k"  # name given to keskar_repro.data.load
+    batch_size: int = 256  # examples per Adam step
+    epochs: int = 100  # epochs to train ("epochs") or the cap ("patience")
+    seed: int = 0  # initial point and data order
+    learning_rate: float = 1e-3  # Adam step size (optax default)
+    b1: float = 0.9  # Adam first-moment decay
+    b2: float = 0.999  # Adam second-moment decay
+    adam_eps: float = 1e-8  # Adam denominator epsilon
+    hidden: tuple[int, ...] = (512,) * 5  # hidden widths (F1)
+    bn_momentum: float = 0.99  # decay of BN running averages
+    bn_epsilon: float = 1e-3  # added to BN variances
+    stopping: str = "epochs"  # "epochs" or "patience"
+    patience: int = 5  # epochs without improvement before stopping ("patience")
+    min_rel_improvement: float = 1e-2  # relative drop of the train loss that counts as one
+    eval_bn_policy: str = "batch"  # BN policy of the per-epoch history
+    eval_chunk_size: int = DEFAULT_CHUNK_SIZE  # chunk of the "batch" policy
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        checks = {
+            "batch_size": self.batch_size >= 1,
+            "epochs": self.epochs >= 1,
+            "learning_rate": self.learning_rate > 0 and np.isfinite(self.learning_rate),
+            "hidden": len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
+            "stopping": self.stopping in STOPPING_RULES,
+            "patience": self.patience >= 1,
+            "eval_bn_policy": self.eval_bn_policy in BN_POLICIES,
+            "eval_chunk_size": self.eval_chunk_size >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is invalid")
+
+    def model(self) -> MLP:
+        return MLP(hidden=self.hidden, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
+
+    def optimizer(self) -> optax.GradientTransformation:
+        return optax.adam(self.learning_rate, b1=self.b1, b2=self.b2, eps=self.adam_eps)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        return cls(**{**d, "hidden": tuple(d["hidden"])})
+
+
+class TrainState(NamedTuple):
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+
+class TrainedRun(NamedTuple):
+    """One seed's result: final variables (numpy), per-epoch history, and how training ended."""
+
+    config: TrainConfig
+    params: Any
+    batch_stats: Any
+    history: dict[str, list[float]]
+    epochs_run: int
+    stop_reason: str
+    train_seconds: float
+
+
+def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """(init_key, shuffle_key) of a seed; SB and LB runs with the same seed share init_key."""
+    init_key, shuffle_key = jax.random.split(jax.random.key(seed))
+    return init_key, shuffle_key
+
+
+def init_state(config: TrainConfig) -> TrainState:
+    """Initial parameters from the seed, fresh BN statistics and fresh Adam state."""
+    variables = init_variables(config.model(), seed_keys(config.seed)[0])
+    params = variables["params"]
+    return TrainState(params, variables["batch_stats"], config.optimizer().init(params))
+
+
+def make_epoch_fn(config: TrainConfig, n_train: int) -> Callable:
+    """`epoch(state, x_uint8, y, shuffle_key, epoch) -> (state, (mean_loss, mean_acc))`.
+
+    floor(n_train / batch_size) Adam steps in one `lax.scan`; pure and jit-able.
+    """
+    model, optimizer, batch = config.model(), config.optimizer(), config.batch_size
+    steps = n_train // batch
+    if steps < 1:
+        raise ValueError(
+            f"batch_size={batch} exceeds the {n_train} training examples; use a smaller batch"
+        )
+
+    def loss_and_stats(params, batch_stats, xb, yb):
+        logits, updates = model.apply(
+            {"params": params, "batch_stats": batch_stats},
+            scale_pixels(xb),
+            use_running_average=False,
+            mutable=["batch_stats"],
+        )
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == yb)
+        return loss, (updates["batch_stats"], accuracy)
+
+    grad_fn = jax.value_and_grad(loss_and_stats, has_aux=True)
+
+    def epoch(state: TrainState, x_uint8, y, shuffle_key, epoch_index):
+        def step(state: TrainState, idx):
+            (loss, (batch_stats, accuracy)), grads = grad_fn(
+                state.params, state.batch_stats, x_uint8[idx], y[idx]
+            )
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            return TrainState(params, batch_stats, opt_state), (loss, accuracy)
+
+        perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch_index), n_train)
+        batches = perm[: steps * batch].reshape((steps, batch))
+        state, (losses, accuracies) = jax.lax.scan(step, state, batches)
+        return state, (losses.mean(), accuracies.mean())
+
+    return epoch
+
+
+def make_eval_fn(config: TrainConfig) -> Callable:
+    """`evaluate(params, batch_stats, x, y) -> (loss, accuracy)` under the config's BN policy."""
+    model = config.model()
+
+    def evaluate(params, batch_stats, x_uint8, y):
+        return split_metrics(
+            model,
+            params,
+            batch_stats,
+            x_uint8,
+            y,
+            bn_policy=config.eval_bn_policy,
+            chunk_size=config.eval_chunk_size,
+        )
+
+    return evaluate
+
+
+def _mask_tree(active, new, old):
+    """Per-seed select: `new` where the seed is active, `old` where it has stopped."""
+
+    def pick(n, o):
+        return jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+
+    return jax.tree_util.tree_map(pick, new, old)
+
+
+def _stack(trees):
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def _unstack(tree, i):
+    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[i]), tree)
+
+
+HISTORY_KEYS = (
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "minibatch_loss",
+    "minibatch_accuracy",
+    "seconds",
+)
+
+
+def train_seeds(
+    config: TrainConfig,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    seeds: Sequence[int],
+    *,
+    vmap_seeds: bool = True,
+    progress: bool = True,
+    resume: dict | None = None,
+    on_epoch_end: Callable[[dict], None] | None = None,
+) -> list[TrainedRun]:
+    """Train `config` once per seed (config.seed is replaced) and return one TrainedRun each.
+
+    With `vmap_seeds`, all seeds train in one compiled program; otherwise one after another.
+    `resume` is a checkpoint dict as passed to `on_epoch_end` (keys "state", "epoch",
+    "histories", "active", "stop_reasons", "seconds"), to continue an interrupted job.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one seed")
+    if not vmap_seeds and len(seeds) > 1:
+        runs: list[TrainedRun] = []
+        for seed in seeds:
+            runs += train_seeds(
+                config,
+                x_train,
+                y_train,
+                x_test,
+                y_test,
+                [seed],
+                vmap_seeds=True,
+                progress=progress,
+            )
+        return runs
+
+    configs = [dataclasses.replace(config, seed=s) for s in seeds]
+    n_train = int(x_train.shape[0])
+    x_tr, y_tr = jax.device_put(np.asarray(x_train)), jax.device_put(np.asarray(y_train, np.int32))
+    x_te, y_te = jax.device_put(np.asarray(x_test)), jax.device_put(np.asarray(y_test, np.int32))
+    shuffle_keys = jnp.stack([seed_keys(s)[1] for s in seeds])
+
+    epoch_fn = make_epoch_fn(config, n_train)
+    eval_fn = make_eval_fn(config)
+
+    @jax.jit
+    def run_epoch(state, active, epoch_index):
+        if len(seeds) == 1:  # no batch axis in the matmuls of a lone seed
+            single = jax.tree_util.tree_map(lambda leaf: leaf[0], state)
+            new_single, metrics = epoch_fn(single, x_tr, y_tr, shuffle_keys[0], epoch_index)
+            new_state = jax.tree_util.tree_map(lambda leaf: leaf[None], new_single)
+            mb_loss, mb_acc = (m[None] for m in metrics)
+        else:
+            new_state, (mb_loss, mb_acc) = jax.vmap(epoch_fn, in_axes=(0, None, None, 0, None))(
+                state, x_tr, y_tr, shuffle_keys, epoch_index
+            )
+        state = _mask_tree(active, new_state, state)
+        evaluate = jax.vmap(eval_fn, in_axes=(0, 0, None, None))
+        train_loss, train_acc = evaluate(state.params, state.batch_stats, x_tr, y_tr)
+        test_loss, test_acc = evaluate(state.params, state.batch_stats, x_te, y_te)
+        return state, (train_loss, train_acc, test_loss, test_acc, mb_loss, mb_acc)
+
+    state = _stack([init_state(c) for c in configs])
+    if resume is None:
+        start_epoch, seconds = 0, 0.0
+        histories = [{k: [] for k in HISTORY_KEYS} for _ in seeds]
+        active = np.ones(len(seeds), bool)
+        stop_reasons = [""] * len(seeds)
+    else:
+        state = flax.serialization.from_state_dict(state, resume["state"])
+        state = jax.tree_util.tree_map(jnp.asarray, state)
+        start_epoch, seconds = int(resume["epoch"]), float(resume["seconds"])
+        histories, stop_reasons = resume["histories"], list(resume["stop_reasons"])
+        active = np.asarray(resume["active"], bool)
+
+    label = f"train B={config.batch_size} seeds={seeds}"
+    bar = _progress_bar(config.epochs, start_epoch, label, progress)
+    for epoch in range(start_epoch, config.epochs):
+        if not active.any():
+            break
+        t0 = time.perf_counter()
+        state, metrics = run_epoch(state, jnp.asarray(active), epoch)
+        metrics = [np.asarray(m, np.float64) for m in metrics]
+        seconds += time.perf_counter() - t0
+        for i, history in enumerate(histories):
+            if not active[i]:
+                continue
+            for key, values in zip(HISTORY_KEYS[:-1], metrics, strict=True):
+                history[key].append(float(values[i]))
+            history["seconds"].append(seconds)
+            reason = _stop_reason(history["train_loss"], config)
+            if reason:
+                active[i], stop_reasons[i] = False, reason
+        _check_finite(histories, seeds, config)
+        bar.update(1)
+        bar.set_postfix_str(
+            " ".join(
+                f"{loss:.3g}/{acc:.4f}" for loss, acc in zip(metrics[0], metrics[3], strict=True)
+            )
+            + " (train CE / test acc)"
+        )
+        if on_epoch_end is not None:
+            on_epoch_end(
+                {
+                    "state": jax.tree_util.tree_map(
+                        np.asarray, flax.serialization.to_state_dict(state)
+                    ),
+                    "epoch": epoch + 1,
+                    "histories": histories,
+                    "active": active.tolist(),
+                    "stop_reasons": stop_reasons,
+                    "seconds": seconds,
+                }
+            )
+    bar.close()
+
+    runs = []
+    for i, c in enumerate(configs):
+        reason = stop_reasons[i] or f"reached {config.epochs} epochs"
+        runs.append(
+            TrainedRun(
+                config=c,
+                params=_unstack(state.params, i),
+                batch_stats=_unstack(state.batch_stats, i),
+                history=histories[i],
+                epochs_run=len(histories[i]["train_loss"]),
+                stop_reason=reason,
+                train_seconds=seconds,
+            )
+        )
+    return runs
+
+
+def _stop_reason(train_losses: list[float], config: TrainConfig) -> str:
+    """Non-empty when the patience rule says stop (never under stopping="epochs")."""
+    if config.stopping != "patience" or len(train_losses) <= config.patience:
+        return ""
+    best_before = min(train_losses[: -config.patience])
+    threshold = (1.0 - config.min_rel_improvement) * best_before
+    if min(train_losses[-config.patience :]) >= threshold:
+        return (
+            f"train loss did not fall below {threshold:.3g} for {config.patience} epochs"
+            f" (stopped after epoch {len(train_losses)})"
+        )
+    return ""
+
+
+def _check_finite(histories: list[dict], seeds: list[int], config: TrainConfig) -> None:
+    for seed, history in zip(seeds, histories, strict=True):
+        if history["minibatch_loss"] and not np.isfinite(history["minibatch_loss"][-1]):
+            raise FloatingPointError(
+                f"training loss became {history['minibatch_loss'][-1]} at epoch "
+                f"{len(history['minibatch_loss'])} (seed {seed}, batch {config.batch_size}, "
+                f"lr {config.learning_rate}): lower the learning rate"
+            )
+
+
+def _progress_bar(total: int, initial: int, label: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, initial=initial, desc=label, unit="epoch", disable=not enabled, leave=False
+    )
