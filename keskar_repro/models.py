@@ -8,6 +8,11 @@ every BatchNorm, F1 has
     784*512 + 512 + 4*(512*512 + 512) + 512*10 + 10 + 5*2*512 = 1,462,794
 
 trainable parameters. The network returns logits; the softmax lives in the loss.
+
+The bias of each hidden Dense layer is functionally inert: batch norm subtracts it again, so the
+loss does not depend on it and its exact gradient is zero. The computed gradient is rounding
+noise, which Adam's normalisation turns into steps of about +-lr, so these biases drift without
+changing the network. They are kept so that the parameter count matches the usual F1 ports.
 """
 
 from __future__ import annotations

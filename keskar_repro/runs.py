@@ -1,0 +1,240 @@
+"""Trained runs on disk: one directory per (config, seed), named by a hash of the config.
+
+A run directory holds
+
+    config.json        the TrainConfig (its sha256 names the directory)
+    variables.msgpack  {"params", "batch_stats"} (flax.serialization msgpack)
+    history.json       per-epoch train/test loss and accuracy, minibatch averages, wall time
+    meta.json          dataset provenance, package versions, device, epochs run, stop reason
+
+Writes are atomic: a run is written into a temporary sibling directory and renamed into place
+as the last step, so a killed process never leaves a directory that loads. `get_or_train` loads
+the runs that exist and trains only the missing seeds (together, vmapped); while it trains it
+checkpoints the whole group (parameters, Adam state, history) at most every
+`checkpoint_seconds`, so an interrupted job resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import jax
+
+from keskar_repro.train import TrainConfig, TrainedRun, train_seeds
+
+RUN_FILES = ("config.json", "variables.msgpack", "history.json", "meta.json")
+
+
+def default_runs_dir() -> Path:
+    """`$KESKAR_REPRO_RUNS`, else ./runs (relative to the working directory)."""
+    return Path(os.environ.get("KESKAR_REPRO_RUNS", "runs"))
+
+
+def config_hash(config: TrainConfig) -> str:
+    """First 16 hex digits of the sha256 of the config's canonical JSON."""
+    blob = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_dir(config: TrainConfig, root: str | os.PathLike | None = None) -> Path:
+    """Directory of the run of `config`: <root>/<dataset>-b<batch>-s<seed>-<hash>."""
+    root = Path(root) if root is not None else default_runs_dir()
+    name = f"{config.dataset}-b{config.batch_size}-s{config.seed}-{config_hash(config)}"
+    return root / name
+
+
+def environment() -> dict[str, Any]:
+    """Versions of the packages that shape a result, and the device that computed it."""
+    versions = {}
+    for package in ("keskar-repro", "jax", "jaxlib", "flax", "optax", "numpy", "scipy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    device = jax.devices()[0]
+    return {
+        "versions": versions,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": {
+            "platform": device.platform,
+            "kind": device.device_kind,
+            "count": jax.device_count(),
+        },
+    }
+
+
+def _atomic_dir(final: Path):
+    """A fresh temporary directory beside `final`, to be renamed onto it when complete."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True))
+
+
+def save_run(run: TrainedRun, provenance: dict, root: str | os.PathLike | None = None) -> Path:
+    """Write `run` atomically and return its directory (an existing one is replaced)."""
+    final = run_dir(run.config, root)
+    tmp = _atomic_dir(final)
+    try:
+        _write_json(tmp / "config.json", run.config.to_dict())
+        variables = {"params": run.params, "batch_stats": run.batch_stats}
+        (tmp / "variables.msgpack").write_bytes(flax.serialization.msgpack_serialize(variables))
+        _write_json(tmp / "history.json", run.history)
+        meta = {
+            "epochs_run": run.epochs_run,
+            "stop_reason": run.stop_reason,
+            "train_seconds": run.train_seconds,
+            "dataset": provenance,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **environment(),
+        }
+        _write_json(tmp / "meta.json", meta)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def load_run(path: str | os.PathLike) -> tuple[TrainedRun, dict]:
+    """(run, meta) from a run directory; a clear error if it is incomplete or corrupt."""
+    path = Path(path)
+    missing = [f for f in RUN_FILES if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"run {path} is incomplete (missing {missing}); delete it")
+    try:
+        config = TrainConfig.from_dict(json.loads((path / "config.json").read_text()))
+        raw = (path / "variables.msgpack").read_bytes()
+        variables = flax.serialization.msgpack_restore(raw)
+        history = json.loads((path / "history.json").read_text())
+        meta = json.loads((path / "meta.json").read_text())
+    except (ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"run {path} is corrupt ({err}); delete it to retrain") from err
+    run = TrainedRun(
+        config=config,
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        history=history,
+        epochs_run=int(meta["epochs_run"]),
+        stop_reason=meta["stop_reason"],
+        train_seconds=float(meta["train_seconds"]),
+    )
+    return run, meta
+
+
+def _checkpoint_path(config: TrainConfig, seeds: Sequence[int], root: Path) -> Path:
+    group = dataclasses.replace(config, seed=0)
+    tag = hashlib.sha256(f"{config_hash(group)}:{list(seeds)}".encode()).hexdigest()[:16]
+    return root / "checkpoints" / f"{config.dataset}-b{config.batch_size}-{tag}.msgpack"
+
+
+def _write_atomic_bytes(path: Path, blob: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(blob)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _read_checkpoint(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        ckpt = flax.serialization.msgpack_restore(path.read_bytes())
+        histories = json.loads(ckpt["meta"])
+    except Exception:  # a checkpoint is an optimisation: an unreadable one is ignored
+        return None
+    return {"state": ckpt["state"], **histories}
+
+
+def get_or_train(
+    config: TrainConfig,
+    dataset,
+    seeds: Sequence[int],
+    *,
+    root: str | os.PathLike | None = None,
+    vmap_seeds: bool = True,
+    progress: bool = True,
+    checkpoint_seconds: float = 60.0,
+) -> list[TrainedRun]:
+    """The runs of `config` for each seed: loaded when saved, else trained, saved and returned.
+
+    `dataset` is a keskar_repro.data.Dataset whose name must equal config.dataset. Missing seeds
+    train together (one by one without `vmap_seeds`); each group is checkpointed at most every
+    `checkpoint_seconds` and resumes from its checkpoint after an interruption.
+    """
+    if dataset.name != config.dataset:
+        raise ValueError(
+            f"config.dataset={config.dataset!r} but the dataset given is {dataset.name!r}"
+        )
+    root = Path(root) if root is not None else default_runs_dir()
+    seeds = [int(s) for s in seeds]
+    runs: dict[int, TrainedRun] = {}
+    for seed in seeds:
+        path = run_dir(dataclasses.replace(config, seed=seed), root)
+        if path.is_dir():
+            runs[seed] = load_run(path)[0]
+    missing = [s for s in seeds if s not in runs]
+    groups = [missing] if vmap_seeds else [[s] for s in missing]
+    for group in filter(None, groups):
+        for run in _train_group(config, dataset, group, root, progress, checkpoint_seconds):
+            save_run(run, dataset.provenance, root)
+            runs[run.config.seed] = run
+    return [runs[s] for s in seeds]
+
+
+def _train_group(
+    config: TrainConfig,
+    dataset,
+    seeds: list[int],
+    root: Path,
+    progress: bool,
+    checkpoint_seconds: float,
+) -> list[TrainedRun]:
+    """Train `seeds` together, checkpointing and resuming through one checkpoint file."""
+    ckpt_path = _checkpoint_path(config, seeds, root)
+    last_save = [time.monotonic()]
+
+    def save_checkpoint(ckpt: dict) -> None:
+        done = ckpt["epoch"] == config.epochs or not any(ckpt["active"])
+        if done or time.monotonic() - last_save[0] < checkpoint_seconds:
+            return
+        meta = {k: ckpt[k] for k in ("epoch", "histories", "active", "stop_reasons", "seconds")}
+        blob = {"state": ckpt["state"], "meta": json.dumps(meta)}
+        _write_atomic_bytes(ckpt_path, flax.serialization.msgpack_serialize(blob))
+        last_save[0] = time.monotonic()
+
+    trained = train_seeds(
+        config,
+        dataset.x_train,
+        dataset.y_train,
+        dataset.x_test,
+        dataset.y_test,
+        seeds,
+        progress=progress,
+        resume=_read_checkpoint(ckpt_path),
+        on_epoch_end=save_checkpoint,
+    )
+    ckpt_path.unlink(missing_ok=True)
+    return trained

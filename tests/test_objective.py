@@ -1,0 +1,84 @@
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from keskar_repro.models import MLP, init_variables
+from keskar_repro.objective import make_loss_fn, scale_pixels, split_metrics
+
+MODEL = MLP(hidden=(16, 16))
+
+
+@pytest.fixture(scope="module")
+def setup(request):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(23, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, size=23).astype(np.int32)
+    variables = init_variables(MODEL, jax.random.key(0))
+    # non-trivial running averages, so that "running" differs from batch statistics
+    stats = jax.tree_util.tree_map(lambda a: a + 0.3, variables["batch_stats"])
+    return variables["params"], stats, x, y
+
+
+def reference(params, stats, x, y, train_mode):
+    variables = {"params": params, "batch_stats": stats}
+    if train_mode:
+        logits, _ = MODEL.apply(
+            variables, scale_pixels(x), use_running_average=False, mutable=["batch_stats"]
+        )
+    else:
+        logits = MODEL.apply(variables, scale_pixels(x), use_running_average=True)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    return np.asarray(losses), np.asarray(jnp.argmax(logits, -1) == y)
+
+
+def test_running_policy_does_not_depend_on_chunks(setup):
+    params, stats, x, y = setup
+    losses, correct = reference(params, stats, x, y, train_mode=False)
+    for chunk in (1, 5, 23, 100):
+        loss, acc = split_metrics(MODEL, params, stats, x, y, bn_policy="running", chunk_size=chunk)
+        np.testing.assert_allclose(loss, losses.mean(), rtol=1e-5)
+        np.testing.assert_allclose(acc, correct.mean())
+
+
+def test_full_policy_uses_statistics_of_the_whole_split(setup):
+    params, stats, x, y = setup
+    losses, _ = reference(params, stats, x, y, train_mode=True)
+    loss, _ = split_metrics(MODEL, params, stats, x, y, bn_policy="full", chunk_size=5)
+    np.testing.assert_allclose(loss, losses.mean(), rtol=1e-5)
+
+
+def test_batch_policy_normalises_each_fixed_chunk_and_the_remainder(setup):
+    params, stats, x, y = setup
+    chunk = 10  # chunks [0:10], [10:20] and the remainder [20:23]
+    pieces = [
+        reference(params, stats, x[a:b], y[a:b], True)[0] for a, b in ((0, 10), (10, 20), (20, 23))
+    ]
+    expected = np.concatenate(pieces).mean()
+    loss, _ = split_metrics(MODEL, params, stats, x, y, bn_policy="batch", chunk_size=chunk)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    running, _ = split_metrics(MODEL, params, stats, x, y, bn_policy="running")
+    assert abs(float(running) - float(loss)) > 1e-3  # the policies really differ
+
+
+def test_loss_fn_gradient_matches_finite_differences(setup):
+    params, stats, x, y = setup
+    loss_fn = make_loss_fn(MODEL, stats, x, y, bn_policy="batch", chunk_size=10)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    grad = jax.flatten_util.ravel_pytree(jax.grad(loss_fn)(params))[0]
+    direction = jax.random.normal(jax.random.key(1), flat.shape)
+    direction = direction / jnp.linalg.norm(direction)
+    h = 1e-2
+    numeric = (loss_fn(unravel(flat + h * direction)) - loss_fn(unravel(flat - h * direction))) / (
+        2 * h
+    )
+    analytic = jnp.vdot(grad, direction)
+    np.testing.assert_allclose(numeric, analytic, rtol=2e-2)
+
+
+def test_unknown_policy_is_rejected(setup):
+    params, stats, x, y = setup
+    with pytest.raises(ValueError, match="bn_policy"):
+        make_loss_fn(MODEL, stats, x, y, bn_policy="eval")
