@@ -24,7 +24,7 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,31 @@ def load_run(path: str | os.PathLike) -> tuple[TrainedRun, dict]:
         train_seconds=float(meta["train_seconds"]),
     )
     return run, meta
+
+
+def cached_measurement(
+    path: str | os.PathLike, kind: str, spec: dict, compute: Callable[[], dict]
+) -> dict:
+    """A measurement of the run at `path`, computed once and kept beside it.
+
+    Stored as <path>/measurements/<kind>-<sha256(spec)[:16]>.json holding {"spec", "result"};
+    `compute()` returns the JSON-ready result. The file is written atomically, so an interrupted
+    sweep of measurements resumes where it stopped.
+    """
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    target = (
+        Path(path)
+        / "measurements"
+        / f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
+    )
+    if target.is_file():
+        try:
+            return json.loads(target.read_text())["result"]
+        except (ValueError, KeyError):
+            target.unlink()  # unreadable: recompute
+    result = compute()
+    _write_atomic_bytes(target, json.dumps({"spec": spec, "result": result}, indent=1).encode())
+    return result
 
 
 def _checkpoint_path(config: TrainConfig, seeds: Sequence[int], root: Path) -> Path:

@@ -1,0 +1,535 @@
+"""Keskar et al. 2017 for the MNIST network F1: Tables 2, 3, 4 and Figures 3 and 7.
+
+    python experiments/fig_sharpness.py                       # paper preset, full MNIST if present
+    python experiments/fig_sharpness.py --dataset mnist10k    # offline, the shipped 10k images
+    python experiments/fig_sharpness.py --preset quick        # < 3 min on a 2-core CPU
+    python experiments/fig_sharpness.py --replot --dataset mnist10k   # redraw from the JSON only
+
+Trains (or reuses) SB and LB runs of F1 from the same initial points, measures their accuracy
+(Table 2), their sharpness in the full space (Table 3) and in a random 100-d subspace (Table 4)
+with Metric 2.1, evaluates the linear (Figure 3) and curvilinear (Figure 7) paths between one
+SB/LB pair, prints the tables beside the paper's numbers and writes, into --out:
+
+    fig_sharpness_<dataset>_<preset>.json        every number, config, provenance, versions
+    fig3_linear_<dataset>_<preset>.{png,pdf}     Figure 3
+    fig7_curvilinear_<dataset>_<preset>.{png,pdf}
+    sharpness_<dataset>_<preset>.{png,pdf}       SB vs LB sharpness, mean +- std over seeds
+
+Runs are saved under --runs-dir and every measurement beside its run, so a second invocation
+(or one after an interruption) recomputes nothing that is already there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+from keskar_repro import paper, plots  # noqa: E402  (no JAX import: --replot stays light)
+
+PRESETS = {
+    # 5 seeds, the paper's batch sizes, 100 epochs (the paper's figures; see paper_notes.md for
+    # why not its "until the loss ceased to improve"), both epsilons, full space and p = 100.
+    "paper": {
+        "seeds": 5,
+        "epochs": 100,
+        "epsilons": [1e-3, 5e-4],
+        "subspace_dim": 100,
+        "subspace_scaling": ["unit", "gaussian"],
+        "alphas": 25,
+    },
+    # Small enough for < 3 minutes on mnist10k on a 2-core CPU, large enough that LB is sharper.
+    "quick": {
+        "seeds": 2,
+        "epochs": 15,
+        "epsilons": [1e-3],
+        "subspace_dim": 100,
+        "subspace_scaling": ["gaussian"],
+        "alphas": 13,
+    },
+}
+PAPER_SB, PAPER_LB_FRACTION = 256, 0.10
+PAPER_RATIO = 60000 * PAPER_LB_FRACTION / PAPER_SB  # LB / SB = 23.4 in the paper
+SUBSPACE_KEY = 20170101  # the random A of seed s is random_subspace(fold_in(key(this), s), ...)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Defaults come from --preset; any option given overrides it.",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=["mnist", "mnist10k", "fashion_mnist"],
+        default=None,
+        help="default: full MNIST when present locally or downloadable, else mnist10k",
+    )
+    p.add_argument("--data-dir", default=None, help="folder with the four IDX files")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    p.add_argument("--seeds", type=int, help="number of seeds (0, 1, ..., n-1)")
+    p.add_argument("--epochs", type=int, help="training epochs of every run")
+    p.add_argument(
+        "--sb-batch", type=int, help="SB batch; default 256 scaled so LB/SB is the paper's 23.4"
+    )
+    p.add_argument("--lb-batch", type=int, help="LB batch; default 10%% of the training set")
+    p.add_argument(
+        "--epsilons",
+        type=lambda s: [float(e) for e in s.split(",")],
+        help="comma-separated box sizes, e.g. 1e-3,5e-4",
+    )
+    p.add_argument("--subspace-dim", type=int, help="p of the random subspace; 0 skips Table 4")
+    p.add_argument(
+        "--bn-policy",
+        choices=["batch", "full", "running"],
+        default="batch",
+        help="batch-norm statistics for sharpness, accuracy and paths (default: "
+        "batch statistics of chunks of 5000, as the authors' Keras code)",
+    )
+    p.add_argument(
+        "--subspace-scaling",
+        type=lambda s: s.split(","),
+        help="column scaling(s) of the random A, comma-separated: unit (unit-norm Gaussian "
+        "columns) and/or gaussian (i.i.d. N(0,1) entries)",
+    )
+    p.add_argument(
+        "--sharpness-scaling",
+        choices=["normalized", "literal"],
+        default="normalized",
+        help="L-BFGS-B in box-normalised coordinates (default) or the paper-literal formulation",
+    )
+    p.add_argument("--alphas", type=int, help="points on each path over [-1, 2]")
+    p.add_argument("--out", default=str(REPO / "figures"), help="results and figures folder")
+    p.add_argument(
+        "--runs-dir", default=None, help="saved runs (default $KESKAR_REPRO_RUNS or ./runs)"
+    )
+    p.add_argument("--log-loss", action="store_true", help="log scale for the path losses")
+    p.add_argument("--replot", action="store_true", help="redraw figures from the JSON only")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    for name, value in PRESETS[args.preset].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    problems = {
+        "--seeds": args.seeds >= 1,
+        "--epochs": args.epochs >= 1,
+        "--epsilons": bool(args.epsilons) and all(e > 0 for e in args.epsilons),
+        "--subspace-dim": args.subspace_dim >= 0,
+        "--alphas": args.alphas >= 2,
+        "--subspace-scaling": set(args.subspace_scaling) <= {"unit", "gaussian"},
+        "--sb-batch": args.sb_batch is None or args.sb_batch >= 1,
+        "--lb-batch": args.lb_batch is None or args.lb_batch >= 1,
+    }
+    for flag, ok in problems.items():
+        if not ok:
+            p.error(f"{flag}={getattr(args, flag[2:].replace('-', '_'))} is impossible")
+    return args
+
+
+def results_path(args: argparse.Namespace) -> Path:
+    return Path(args.out) / f"fig_sharpness_{args.dataset}_{args.preset}.json"
+
+
+def load_dataset(args: argparse.Namespace):
+    """The requested dataset, or the default: full MNIST if obtainable, else mnist10k."""
+    from keskar_repro import data
+
+    if args.dataset is not None:
+        return data.load(args.dataset, data_dir=args.data_dir)
+    try:
+        dataset = data.load("mnist", data_dir=args.data_dir)
+    except data.DataUnavailableError as err:
+        print(
+            f"notice: full MNIST is not available ({str(err).splitlines()[0]}); "
+            "using the shipped mnist10k (8,000 train / 2,000 test).",
+            file=sys.stderr,
+        )
+        dataset = data.load("mnist10k")
+    args.dataset = dataset.name
+    return dataset
+
+
+def batch_sizes(args: argparse.Namespace, n_train: int) -> tuple[int, int, str]:
+    """(SB, LB, explanation): LB = 10% of the data, SB = LB / 23.4 (256 on 60,000 images)."""
+    lb = args.lb_batch or round(PAPER_LB_FRACTION * n_train)
+    sb = args.sb_batch or max(1, round(lb / PAPER_RATIO))
+    note = f"SB batch {sb}, LB batch {lb} (LB/SB = {lb / sb:.1f}; the paper: 256 and 6000, 23.4)"
+    if args.sb_batch is None and sb != PAPER_SB:
+        note += (
+            f"; SB scaled from 256 to {sb} to keep the paper's LB/SB ratio on "
+            f"{n_train} training images"
+        )
+    for name, b in (("--sb-batch", sb), ("--lb-batch", lb)):
+        if b > n_train:
+            raise ValueError(f"{name}={b} exceeds the {n_train} training images")
+    return sb, lb, note
+
+
+def measure(args: argparse.Namespace, dataset, sb: int, lb: int) -> dict:
+    """Train or load the runs, then every measurement; returns the results dictionary."""
+    import jax
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from keskar_repro.interpolation import evaluate_path
+    from keskar_repro.objective import make_loss_fn, split_metrics
+    from keskar_repro.runs import cached_measurement, environment, get_or_train, run_dir
+    from keskar_repro.sharpness import sharpness
+    from keskar_repro.train import TrainConfig
+
+    seeds = list(range(args.seeds))
+    configs = {
+        "SB": TrainConfig(dataset=dataset.name, batch_size=sb, epochs=args.epochs),
+        "LB": TrainConfig(dataset=dataset.name, batch_size=lb, epochs=args.epochs),
+    }
+    runs = {
+        regime: get_or_train(cfg, dataset, seeds, root=args.runs_dir, progress=not args.no_progress)
+        for regime, cfg in configs.items()
+    }
+    splits = {"train": (dataset.x_train, dataset.y_train), "test": (dataset.x_test, dataset.y_test)}
+    spaces = [("full", None, None)]
+    if args.subspace_dim:
+        spaces += [(f"subspace-{a}", args.subspace_dim, a) for a in args.subspace_scaling]
+    jobs = [
+        (regime, i, eps, space, p, a_scaling)
+        for regime in runs
+        for i in range(len(seeds))
+        for space, p, a_scaling in spaces
+        for eps in args.epsilons
+    ]
+
+    run_records, sharpness_records = [], []
+    bar = tqdm(total=len(jobs), desc="sharpness", unit="max", disable=args.no_progress)
+    for regime, regime_runs in runs.items():
+        for run in regime_runs:
+            path = run_dir(run.config, args.runs_dir)
+            model = run.config.model()
+            variables = {"params": run.params, "batch_stats": run.batch_stats}
+
+            def final_metrics(run=run, model=model):
+                out = {}
+                for name, (x, y) in splits.items():
+                    loss, acc = split_metrics(
+                        model, run.params, run.batch_stats, x, y, bn_policy=args.bn_policy
+                    )
+                    out[f"{name}_loss"], out[f"{name}_accuracy"] = float(loss), float(acc)
+                return out
+
+            metrics = cached_measurement(
+                path, "metrics", {"bn_policy": args.bn_policy}, final_metrics
+            )
+            run_records.append(
+                {
+                    "regime": regime,
+                    "seed": run.config.seed,
+                    "run_dir": str(path),
+                    "config": run.config.to_dict(),
+                    "epochs_run": run.epochs_run,
+                    "stop_reason": run.stop_reason,
+                    "train_seconds": run.train_seconds,
+                    "bn_policy": args.bn_policy,
+                    **metrics,
+                    "history": run.history,
+                }
+            )
+            loss_fn = None
+            for job_regime, i, eps, space, p, a_scaling in jobs:
+                if job_regime != regime or seeds[i] != run.config.seed:
+                    continue
+                spec = {
+                    "epsilon": eps,
+                    "space": space,
+                    "subspace_dim": p,
+                    "maxiter": 10,
+                    "bn_policy": args.bn_policy,
+                    "scaling": args.sharpness_scaling,
+                    "subspace_key": SUBSPACE_KEY if p else None,
+                    "method": "lbfgsb",
+                    "subspace_scaling": a_scaling,
+                }
+
+                def compute(
+                    eps=eps,
+                    p=p,
+                    a_scaling=a_scaling,
+                    seed=run.config.seed,
+                    variables=variables,
+                    model=model,
+                    run=run,
+                ):
+                    nonlocal loss_fn
+                    if loss_fn is None:
+                        loss_fn = make_loss_fn(
+                            model, run.batch_stats, *splits["train"], bn_policy=args.bn_policy
+                        )
+                    key = jax.random.fold_in(jax.random.key(SUBSPACE_KEY), seed) if p else None
+                    result = sharpness(
+                        loss_fn,
+                        variables["params"],
+                        eps,
+                        subspace_dim=p,
+                        key=key,
+                        scaling=args.sharpness_scaling,
+                        subspace_scaling=a_scaling or "unit",
+                    )
+                    return result.to_dict()
+
+                result = cached_measurement(path, "sharpness", spec, compute)
+                sharpness_records.append(
+                    {"regime": regime, "seed": run.config.seed, "space": space, **result}
+                )
+                bar.update(1)
+                bar.set_postfix_str(
+                    f"{regime} seed {run.config.seed} {space} eps={eps:g}: {result['value']:.3g}"
+                )
+    bar.close()
+
+    alphas = np.linspace(-1.0, 2.0, args.alphas)
+    sb_run, lb_run = runs["SB"][0], runs["LB"][0]
+    endpoints = [{"params": r.params, "batch_stats": r.batch_stats} for r in (sb_run, lb_run)]
+    paths = {}
+    for kind in ("linear", "curvilinear"):
+        spec = {
+            "kind": kind,
+            "alphas": alphas.tolist(),
+            "bn_policy": args.bn_policy,
+            "lb_run": run_dir(lb_run.config, args.runs_dir).name,
+        }
+
+        def compute_path(kind=kind):
+            out = evaluate_path(
+                sb_run.config.model(),
+                *endpoints,
+                alphas,
+                splits,
+                kind=kind,
+                bn_policy=args.bn_policy,
+            )
+            return {k: v.tolist() for k, v in out.items()}
+
+        if not args.no_progress:
+            print(f"evaluating the {kind} path at {len(alphas)} points", file=sys.stderr)
+        paths[kind] = {
+            "kind": kind,
+            "bn_policy": args.bn_policy,
+            "pair_seed": seeds[0],
+            **cached_measurement(run_dir(sb_run.config, args.runs_dir), "path", spec, compute_path),
+        }
+    return {
+        "runs": run_records,
+        "sharpness": sharpness_records,
+        "paths": paths,
+        "environment": environment(),
+    }
+
+
+def summarize(results: dict) -> dict:
+    """Mean +- std over seeds of every table entry, the SB - LB test-accuracy gap, per-seed
+    sharpness ratios."""
+    runs, rows = results["runs"], {}
+    for quantity in ("train_accuracy", "test_accuracy", "train_loss", "test_loss"):
+        rows[quantity] = {
+            regime: paper.mean_std(
+                [
+                    r[quantity] * (100 if "accuracy" in quantity else 1)
+                    for r in runs
+                    if r["regime"] == regime
+                ]
+            )
+            for regime in ("SB", "LB")
+        }
+    sb_test = {r["seed"]: 100 * r["test_accuracy"] for r in runs if r["regime"] == "SB"}
+    lb_test = {r["seed"]: 100 * r["test_accuracy"] for r in runs if r["regime"] == "LB"}
+    n = len(sb_test)
+    (m_sb, s_sb), (m_lb, s_lb) = rows["test_accuracy"]["SB"], rows["test_accuracy"]["LB"]
+    standard_error = (s_sb**2 / n + s_lb**2 / n) ** 0.5
+    paired = paper.mean_std([sb_test[s] - lb_test[s] for s in sb_test])
+    gap = {
+        "sb_minus_lb": m_sb - m_lb,
+        "standard_error": standard_error,
+        "paired_mean_std": paired,
+        "exceeds_spread": bool(n > 1 and abs(m_sb - m_lb) > 2 * standard_error),
+        "rule": "|mean SB - mean LB| > 2 * sqrt(std_SB^2/n + std_LB^2/n) (std over n seeds)",
+    }
+    sharp_rows, lb_sharper = [], {}
+    groups = sorted({(r["space"], r["epsilon"]) for r in results["sharpness"]})
+    for space, eps in groups:
+        per_seed = {}
+        for regime in ("SB", "LB"):
+            vals = {
+                r["seed"]: r["value"]
+                for r in results["sharpness"]
+                if r["regime"] == regime and r["space"] == space and r["epsilon"] == eps
+            }
+            per_seed[regime] = vals
+            mean, std = paper.mean_std(list(vals.values()))
+            sharp_rows.append(
+                {
+                    "regime": regime,
+                    "space": space,
+                    "epsilon": eps,
+                    "mean": mean,
+                    "std": std,
+                    "n": len(vals),
+                }
+            )
+        lb_sharper[f"{space}/{eps}"] = {
+            str(s): per_seed["LB"][s] > per_seed["SB"][s] for s in per_seed["SB"]
+        }
+    return {
+        "accuracy": rows,
+        "test_accuracy_gap": gap,
+        "sharpness": sharp_rows,
+        "lb_sharper_per_seed": lb_sharper,
+    }
+
+
+def tables_text(results: dict) -> str:
+    s = results["summary"]
+    acc = s["accuracy"]
+    text = [
+        paper.comparison_table(
+            [
+                {
+                    "quantity": "train accuracy (%)",
+                    "key": "train_accuracy",
+                    **acc["train_accuracy"],
+                },
+                {"quantity": "test accuracy (%)", "key": "test_accuracy", **acc["test_accuracy"]},
+                {"quantity": "train cross-entropy", "key": None, **acc["train_loss"]},
+                {"quantity": "test cross-entropy", "key": None, **acc["test_loss"]},
+            ],
+            title=f"Table 2 (accuracy, BN policy {results['config']['bn_policy']})",
+        )
+    ]
+    gap = s["test_accuracy_gap"]
+    text.append(
+        f"SB - LB test accuracy: {gap['sb_minus_lb']:+.2f} points (standard error "
+        f"{gap['standard_error']:.2f}; paired by seed {gap['paired_mean_std'][0]:+.2f} +- "
+        f"{gap['paired_mean_std'][1]:.2f}); exceeds the seed-to-seed spread: "
+        f"{'yes' if gap['exceeds_spread'] else 'no'}  (paper: +0.22)"
+    )
+    spaces = sorted({r["space"] for r in s["sharpness"]}, key=lambda sp: (sp != "full", sp))
+    for space in spaces:
+        table = "Table 3" if space == "full" else "Table 4"
+        rows = []
+        for eps in sorted(
+            {r["epsilon"] for r in s["sharpness"] if r["space"] == space}, reverse=True
+        ):
+            pair = {
+                r["regime"]: (r["mean"], r["std"])
+                for r in s["sharpness"]
+                if r["space"] == space and r["epsilon"] == eps
+            }
+            rows.append(
+                {
+                    "quantity": f"eps = {eps:g}",
+                    "key": paper.sharpness_key(space.split("-")[0], eps),
+                    **pair,
+                }
+            )
+        if rows:
+            label = (
+                "full space"
+                if space == "full"
+                else f"random {results['config']['subspace_dim']}-d subspace, "
+                f"A with {space.split('-')[1]} columns"
+            )
+            text.append(paper.comparison_table(rows, title=f"{table} (sharpness, {label})"))
+    verdicts = [
+        f"{k}: {sum(v.values())}/{len(v)} seeds" for k, v in s["lb_sharper_per_seed"].items()
+    ]
+    text.append("LB sharper than SB: " + "; ".join(verdicts))
+    return "\n\n".join(text)
+
+
+def draw(results: dict, out: Path, tag: str, log_loss: bool) -> list[str]:
+    title = f"F1 on {results['dataset']['name']}"
+    files = []
+    for kind, fig_no in (("linear", 3), ("curvilinear", 7)):
+        fig = plots.parametric_plot(
+            results["paths"][kind],
+            log_loss=log_loss,
+            title=f"Figure {fig_no} ({kind} path), {title}",
+        )
+        files += plots.save_figure(fig, str(out / f"fig{fig_no}_{kind}_{tag}"))
+    fig = plots.sharpness_chart(
+        results["summary"]["sharpness"], title=f"Sharpness of SB and LB minimizers, {title}"
+    )
+    files += plots.save_figure(fig, str(out / f"sharpness_{tag}"))
+    return files
+
+
+def write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.replot:
+        if args.dataset is None:
+            raise ValueError("--replot needs --dataset (and the --preset) of the results to draw")
+        path = results_path(args)
+        if not path.is_file():
+            raise FileNotFoundError(f"no results at {path}; run without --replot first")
+        results = json.loads(path.read_text())
+        print(tables_text(results))
+        for f in draw(results, path.parent, f"{args.dataset}_{args.preset}", args.log_loss):
+            print(f"wrote {f}")
+        return 0
+
+    t0 = time.time()
+    dataset = load_dataset(args)
+    sb, lb, note = batch_sizes(args, dataset.n_train)
+    print(
+        f"{dataset.name}: {dataset.n_train} train / {dataset.n_test} test; preset "
+        f"{args.preset}; {args.seeds} seeds x {args.epochs} epochs; {note}",
+        file=sys.stderr,
+    )
+    results = {
+        "command": "python experiments/fig_sharpness.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "config": {k: v for k, v in vars(args).items() if k not in ("replot", "no_progress")}
+        | {
+            "sb_batch": sb,
+            "lb_batch": lb,
+            "batch_note": note,
+            "subspace_key": SUBSPACE_KEY,
+            "sharpness_maxiter": 10,
+            "alpha_range": [-1.0, 2.0],
+        },
+        "dataset": dataset.provenance,
+        "paper_f1": {k: {r: list(v) for r, v in d.items()} for k, d in paper.PAPER_F1.items()},
+    }
+    results.update(measure(args, dataset, sb, lb))
+    results["summary"] = summarize(results)
+    results["wall_seconds"] = time.time() - t0
+    out = Path(args.out)
+    path = results_path(args)
+    write_json(path, results)
+    print(tables_text(results))
+    print(f"wrote {path}")
+    for f in draw(results, out, f"{args.dataset}_{args.preset}", args.log_loss):
+        print(f"wrote {f}")
+    print(f"wall time {results['wall_seconds']:.0f} s")
+    return 0
+
+
+def cli() -> None:
+    try:
+        sys.exit(main())
+    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    cli()

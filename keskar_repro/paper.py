@@ -1,0 +1,68 @@
+"""The paper's F1 numbers (Keskar et al. 2017, Tables 2-4 and 7), and our side-by-side tables."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+# (mean, std) over 5 runs, as printed in the paper; accuracies in %, sharpness in %.
+PAPER_F1: dict[str, dict[str, tuple[float, float]]] = {
+    "train_accuracy": {"SB": (99.66, 0.05), "LB": (99.92, 0.01)},
+    "test_accuracy": {"SB": (98.03, 0.07), "LB": (97.81, 0.07)},
+    "sharpness/full/0.001": {"SB": (1.23, 0.83), "LB": (205.14, 69.52)},
+    "sharpness/full/0.0005": {"SB": (0.61, 0.27), "LB": (42.90, 17.14)},
+    "sharpness/subspace/0.001": {"SB": (0.11, 0.00), "LB": (9.22, 0.56)},
+    "sharpness/subspace/0.0005": {"SB": (0.05, 0.00), "LB": (9.17, 0.14)},
+}
+PAPER_TABLE_OF = {
+    "train_accuracy": "Table 2",
+    "test_accuracy": "Table 2",
+    "sharpness/full": "Table 3",
+    "sharpness/subspace": "Table 4",
+}
+
+
+def sharpness_key(space: str, epsilon: float) -> str:
+    """Key of PAPER_F1 for a sharpness entry, e.g. "sharpness/full/0.001"."""
+    return f"sharpness/{space}/{float(epsilon)}"
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof = 1; 0 for a single value)."""
+    values = [float(v) for v in values]
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _pm(mean_std_pair: tuple[float, float] | None, digits: int) -> str:
+    if mean_std_pair is None:
+        return "-"
+    mean, std = mean_std_pair
+    return f"{mean:.{digits}f} +- {std:.{digits}f}"
+
+
+def comparison_table(rows: Iterable[dict], *, title: str, digits: int = 2) -> str:
+    """A plain-text table: quantity, ours SB, ours LB, paper SB, paper LB.
+
+    Each row: {"quantity", "key" (of PAPER_F1 or None), "SB": (mean, std), "LB": (mean, std)}.
+    """
+    header = ("quantity", "ours SB", "ours LB", "paper SB", "paper LB")
+    lines = []
+    for row in rows:
+        paper = PAPER_F1.get(row.get("key") or "", {})
+        lines.append(
+            (
+                row["quantity"],
+                _pm(row.get("SB"), digits),
+                _pm(row.get("LB"), digits),
+                _pm(paper.get("SB"), 2),
+                _pm(paper.get("LB"), 2),
+            )
+        )
+    widths = [max(len(str(r[i])) for r in [header, *lines]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [title, fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*line) for line in lines]
+    return "\n".join(out)
