@@ -104,6 +104,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="normalized",
         help="L-BFGS-B in box-normalised coordinates (default) or the paper-literal formulation",
     )
+    p.add_argument(
+        "--hidden",
+        type=lambda s: tuple(int(w) for w in s.split(",")),
+        default=(512,) * 5,
+        help="hidden widths, comma-separated (default F1: 512,512,512,512,512)",
+    )
     p.add_argument("--alphas", type=int, help="points on each path over [-1, 2]")
     p.add_argument("--out", default=str(REPO / "figures"), help="results and figures folder")
     p.add_argument(
@@ -122,6 +128,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--epsilons": bool(args.epsilons) and all(e > 0 for e in args.epsilons),
         "--subspace-dim": args.subspace_dim >= 0,
         "--alphas": args.alphas >= 2,
+        "--hidden": len(args.hidden) >= 1 and min(args.hidden) >= 1,
         "--subspace-scaling": set(args.subspace_scaling) <= {"unit", "gaussian"},
         "--sb-batch": args.sb_batch is None or args.sb_batch >= 1,
         "--lb-batch": args.lb_batch is None or args.lb_batch >= 1,
@@ -185,8 +192,10 @@ def measure(args: argparse.Namespace, dataset, sb: int, lb: int) -> dict:
 
     seeds = list(range(args.seeds))
     configs = {
-        "SB": TrainConfig(dataset=dataset.name, batch_size=sb, epochs=args.epochs),
-        "LB": TrainConfig(dataset=dataset.name, batch_size=lb, epochs=args.epochs),
+        regime: TrainConfig(
+            dataset=dataset.name, batch_size=batch, epochs=args.epochs, hidden=args.hidden
+        )
+        for regime, batch in (("SB", sb), ("LB", lb))
     }
     runs = {
         regime: get_or_train(cfg, dataset, seeds, root=args.runs_dir, progress=not args.no_progress)
