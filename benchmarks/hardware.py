@@ -1,0 +1,33 @@
+"""The hardware limit that benchmarks are measured against: jitted float32 matmul throughput."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+
+def time_call(fn, *args, repeats: int = 5) -> list[float]:
+    """Wall seconds of `repeats` calls of `fn(*args)` (after one warm-up), each synchronised."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def matmul_flops_per_second(n: int = 2048, repeats: int = 7) -> float:
+    """Median float32 FLOP/s of a jitted n x n @ n x n product (2 n^3 FLOPs)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    return 2 * n**3 / statistics.median(time_call(matmul, a, b, repeats=repeats))
+
+
+def device_description() -> str:
+    device = jax.devices()[0]
+    return f"{device.platform}:{device.device_kind} x{jax.device_count()}"
