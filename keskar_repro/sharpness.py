@@ -1,0 +1,901 @@
+"""Sharpness of a minimizer (Keskar et al. 2017, Metric 2.1): box, random subspace, solvers.
+
+Given parameters x in R^n, eps > 0 and A in R^{n x p} (A = I, p = n, for the full space), the box is
+
+    C_eps = { y in R^p : |y_i| <= eps * (|(A^+ x)_i| + 1) }                   (A^+ x = x for A = I)
+
+and the sharpness, in percent, is
+
+    phi(eps, A) = 100 * ( max_{y in C_eps} f(x + A y) - f(x) ) / (1 + f(x)).
+
+As in the paper the maximisation is inexact: `maxiter` (10) iterations of SciPy's L-BFGS-B on
+(-f, -grad f), started at y = 0. This module owns that computation and nothing else: it imports
+nothing from keskar_repro, so other research code can use it on any JAX-differentiable
+`loss_fn(params) -> scalar` of any pytree of floating-point arrays.
+
+Choices the paper leaves open, and what this module does about them (each is recorded in the
+returned `SharpnessResult`):
+
+- Stopping. SciPy's default tolerances (ftol, gtol) stop L-BFGS-B at iteration 0 when the
+  gradient at x is tiny -- exactly the case of a converged minimizer -- and would return phi = 0.
+  Here ftol = gtol = 0 (the smallest values SciPy's L-BFGS-B accepts) and maxfun is unlimited,
+  so the search ends before `maxiter` only at a point whose projected gradient is exactly zero
+  (e.g. a box corner that is a KKT point: "NORM OF PROJECTED GRADIENT <= PGTOL"), when an
+  accepted step does not decrease -f at all ("RELATIVE REDUCTION OF F <= FACTR*EPSMCH"; seen
+  when the float32 loss is flat at its own resolution, e.g. a 1e-5 relative change of a loss
+  of 2.3 in a 100-d subspace), or on a failed line search. `message` is the solver's own.
+- Scale. L-BFGS-B starts from an identity Hessian, so its first steps have the size of the
+  gradient: with a loss of 1e-5 and a box of width 1e-3 the search barely leaves x in 10
+  iterations (measured on a linear function of 220 parameters, eps = 1e-3: ~49% of the exact
+  maximum at loss scale 1e-6, the exact maximum at scale 1). `scaling="normalized"` (default)
+  solves the same problem in box coordinates u = y / h in [-1, 1]^p (h = the box's half-widths)
+  with the objective divided by s = mean_i |(h * A^T grad f(x))_i|, the first-order gain of a
+  typical coordinate, so that a unit step moves a typical coordinate across its half-width.
+  The iterates then do not depend on the scale of f or on eps, and "10 iterations" means the
+  same for every minimizer (measured: >= 99% of the exact maximum for the linear and convex
+  quadratic functions of tests/test_sharpness.py at loss scales 1e-6 to 1e3, 97-100% in a wider
+  synthetic sweep with heavy-tailed gradients; normalising by the largest coordinate instead
+  reached only 60-88%). `scaling="literal"` is the paper's formulation:
+  L-BFGS-B on y with bounds +-h and objective -f, unscaled.
+- Subspace. The paper does not say how A is drawn; see `random_subspace` (`scaling="unit"`
+  by default, i.e. unit-norm columns).
+- Reported maximum. L-BFGS-B's final iterate is not always the best point it evaluated; the
+  result reports the best evaluated point, so `f_max` is the loss at the returned perturbation.
+
+`method="pga"` is an independent cross-check on the same box: projected sign-gradient ascent in
+box coordinates, run entirely on the device in one jit-compiled `lax.fori_loop`.
+
+Cost. Each evaluation is one compiled value_and_grad (compiled once per loss_fn and shapes), one
+host->device copy of the solver's point in the loss dtype and one device->host copy of the
+gradient, upcast to float64 for SciPy. SciPy's public L-BFGS-B entry points (`minimize` with a
+list of tuples or with `Bounds` of arrays, `fmin_l_bfgs_b`) all convert the bounds with a Python
+loop over every variable: measured ~4-6 s per call at n = 1.46 M (SciPy 1.17.1, 2 busy cores),
+whatever form the bounds take. `driver="setulb"` runs the same compiled L-BFGS-B step directly
+with vectorised bound setup (bit-identical iterates) and removes that cost; the L-BFGS-B
+arithmetic itself remains (~1.2 s per 10 iterations at n = 1.46 M on one BLAS thread, ~2.4 s
+with OpenBLAS threads on 2 busy cores). benchmarks/sharpness_overhead.py measures all of this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy
+import scipy.linalg
+import scipy.optimize
+from jax.flatten_util import ravel_pytree
+
+__all__ = [
+    "METHODS",
+    "SCALINGS",
+    "SUBSPACE_SCALINGS",
+    "LBFGSB_DRIVERS",
+    "SharpnessResult",
+    "SharpnessProblem",
+    "MethodComparison",
+    "sharpness",
+    "sharpness_problem",
+    "compare_methods",
+    "random_subspace",
+    "box_bounds",
+    "pinv_coefficients",
+    "clear_compiled_cache",
+]
+
+METHODS: tuple[str, ...] = ("lbfgsb", "pga")
+SCALINGS: tuple[str, ...] = ("normalized", "literal")
+SUBSPACE_SCALINGS: tuple[str, ...] = ("unit", "gaussian")
+LBFGSB_DRIVERS: tuple[str, ...] = ("public", "setulb")
+
+LBFGSB_MAXCOR = 10  # SciPy's default number of stored corrections (m)
+LBFGSB_MAXLS = 20  # SciPy's default maximum number of line-search steps per iteration
+_UNLIMITED = int(np.iinfo(np.int32).max)
+_HIGHEST = jax.lax.Precision.HIGHEST  # no TF32/bf16 shortcuts in the n x p products on GPUs
+_AT_BOUND_TOL = 1e-9  # |u_i| >= 1 - tol counts as "at the bound" in `frac_at_bound`
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks (every one raises a ValueError that names the argument)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {choices}")
+
+
+def _check_epsilon(epsilon: Any) -> float:
+    try:
+        eps = float(epsilon)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"epsilon must be a positive finite number, got {epsilon!r}") from err
+    if not (math.isfinite(eps) and eps > 0.0):
+        raise ValueError(f"epsilon must be a positive finite number, got {epsilon!r}")
+    return eps
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _leaf_dtype(leaf: Any) -> np.dtype:
+    dtype = getattr(leaf, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.result_type(leaf)
+
+
+def _check_params(params: Any) -> int:
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves:
+        raise ValueError("params has no array leaves to perturb")
+    n = 0
+    for leaf in leaves:
+        dtype = _leaf_dtype(leaf)
+        if not np.issubdtype(dtype, np.floating):
+            raise ValueError(f"params must have floating-point leaves only, found dtype {dtype}")
+        n += int(np.size(leaf))
+    if n == 0:
+        raise ValueError("params has no parameters (all leaves are empty)")
+    return n
+
+
+def _check_loss_fn(loss_fn: Any, params: Any) -> np.dtype:
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    try:
+        out = jax.eval_shape(loss_fn, params)
+    except Exception as err:  # a loss that JAX cannot trace is the caller's argument error
+        raise ValueError(f"loss_fn(params) could not be traced by JAX: {err}") from err
+    shape = getattr(out, "shape", None)
+    dtype = getattr(out, "dtype", None)
+    if shape != () or dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(
+            "loss_fn must return a floating-point scalar (shape ()), got "
+            f"{out if shape is None else f'shape {shape}, dtype {dtype}'}"
+        )
+    return np.dtype(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# The subspace and the box
+# --------------------------------------------------------------------------------------------
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _gaussian_matrix(key: jax.Array, n: int, p: int, dtype: Any) -> jax.Array:
+    return jax.random.normal(key, (n, p), dtype=dtype)
+
+
+@partial(jax.jit, donate_argnums=0)
+def _unit_columns(a: jax.Array) -> jax.Array:
+    # The input buffer is donated, so the normalised matrix reuses it: one n x p matrix at a time.
+    return a / jnp.sqrt(jnp.sum(a * a, axis=0, keepdims=True))
+
+
+def random_subspace(
+    key: jax.Array, n: int, p: int, *, scaling: str = "unit", dtype: Any = jnp.float32
+) -> jax.Array:
+    """The n x p matrix A spanning a random p-dimensional subspace of the parameter space.
+
+    Entries are drawn i.i.d. N(0, 1) with `jax.random.normal(key, (n, p), dtype)`; then
+
+    - scaling="unit" (default): every column is divided by its Euclidean norm, ||A e_j|| = 1;
+    - scaling="gaussian": the raw Gaussian matrix, columns of norm ~ sqrt(n).
+
+    Why unit columns by default: the box's "+1" term gives every coordinate y_i an absolute
+    half-width of at least eps, so the metric depends on the length of the columns of A. A = I,
+    the full-space case, has unit columns; with unit columns y_i is a displacement of length
+    |y_i| in parameter space along a random direction, exactly as in the full space, and for
+    n >> p the columns are nearly orthonormal (A^+ x ~ A^T x). With raw Gaussian columns
+    (norm ~ sqrt(n) = 1209 for F1) the corner of the subspace box lies ~10x farther from x than
+    the full-space corner and subspace values exceed full-space ones, unlike the paper's Table 4.
+    The paper does not state its choice, so it is a parameter and is recorded in every result.
+
+    The same key, n, p, scaling and dtype rebuild the same matrix (JAX's counter-based PRNG;
+    the last bits of a normal deviate may differ between CPU and GPU backends). At most one
+    n x p matrix is alive at a time (the normalisation donates its input).
+    """
+    if key is None:
+        raise ValueError("key is required to draw a random subspace")
+    n = _check_int("n", n, 1)
+    p = _check_int("p", p, 1, n)
+    _check_choice("scaling", scaling, SUBSPACE_SCALINGS)
+    a = _gaussian_matrix(key, n, p, jnp.dtype(dtype))
+    return _unit_columns(a) if scaling == "unit" else a
+
+
+@jax.jit
+def _gram_and_rhs(a: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x = x.astype(a.dtype)
+    return jnp.matmul(a.T, a, precision=_HIGHEST), jnp.matmul(x, a, precision=_HIGHEST)
+
+
+def pinv_coefficients(x_flat: Any, A: Any) -> np.ndarray:
+    """A^+ x = (A^T A)^{-1} A^T x, in float64, without forming a pseudo-inverse.
+
+    The p x p Gram matrix A^T A and A^T x are computed on A's device (highest matmul precision);
+    the p x p system is solved on the host in float64 by a Cholesky factorisation. A must have
+    full column rank (random Gaussian A with p <= n has, with probability 1).
+    """
+    A = jnp.asarray(A)
+    if A.ndim != 2:
+        raise ValueError(f"A must be a 2-D (n, p) matrix, got shape {A.shape}")
+    x = jnp.ravel(jnp.asarray(x_flat))
+    if x.shape[0] != A.shape[0]:
+        raise ValueError(f"x_flat has {x.shape[0]} entries but A has {A.shape[0]} rows")
+    gram, rhs = jax.device_get(_gram_and_rhs(A, x))
+    gram = np.asarray(gram, dtype=np.float64)
+    rhs = np.asarray(rhs, dtype=np.float64)
+    try:
+        factor = scipy.linalg.cho_factor(gram, lower=True, check_finite=True)
+    except (np.linalg.LinAlgError, ValueError) as err:
+        raise ValueError(f"A must have full column rank and finite entries: {err}") from err
+    return scipy.linalg.cho_solve(factor, rhs)
+
+
+def box_bounds(x_flat: Any, epsilon: float, A: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds (float64 numpy) of C_eps = {z : |z_i| <= eps (|(A^+ x)_i| + 1)}.
+
+    For A = None (the full space, A = I) the half-widths are eps * (|x_i| + 1), one per parameter;
+    for an n x p matrix A they are eps * (|(A^+ x)_i| + 1), one per subspace coordinate, with
+    A^+ x from `pinv_coefficients` (a p x p Gram solve; no dense pseudo-inverse). The box is
+    symmetric: lower = -upper.
+    """
+    eps = _check_epsilon(epsilon)
+    if A is None:
+        x = np.asarray(jax.device_get(x_flat), dtype=np.float64).ravel()
+        if x.size == 0:
+            raise ValueError("x_flat is empty")
+    else:
+        x = pinv_coefficients(x_flat, A)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x_flat must be finite (the box is centred on it)")
+    upper = eps * (np.abs(x) + 1.0)
+    return -upper, upper
+
+
+# --------------------------------------------------------------------------------------------
+# Compiled evaluation of f(x + A (h * z)) and its gradient in z
+# --------------------------------------------------------------------------------------------
+
+
+def _delta_flat(z: jax.Array, h: jax.Array | None, a: jax.Array | None) -> jax.Array:
+    y = z if h is None else h * z
+    return y if a is None else jnp.matmul(a, y, precision=_HIGHEST)
+
+
+def _value_and_grad_z(
+    loss_fn: Callable, z: jax.Array, params: Any, h: jax.Array | None, a: jax.Array | None
+) -> tuple[jax.Array, jax.Array]:
+    """f(x + A (h * z)) and its gradient in z (h = None: z is y; a = None: A = I)."""
+    x_flat, unravel = ravel_pytree(params)
+    value, g = jax.value_and_grad(lambda v: loss_fn(unravel(v)))(x_flat + _delta_flat(z, h, a))
+    if a is not None:
+        g = jnp.matmul(g, a, precision=_HIGHEST)
+    if h is not None:
+        g = h * g
+    return value, g
+
+
+def _pga_loop(
+    loss_fn: Callable,
+    params: Any,
+    h: jax.Array,
+    a: jax.Array | None,
+    v0: jax.Array,
+    g0: jax.Array,
+    maxiter: jax.Array,
+    step: jax.Array,
+) -> tuple[jax.Array, ...]:
+    """`maxiter` steps u <- clip(u + step * sign(grad), -1, 1) from u = 0, keeping the best u."""
+
+    def body(i, carry):
+        u, g, v, best_u, best_v, best_i = carry
+        u = jnp.clip(u + step * jnp.sign(g), -1.0, 1.0)
+        v, g = _value_and_grad_z(loss_fn, u, params, h, a)
+        better = v > best_v
+        best_u = jnp.where(better, u, best_u)
+        best_v = jnp.where(better, v, best_v)
+        best_i = jnp.where(better, i + 1, best_i)
+        return u, g, v, best_u, best_v, best_i
+
+    u0 = jnp.zeros_like(g0)
+    init = (u0, g0, v0, u0, v0, jnp.zeros((), jnp.int32))
+    _, _, v_last, best_u, best_v, best_i = jax.lax.fori_loop(0, maxiter, body, init)
+    return best_u, best_v, best_i, v_last
+
+
+class _Compiled:
+    """The jit-compiled functions for one loss_fn; compiled once per input shape, then reused."""
+
+    def __init__(self, loss_fn: Callable):
+        self.value_and_grad = jax.jit(partial(_value_and_grad_z, loss_fn))
+        self.pga = jax.jit(partial(_pga_loop, loss_fn))
+
+
+_COMPILED: OrderedDict[Any, _Compiled] = OrderedDict()
+_COMPILED_MAX = 8
+_delta_jit = jax.jit(_delta_flat)
+
+
+def _compiled(loss_fn: Callable) -> _Compiled:
+    """The compiled functions of `loss_fn`, from a small LRU cache keyed by the loss_fn object.
+
+    The cache holds (strong references to) the last 8 loss functions, so repeated sharpness
+    calls on the same loss_fn compile once; `clear_compiled_cache()` empties it.
+    """
+    try:
+        entry = _COMPILED.pop(loss_fn)
+    except KeyError:
+        entry = _Compiled(loss_fn)
+    except TypeError:  # unhashable callable: compile for this call only
+        return _Compiled(loss_fn)
+    _COMPILED[loss_fn] = entry
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return entry
+
+
+def clear_compiled_cache() -> None:
+    """Forget the compiled evaluation functions (and the loss functions they reference)."""
+    _COMPILED.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# The problem seen by the solvers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(eq=False)
+class SharpnessProblem:
+    """The box-constrained maximisation of Metric 2.1, in the solver's variables z.
+
+    y = h * z with z in [-1, 1]^p for scaling="normalized" (h = the box's half-widths), y = z in
+    [-h, h] for scaling="literal". `fun_and_grad(z)` returns what L-BFGS-B minimizes, in float64:
+
+        normalized:  F(z) = -(f(x + A (h * z)) - f0) / s,   grad F = -(h * A^T grad f) / s
+        literal:     F(z) = -f(x + A z),                     grad F = -A^T grad f
+
+    with s = `objective_scale` = mean_i |h_i (A^T grad f(x))_i| (1 if that is 0 or not finite).
+    Every call is one evaluation of the compiled value_and_grad (one host->device copy of z in the
+    loss dtype, one device->host copy of the gradient); the best evaluated point is tracked.
+    """
+
+    loss_fn: Callable
+    params: Any  # on the device
+    n: int
+    p: int
+    epsilon: float
+    subspace_dim: int | None
+    subspace_scaling: str | None
+    scaling: str
+    A: jax.Array | None
+    halfwidth: np.ndarray  # float64, length p
+    lower: np.ndarray  # solver-variable bounds, float64
+    upper: np.ndarray
+    dtype: np.dtype  # dtype of the flattened parameters (and of the perturbation)
+    loss_dtype: np.dtype  # dtype of loss_fn's value
+    f0: float
+    grad0: np.ndarray  # ascent gradient of f in z at z = 0, float64 (before / s)
+    objective_scale: float
+    seconds_setup: float = 0.0
+    loss_evals: int = 0
+    seconds_in_evals: float = 0.0
+    best_f: float = -math.inf
+    best_z: np.ndarray | None = None
+    last_f: float = math.nan
+    _compiled: _Compiled | None = None
+    _h_dev: jax.Array | None = None
+    _original_params: Any = None  # as passed, for the dtypes of the returned perturbation
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def _record(self, z: np.ndarray, f: float) -> None:
+        self.last_f = f
+        if f > self.best_f:  # NaN never wins
+            self.best_f = f
+            self.best_z = np.array(z, dtype=np.float64, copy=True)
+
+    def evaluate(self, z: Any) -> tuple[float, np.ndarray]:
+        """(f(x + A y(z)), ascent gradient of f in z), float64 on the host; one loss evaluation."""
+        t0 = time.perf_counter()
+        z = np.clip(np.asarray(z, dtype=np.float64), self.lower, self.upper)
+        value, grad = self._compiled.value_and_grad(
+            jnp.asarray(z.astype(self.dtype, copy=False)), self.params, self._h_dev, self.A
+        )
+        value, grad = jax.device_get((value, grad))
+        f = float(value)
+        grad = np.asarray(grad, dtype=np.float64)
+        self.loss_evals += 1
+        self.seconds_in_evals += time.perf_counter() - t0
+        self._record(z, f)
+        return f, grad
+
+    def fun_and_grad(self, z: Any) -> tuple[float, np.ndarray]:
+        """The objective L-BFGS-B minimizes and its gradient (see the class docstring)."""
+        z = np.asarray(z, dtype=np.float64)
+        if self.loss_evals > 0 and not np.any(z):  # z = 0 was evaluated when building the problem
+            f, grad = self.f0, self.grad0
+        else:
+            f, grad = self.evaluate(z)
+        if self.scaling == "literal":
+            return -f, -grad
+        return -(f - self.f0) / self.objective_scale, grad * (-1.0 / self.objective_scale)
+
+    def fun(self, z: Any) -> float:
+        """F(z) alone (one evaluation), e.g. for `scipy.optimize.check_grad`."""
+        return self.fun_and_grad(z)[0]
+
+    def jac(self, z: Any) -> np.ndarray:
+        """grad F(z) alone (one evaluation)."""
+        return self.fun_and_grad(z)[1]
+
+    # -- conversions ------------------------------------------------------------------------
+
+    def to_y(self, z: np.ndarray) -> np.ndarray:
+        """Box coordinates y (float64) of solver variables z."""
+        z = np.asarray(z, dtype=np.float64)
+        return self.halfwidth * z if self.scaling == "normalized" else z
+
+    def delta(self, z: np.ndarray) -> Any:
+        """The parameter perturbation A y(z) as a pytree of numpy arrays in the params' dtypes.
+
+        Computed on the device exactly as in the evaluations (in the loss dtype).
+        """
+        flat = _delta_jit(jnp.asarray(np.asarray(z).astype(self.dtype)), self._h_dev, self.A)
+        _, unravel = ravel_pytree(self.params)
+        tree = jax.device_get(unravel(flat))
+        return jax.tree_util.tree_map(
+            lambda leaf, ref: np.asarray(leaf).astype(_leaf_dtype(ref), copy=False),
+            tree,
+            self._original_params,
+        )
+
+
+def sharpness_problem(
+    loss_fn: Callable[[Any], jax.Array],
+    params: Any,
+    epsilon: float = 1e-3,
+    *,
+    subspace_dim: int | None = None,
+    key: jax.Array | None = None,
+    subspace_scaling: str = "unit",
+    scaling: str = "normalized",
+) -> SharpnessProblem:
+    """Validate the arguments and build the `SharpnessProblem` (one evaluation of f at x).
+
+    Raises ValueError naming the argument for: epsilon <= 0, subspace_dim < 1 or > n, a missing
+    key for a subspace (or a key without subspace_dim), a loss_fn that is not a scalar function
+    of params, and a non-finite loss or gradient at x.
+    """
+    t0 = time.perf_counter()
+    eps = _check_epsilon(epsilon)
+    _check_choice("scaling", scaling, SCALINGS)
+    _check_choice("subspace_scaling", subspace_scaling, SUBSPACE_SCALINGS)
+    n = _check_params(params)
+    if subspace_dim is not None:
+        subspace_dim = _check_int("subspace_dim", subspace_dim, 1, n)
+        if key is None:
+            raise ValueError("key is required when subspace_dim is given (it draws A)")
+    elif key is not None:
+        raise ValueError("key was given but subspace_dim is None (full space uses no key)")
+    loss_dtype = _check_loss_fn(loss_fn, params)
+
+    params_dev = jax.tree_util.tree_map(jnp.asarray, params)
+    x_flat, _ = ravel_pytree(params_dev)
+    if not bool(jnp.all(jnp.isfinite(x_flat))):
+        raise ValueError("params must be finite")
+    dtype = np.dtype(x_flat.dtype)
+    A = None
+    if subspace_dim is not None:
+        A = random_subspace(key, n, subspace_dim, scaling=subspace_scaling, dtype=dtype)
+    _, upper = box_bounds(x_flat, eps, A)
+    p = upper.shape[0]
+    if scaling == "normalized":
+        lower_z, upper_z = -np.ones(p), np.ones(p)
+        h_dev = jnp.asarray(upper.astype(dtype))
+    else:
+        lower_z, upper_z = -upper, upper
+        h_dev = None
+
+    problem = SharpnessProblem(
+        loss_fn=loss_fn,
+        params=params_dev,
+        n=n,
+        p=p,
+        epsilon=eps,
+        subspace_dim=subspace_dim,
+        subspace_scaling=None if subspace_dim is None else subspace_scaling,
+        scaling=scaling,
+        A=A,
+        halfwidth=upper,
+        lower=lower_z,
+        upper=upper_z,
+        dtype=dtype,
+        loss_dtype=loss_dtype,
+        f0=math.nan,
+        grad0=np.zeros(p),
+        objective_scale=1.0,
+        _compiled=_compiled(loss_fn),
+        _h_dev=h_dev,
+        _original_params=params,
+    )
+    problem._original_params = params
+    f0, grad0 = problem.evaluate(np.zeros(p))  # compiles on the first call for these shapes
+    if not math.isfinite(f0):
+        raise ValueError(f"loss_fn(params) is not finite: {f0}")
+    if not np.all(np.isfinite(grad0)):
+        raise ValueError("the gradient of loss_fn at params is not finite")
+    problem.f0, problem.grad0 = f0, grad0
+    if scaling == "normalized":
+        s = float(np.mean(np.abs(grad0)))
+        problem.objective_scale = s if (math.isfinite(s) and s > 0.0) else 1.0
+    problem.seconds_setup = time.perf_counter() - t0
+    return problem
+
+
+# --------------------------------------------------------------------------------------------
+# Solvers
+# --------------------------------------------------------------------------------------------
+
+# The task codes of SciPy's L-BFGS-B (scipy/optimize/_lbfgsb_py.py, SciPy >= 1.15).
+_TASK_STATUS = {0: "START", 1: "NEW_X", 2: "RESTART", 3: "FG", 4: "CONVERGENCE", 5: "STOP",
+                6: "WARNING", 7: "ERROR", 8: "ABNORMAL"}  # fmt: skip
+_SETULB_SIGNATURE = (
+    "setulb(m,x,l,u,nbd,f,g,factr,pgtol,wa,iwa,task,lsave,isave,dsave,maxls,ln_task)"
+)
+
+
+def _setulb() -> Callable | None:
+    """SciPy's compiled L-BFGS-B step `setulb`, if it has the interface this module drives."""
+    try:
+        from scipy.optimize import _lbfgsb  # private: guarded by the signature check below
+    except ImportError:
+        return None
+    doc = "".join((getattr(_lbfgsb.setulb, "__doc__", "") or "").split())  # without whitespace
+    return _lbfgsb.setulb if doc.startswith(_SETULB_SIGNATURE) else None
+
+
+def _task_message(task: np.ndarray) -> str:
+    try:
+        from scipy.optimize._lbfgsb_py import task_messages
+    except ImportError:  # pragma: no cover - message text only
+        task_messages = {}
+    status = _TASK_STATUS.get(int(task[0]), str(int(task[0])))
+    return f"{status}: {task_messages.get(int(task[1]), str(int(task[1])))}"
+
+
+def _lbfgsb_setulb(
+    fun_and_grad: Callable, lower: np.ndarray, upper: np.ndarray, maxiter: int
+) -> tuple[np.ndarray, int, int, str]:
+    """L-BFGS-B by SciPy's own compiled `setulb`, driven exactly as `minimize` drives it.
+
+    The same reverse-communication loop as scipy.optimize._lbfgsb_py._minimize_lbfgsb (SciPy
+    1.15-1.17), with ftol = gtol = 0, but with the bound types set in one vectorised step instead
+    of SciPy's per-variable Python loop (seconds at n ~ 1.5 M). Same iterates, bit for bit.
+    """
+    setulb = _setulb()
+    if setulb is None:
+        raise RuntimeError("this SciPy's L-BFGS-B has an unknown interface; use driver='public'")
+    m, n = LBFGSB_MAXCOR, lower.shape[0]
+    lower = np.ascontiguousarray(lower, dtype=np.float64)
+    upper = np.ascontiguousarray(upper, dtype=np.float64)
+    fin_l, fin_u = np.isfinite(lower), np.isfinite(upper)
+    nbd = np.where(fin_l & fin_u, 2, np.where(fin_l, 1, np.where(fin_u, 3, 0))).astype(np.int32)
+    low = np.where(fin_l, lower, 0.0)
+    upp = np.where(fin_u, upper, 0.0)
+    x = np.clip(np.zeros(n), lower, upper)
+    f = 0.0
+    g = np.zeros(n, dtype=np.float64)
+    wa = np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m, dtype=np.float64)
+    iwa = np.zeros(3 * n, dtype=np.int32)
+    task = np.zeros(2, dtype=np.int32)
+    ln_task = np.zeros(2, dtype=np.int32)
+    lsave = np.zeros(4, dtype=np.int32)
+    isave = np.zeros(44, dtype=np.int32)
+    dsave = np.zeros(29, dtype=np.float64)
+    nit = nfev = 0
+    while True:
+        setulb(m, x, low, upp, nbd, f, g, 0.0, 0.0, wa, iwa, task, lsave, isave, dsave,
+               LBFGSB_MAXLS, ln_task)  # fmt: skip
+        if task[0] == 3:  # FG: evaluate at x
+            f, g = fun_and_grad(x)
+            f = float(f)
+            g = np.ascontiguousarray(g, dtype=np.float64)
+            nfev += 1
+        elif task[0] == 1:  # NEW_X: an iteration is complete
+            nit += 1
+            if nit >= maxiter:
+                task[0], task[1] = 5, 504
+        else:
+            break
+    return x, nit, nfev, _task_message(task)
+
+
+def _lbfgsb_public(
+    fun_and_grad: Callable, lower: np.ndarray, upper: np.ndarray, maxiter: int
+) -> tuple[np.ndarray, int, int, str]:
+    """L-BFGS-B through the public `scipy.optimize.minimize` with `Bounds` of numpy arrays."""
+    res = scipy.optimize.minimize(
+        fun_and_grad,
+        np.zeros(lower.shape[0]),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=scipy.optimize.Bounds(lower, upper),
+        options={
+            "maxiter": maxiter,
+            "maxfun": _UNLIMITED,
+            "ftol": 0.0,
+            "gtol": 0.0,
+            "maxcor": LBFGSB_MAXCOR,
+            "maxls": LBFGSB_MAXLS,
+        },
+    )
+    return np.asarray(res.x), int(res.nit), int(res.nfev), str(res.message)
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SharpnessResult:
+    """One sharpness measurement, phi = 100 (f_max - f0) / (1 + f0) (Metric 2.1), and how.
+
+    value             phi in percent.
+    epsilon           box size eps.
+    subspace_dim      p, or None for the full space (A = I).
+    subspace_scaling  column scaling of A ("unit" or "gaussian"; None for the full space).
+    n_params          n, the number of perturbed parameters.
+    f0, f_max         f(x) and f(x + A y) at the returned y, as loss_fn computes them.
+    f_final           f at the solver's last iterate (may be below f_max).
+    value_linear      100 sum_i |h_i (A^T grad f(x))_i| / (1 + f0): the maximum of the
+                      first-order model over the box (a reference, not a bound).
+    nit, nfev         iterations and function evaluations as the solver counts them.
+    loss_evals        evaluations of loss_fn actually made (including the one at x).
+    maxiter           the iteration budget.
+    message           the solver's own termination message.
+    method            "lbfgsb" or "pga".
+    solver            the solver, its driver and the library versions.
+    scaling           "normalized" or "literal" (see the module docstring).
+    objective_scale   s, the divisor of the normalised objective (1.0 when literal).
+    frac_at_bound     fraction of coordinates of y at the box bound.
+    seconds           wall time of the whole call (validation, subspace, compile included).
+    seconds_setup     part of it before the solver started (includes the first evaluation).
+    seconds_in_evals  part of it inside loss evaluations (device work and host<->device copies).
+    y                 the maximising perturbation in box coordinates, float64 numpy, length p.
+    delta             A y as a pytree like params (numpy leaves, params' dtypes).
+    """
+
+    value: float
+    epsilon: float
+    subspace_dim: int | None
+    subspace_scaling: str | None
+    n_params: int
+    f0: float
+    f_max: float
+    f_final: float
+    value_linear: float
+    nit: int
+    nfev: int
+    loss_evals: int
+    maxiter: int
+    message: str
+    method: str
+    solver: str
+    scaling: str
+    objective_scale: float
+    frac_at_bound: float
+    seconds: float
+    seconds_setup: float
+    seconds_in_evals: float
+    y: np.ndarray = dataclasses.field(repr=False)
+    delta: Any = dataclasses.field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All scalar fields (JSON-ready), without the arrays y and delta; adds ||y||_2."""
+        out = {
+            f.name: _jsonable(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in ("y", "delta")
+        }
+        out["y_norm"] = float(np.linalg.norm(self.y))
+        return out
+
+    def to_json(self) -> str:
+        """`to_dict()` as one JSON line."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def _phi(f_max: float, f0: float) -> float:
+    return 100.0 * (f_max - f0) / (1.0 + f0)
+
+
+def sharpness(
+    loss_fn: Callable[[Any], jax.Array],
+    params: Any,
+    epsilon: float = 1e-3,
+    *,
+    subspace_dim: int | None = None,
+    key: jax.Array | None = None,
+    maxiter: int = 10,
+    method: str = "lbfgsb",
+    scaling: str = "normalized",
+    subspace_scaling: str = "unit",
+    driver: str = "public",
+    pga_step: float = 0.5,
+) -> SharpnessResult:
+    """Sharpness phi(eps, A) of `loss_fn` at `params`, in percent (Keskar et al. 2017, Metric 2.1).
+
+        phi = 100 * ( max_{y in C_eps} f(x + A y) - f(x) ) / (1 + f(x)),
+        C_eps = { y : |y_i| <= eps * (|(A^+ x)_i| + 1) },
+
+    with x = params flattened (`jax.flatten_util.ravel_pytree`), f = loss_fn, and A = I for
+    subspace_dim=None, else A = random_subspace(key, n, subspace_dim, scaling=subspace_scaling,
+    dtype=the params' flat dtype) -- call that to rebuild the matrix. Only the leaves of params are
+    perturbed; loss_fn must be a JAX-differentiable function returning a floating scalar.
+
+    method="lbfgsb": SciPy's L-BFGS-B on (-f, -grad f) in float64, started at y = 0, run for
+    exactly `maxiter` iterations (no tolerance stops it; it stops earlier only at an exact KKT
+    point or on a failed line search, see `message`). scaling="normalized" (default) solves it in
+    box coordinates with the objective rescaled by its initial gradient magnitude, so the result
+    does not depend on the scale of f or of eps; scaling="literal" is the paper's formulation.
+    driver="public" calls `scipy.optimize.minimize`; driver="setulb" drives SciPy's compiled
+    L-BFGS-B step directly (same iterates; avoids SciPy's per-variable Python loop over the
+    bounds, ~4-6 s at n = 1.46 M) and needs SciPy 1.15-1.17's interface.
+
+    method="pga": `maxiter` steps of projected sign-gradient ascent in box coordinates,
+    u <- clip(u + pga_step * sign(grad), -1, 1), on the device in one compiled loop, keeping the
+    best point (pga_step is a fraction of each half-width). A cross-check for "lbfgsb".
+
+    Both return the best evaluated point, so f0 <= f_max = f(x + A y). Errors (ValueError, naming
+    the argument): epsilon <= 0, maxiter < 1, subspace_dim < 1 or > n, a subspace without key,
+    a non-scalar loss_fn, a non-finite loss or gradient at params, unknown option values.
+    """
+    t0 = time.perf_counter()
+    maxiter = _check_int("maxiter", maxiter, 1)
+    _check_choice("method", method, METHODS)
+    _check_choice("driver", driver, LBFGSB_DRIVERS)
+    step = float(pga_step) if isinstance(pga_step, int | float | np.floating) else math.nan
+    if not (0.0 < step <= 2.0):
+        raise ValueError(f"pga_step must be in (0, 2], got {pga_step!r}")
+    if method == "lbfgsb" and driver == "setulb" and _setulb() is None:
+        raise ValueError(
+            f"driver='setulb' needs SciPy 1.15-1.17's L-BFGS-B interface (have {scipy.__version__})"
+        )
+    problem = sharpness_problem(
+        loss_fn,
+        params,
+        epsilon,
+        subspace_dim=subspace_dim,
+        key=key,
+        subspace_scaling=subspace_scaling,
+        scaling="normalized" if method == "pga" else scaling,
+    )
+
+    if method == "lbfgsb":
+        run = _lbfgsb_setulb if driver == "setulb" else _lbfgsb_public
+        _, nit, nfev, message = run(problem.fun_and_grad, problem.lower, problem.upper, maxiter)
+        solver = (
+            "scipy.optimize.minimize(method='L-BFGS-B', bounds=Bounds)"
+            if driver == "public"
+            else "scipy.optimize._lbfgsb.setulb (L-BFGS-B, direct driver)"
+        )
+        solver += (
+            f"; m={LBFGSB_MAXCOR}, maxls={LBFGSB_MAXLS}, ftol=gtol=0; SciPy {scipy.__version__}"
+        )
+        z_best, f_max, f_final = problem.best_z, problem.best_f, problem.last_f
+    else:
+        t_loop = time.perf_counter()
+        best_u, best_v, best_i, v_last = problem._compiled.pga(
+            problem.params,
+            problem._h_dev,
+            problem.A,
+            jnp.asarray(problem.f0, dtype=problem.loss_dtype),
+            jnp.asarray(problem.grad0.astype(problem.dtype)),
+            jnp.asarray(maxiter, dtype=jnp.int32),
+            jnp.asarray(step, dtype=problem.dtype),
+        )
+        best_u, best_v, best_i, v_last = jax.device_get((best_u, best_v, best_i, v_last))
+        problem.seconds_in_evals += time.perf_counter() - t_loop
+        problem.loss_evals += maxiter
+        z_best = np.asarray(best_u, dtype=np.float64)
+        f_max, f_final = float(best_v), float(v_last)
+        nit, nfev = maxiter, maxiter + 1
+        message = f"PGA: completed {maxiter} steps; best point at step {int(best_i)}"
+        solver = f"projected sign-gradient ascent, step {step:g} half-widths; JAX {jax.__version__}"
+
+    if z_best is None or not f_max >= problem.f0:  # nothing better than x was evaluated
+        z_best, f_max = np.zeros(problem.p), problem.f0
+    y = problem.to_y(z_best)
+    u = z_best if problem.scaling == "normalized" else z_best / problem.halfwidth
+    linear_gain = float(np.sum(np.abs(problem.grad0)))
+    if problem.scaling == "literal":
+        linear_gain = float(np.sum(np.abs(problem.grad0) * problem.halfwidth))
+    return SharpnessResult(
+        value=_phi(f_max, problem.f0),
+        epsilon=problem.epsilon,
+        subspace_dim=problem.subspace_dim,
+        subspace_scaling=problem.subspace_scaling,
+        n_params=problem.n,
+        f0=problem.f0,
+        f_max=f_max,
+        f_final=f_final,
+        value_linear=_phi(problem.f0 + linear_gain, problem.f0),
+        nit=nit,
+        nfev=nfev,
+        loss_evals=problem.loss_evals,
+        maxiter=maxiter,
+        message=message,
+        method=method,
+        solver=solver,
+        scaling=problem.scaling,
+        objective_scale=problem.objective_scale,
+        frac_at_bound=float(np.mean(np.abs(u) >= 1.0 - _AT_BOUND_TOL)),
+        seconds=time.perf_counter() - t0,
+        seconds_setup=problem.seconds_setup,
+        seconds_in_evals=problem.seconds_in_evals,
+        y=y,
+        delta=problem.delta(z_best),
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MethodComparison:
+    """L-BFGS-B and PGA on the same box: which found the larger f_max, and by how much."""
+
+    lbfgsb: SharpnessResult
+    pga: SharpnessResult
+    larger: str  # "lbfgsb", "pga" or "tie" (equal f_max)
+    value_difference: float  # lbfgsb.value - pga.value, percentage points
+
+    def to_dict(self) -> dict[str, Any]:
+        """Both results' `to_dict()` and the verdict, JSON-ready."""
+        return {
+            "lbfgsb": self.lbfgsb.to_dict(),
+            "pga": self.pga.to_dict(),
+            "larger": self.larger,
+            "value_difference": self.value_difference,
+        }
+
+
+def compare_methods(
+    loss_fn: Callable[[Any], jax.Array],
+    params: Any,
+    epsilon: float = 1e-3,
+    **kwargs: Any,
+) -> MethodComparison:
+    """Run `sharpness` with method="lbfgsb" and method="pga" (same other arguments) and compare.
+
+    With a subspace, both calls draw the same A from the same key.
+    """
+    if "method" in kwargs:
+        raise ValueError("method is set by compare_methods; do not pass it")
+    lb = sharpness(loss_fn, params, epsilon, method="lbfgsb", **kwargs)
+    pg = sharpness(loss_fn, params, epsilon, method="pga", **kwargs)
+    larger = "tie" if lb.f_max == pg.f_max else ("lbfgsb" if lb.f_max > pg.f_max else "pga")
+    return MethodComparison(lb, pg, larger, lb.value - pg.value)

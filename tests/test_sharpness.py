@@ -1,0 +1,537 @@
+"""Tests of keskar_repro.sharpness against exact answers (Metric 2.1 of Keskar et al. 2017)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.optimize
+
+from keskar_repro.sharpness import (
+    box_bounds,
+    compare_methods,
+    pinv_coefficients,
+    random_subspace,
+    sharpness,
+    sharpness_problem,
+)
+
+EPS = 1e-3
+SCALES = [1e-6, 1e-3, 1.0, 1e3]
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def leaves(tree):
+    return jax.tree_util.tree_leaves(tree)
+
+
+def make_params(seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    return {
+        "w": rng.standard_normal((12, 15)).astype(dtype),
+        "b": rng.standard_normal(15).astype(dtype),
+    }
+
+
+def flat(tree):
+    return np.concatenate([np.asarray(a, np.float64).ravel() for a in leaves(tree)])
+
+
+def halfwidths(params, eps=EPS):
+    return eps * (np.abs(flat(params)) + 1.0)
+
+
+def linear_loss(params, c, scale):
+    """f(theta) = scale * (1 + c . (theta - x)): f0 = scale, max gain = scale * sum |c_i| h_i."""
+    x_leaves = [jnp.asarray(a) for a in leaves(params)]
+    c_leaves = [jnp.asarray(a) for a in leaves(c)]
+
+    def loss(p):
+        triples = zip(c_leaves, leaves(p), x_leaves, strict=True)
+        dot = sum(jnp.sum(ci * (pi - xi)) for ci, pi, xi in triples)
+        return scale * (1.0 + dot)
+
+    return loss
+
+
+def like(params, vec):
+    """vec (flat) as a pytree shaped like params."""
+    out, i = [], 0
+    for a in leaves(params):
+        out.append(np.asarray(vec[i : i + a.size], dtype=a.dtype).reshape(a.shape))
+        i += a.size
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), out)
+
+
+def add(params, delta):
+    return jax.tree_util.tree_map(lambda a, d: jnp.asarray(a) + jnp.asarray(d), params, delta)
+
+
+# ------------------------------------------------------------------------------------------
+# Linear functions: the maximum is the corner sign(c) * h
+# ------------------------------------------------------------------------------------------
+
+
+def test_linear_exact_corner(x64):
+    """|c_i h_i| constant: the first step reaches the corner; phi equals the closed form."""
+    params = make_params()
+    h = halfwidths(params)
+    signs = np.where(np.random.default_rng(1).random(h.size) < 0.5, -1.0, 1.0)
+    c_vec = signs * 0.7 / h
+    scale = 2e-4
+    loss = linear_loss(params, like(params, c_vec), scale)
+    r = sharpness(loss, params, EPS)
+    exact_gain = scale * np.sum(np.abs(c_vec) * h)
+    np.testing.assert_allclose(r.y, signs * h, rtol=1e-15, atol=0)
+    assert r.value == pytest.approx(100 * exact_gain / (1 + scale), rel=1e-12)
+    assert r.value == 100 * (r.f_max - r.f0) / (1 + r.f0)
+    assert r.f0 == pytest.approx(scale, rel=1e-15)
+    assert r.frac_at_bound == 1.0
+    assert "CONVERGENCE" in r.message  # a corner with outward gradient is an exact KKT point
+    assert float(loss(add(params, r.delta))) == pytest.approx(r.f_max, rel=1e-14)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_linear_reaches_99_percent_at_every_scale(x64, scale):
+    params = make_params()
+    h = halfwidths(params)
+    c_vec = np.random.default_rng(2).standard_normal(h.size) * np.exp(
+        np.random.default_rng(3).standard_normal(h.size)
+    )
+    loss = linear_loss(params, like(params, c_vec), scale)
+    r = sharpness(loss, params, EPS)
+    exact_gain = scale * np.sum(np.abs(c_vec) * h)
+    ratio = (r.f_max - r.f0) / exact_gain
+    assert 0.99 <= ratio <= 1 + 1e-12, ratio
+    assert r.nit == 10 and r.maxiter == 10
+    assert np.all(np.abs(r.y) <= h * (1 + 1e-15))
+    assert r.value <= 100 * exact_gain / (1 + scale) * (1 + 1e-12)
+
+
+def test_literal_scaling_is_worse_at_tiny_loss_scale(x64):
+    """The paper-literal formulation is not scale-invariant; the normalised one is.
+
+    Measured here (220 parameters, eps = 1e-3, Gaussian c): literal reaches ~49% of the exact
+    maximum at loss scale 1e-6 but the exact corner at scale 1; normalised reaches >= 99.8%
+    at every scale.
+    """
+    params = make_params()
+    h = halfwidths(params)
+    c_vec = np.random.default_rng(4).standard_normal(h.size)
+    ratios = {}
+    for scale in (1e-6, 1.0):
+        loss = linear_loss(params, like(params, c_vec), scale)
+        exact_gain = scale * np.sum(np.abs(c_vec) * h)
+        for mode in ("literal", "normalized"):
+            r = sharpness(loss, params, EPS, scaling=mode)
+            assert r.scaling == mode
+            ratios[mode, scale] = (r.f_max - r.f0) / exact_gain
+    assert ratios["literal", 1e-6] < 0.75, ratios
+    assert ratios["literal", 1.0] >= 0.99, ratios
+    for scale in (1e-6, 1.0):
+        assert 0.99 <= ratios["normalized", scale] <= 1 + 1e-12, ratios
+    # Normalised iterates do not depend on the loss scale at all.
+    assert ratios["normalized", 1e-6] == pytest.approx(ratios["normalized", 1.0], rel=1e-9)
+
+
+def test_tiny_gradient_default_tolerances_would_return_zero(x64):
+    """SciPy's default gtol stops at iteration 0 on a converged minimizer's tiny gradient."""
+    params = make_params()
+    c_vec = 0.1 * np.random.default_rng(5).standard_normal(halfwidths(params).size)  # |g| ~ 1e-6
+    loss = linear_loss(params, like(params, c_vec), 1e-5)
+    problem = sharpness_problem(loss, params, EPS, scaling="literal")
+    default = scipy.optimize.minimize(
+        problem.fun_and_grad,
+        np.zeros(problem.p),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=scipy.optimize.Bounds(problem.lower, problem.upper),
+        options={"maxiter": 10},
+    )
+    assert default.nit == 0 and np.all(default.x == 0)  # the trap: phi would be 0
+    for mode in ("literal", "normalized"):
+        r = sharpness(loss, params, EPS, scaling=mode)
+        assert r.nit == 10 and r.value > 0, r.message
+    assert (r.f_max - r.f0) / (1e-5 * np.sum(np.abs(c_vec) * halfwidths(params))) >= 0.99
+
+
+# ------------------------------------------------------------------------------------------
+# Convex quadratics with a known maximising corner; concave functions
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_convex_quadratic_reaches_99_percent_at_every_scale(x64, scale):
+    """f = scale * (0.5 y'Dy + b.y + 0.5 k (w.y)^2), sign(b) = sign(w): max at sign(w) * h."""
+    params = make_params(seed=6)
+    h = halfwidths(params)
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal(h.size)
+    b = np.sign(w) * np.abs(rng.standard_normal(h.size))
+    d = np.exp(rng.standard_normal(h.size)) * np.abs(b) / h  # curvature comparable to slope
+    k = 0.5 * np.sum(np.abs(b) * h) / np.sum(np.abs(w) * h) ** 2
+    x_flat = flat(params)
+    structure = jax.tree_util.tree_structure(params)
+
+    def loss(p):
+        y = jnp.concatenate([jnp.ravel(a) for a in leaves(p)]) - x_flat
+        return scale * (1.0 + 0.5 * jnp.sum(d * y * y) + b @ y + 0.5 * k * (w @ y) ** 2)
+
+    corner = np.sign(w) * h
+    exact_gain = scale * (0.5 * d @ corner**2 + b @ corner + 0.5 * k * (w @ corner) ** 2)
+    r = sharpness(loss, params, EPS)
+    ratio = (r.f_max - r.f0) / exact_gain
+    assert 0.99 <= ratio <= 1 + 1e-12, ratio
+    assert jax.tree_util.tree_structure(r.delta) == structure
+
+
+def test_concave_maximised_at_x_gives_zero(x64):
+    params = make_params(seed=8)
+    x_flat = flat(params)
+
+    def loss(p):
+        y = jnp.concatenate([jnp.ravel(a) for a in leaves(p)]) - x_flat
+        return 0.3 - jnp.sum(jnp.exp(jnp.arange(y.size) / y.size) * y * y)
+
+    for method in ("lbfgsb", "pga"):
+        r = sharpness(loss, params, EPS, method=method)
+        assert r.value == 0.0 and r.f_max == r.f0
+        assert np.all(r.y == 0)
+
+
+def test_concave_with_interior_maximum(x64):
+    """f = -(y - m)'(y - m) with m inside the box: max gain |m|^2 at y = m, never above."""
+    params = make_params(seed=9)
+    x_flat = flat(params)
+    h = halfwidths(params)
+    m = 0.6 * h * np.random.default_rng(10).uniform(-1, 1, h.size)
+
+    def loss(p):
+        y = jnp.concatenate([jnp.ravel(a) for a in leaves(p)]) - x_flat
+        return 1.0 + m @ m - jnp.sum((y - m) ** 2)
+
+    r = sharpness(loss, params, EPS)
+    gain = m @ m
+    assert 0.99 * gain <= r.f_max - r.f0 <= gain * (1 + 1e-12)
+
+
+def test_sign_convention(x64):
+    """An increasing direction is followed (a flipped sign would minimise and give 0)."""
+    params = make_params()
+    c_vec = np.abs(np.random.default_rng(11).standard_normal(halfwidths(params).size))
+    loss = linear_loss(params, like(params, c_vec), 1.0)
+    problem = sharpness_problem(loss, params, EPS)
+    value, grad = problem.fun_and_grad(np.zeros(problem.p))
+    assert value == 0.0 and np.all(grad < 0)  # L-BFGS-B minimizes -f: descent = ascent of f
+    r = sharpness(loss, params, EPS)
+    assert r.value > 0 and np.all(r.y > 0)
+
+
+# ------------------------------------------------------------------------------------------
+# Gradients, pytrees, dtypes
+# ------------------------------------------------------------------------------------------
+
+
+def nonlinear_loss(params):
+    h1 = jnp.tanh(jnp.asarray(_DATA, params["w"].dtype) @ params["w"] + params["b"])
+    return jnp.mean(jax.nn.logsumexp(h1, axis=1) - h1[:, 0])
+
+
+_DATA = np.random.default_rng(12).standard_normal((32, 12)).astype(np.float32)
+
+
+@pytest.mark.parametrize("scaling", ["normalized", "literal"])
+@pytest.mark.parametrize("subspace_dim", [None, 7])
+def test_check_grad_on_flattened_objective(x64, scaling, subspace_dim):
+    params = make_params(seed=13)
+    key = None if subspace_dim is None else jax.random.key(3)
+    problem = sharpness_problem(
+        nonlinear_loss, params, EPS, subspace_dim=subspace_dim, key=key, scaling=scaling
+    )
+    z = np.random.default_rng(14).uniform(problem.lower, problem.upper) * 0.5
+    grad = problem.jac(z)
+    step = 1e-7 * (problem.upper - problem.lower).max()
+    err = scipy.optimize.check_grad(problem.fun, problem.jac, z, epsilon=step)
+    assert err <= 1e-4 * np.linalg.norm(grad), (err, np.linalg.norm(grad))  # forward differences
+
+
+def test_mixed_dtype_pytree_x64(x64):
+    params = {"a": np.linspace(-1, 1, 30, dtype=np.float32).reshape(5, 6),
+              "b": {"c": np.linspace(0, 2, 7), "d": np.float64(0.5) * np.ones(3)}}  # fmt: skip
+    c = jax.tree_util.tree_map(lambda a: np.cos(np.arange(np.size(a))).reshape(np.shape(a)), params)
+    loss = linear_loss(params, c, 0.1)
+    r = sharpness(loss, params, EPS)
+    dtypes = jax.tree_util.tree_map(lambda a: a.dtype, r.delta)
+    assert dtypes == {"a": np.float32, "b": {"c": np.float64, "d": np.float64}}
+    assert all(isinstance(a, np.ndarray) for a in leaves(r.delta))
+    assert r.y.dtype == np.float64 and r.y.shape == (30 + 7 + 3,)
+    np.testing.assert_allclose(flat(r.delta), r.y, rtol=1e-6)
+    assert float(loss(add(params, r.delta))) == pytest.approx(r.f_max, rel=1e-6)
+
+
+def test_float64_leaves_without_x64_keep_their_dtype():
+    """Without jax_enable_x64 the loss runs in float32, the returned perturbation keeps float64."""
+    params = {"w": np.linspace(-1, 1, 40).reshape(8, 5), "b": np.zeros(5, np.float32)}
+    c = jax.tree_util.tree_map(lambda a: np.sin(1.0 + np.arange(a.size)).reshape(a.shape), params)
+    loss = linear_loss(params, c, 1.0)
+    r = sharpness(loss, params, EPS)
+    assert r.delta["w"].dtype == np.float64 and r.delta["b"].dtype == np.float32
+    exact = np.sum(np.abs(flat(c)) * halfwidths(params))
+    assert 0.99 <= (r.f_max - r.f0) / exact <= 1 + 1e-5  # float32 rounding of f
+
+
+def test_compiles_once_per_loss_fn():
+    """One trace of the value_and_grad for all evaluations of a call, none on a repeat call."""
+    traces = []
+    params = make_params(dtype=np.float32)
+
+    def loss(p):
+        traces.append(1)
+        return jnp.sum(jnp.sin(p["w"])) + jnp.sum(p["b"] ** 2)
+
+    r = sharpness(loss, params, EPS)
+    assert r.loss_evals == r.nfev >= 3
+    first = len(traces)
+    assert first <= 2  # eval_shape (argument check) + the compiled value_and_grad
+    sharpness(loss, params, EPS)
+    assert len(traces) - first <= 1  # only the argument check traces again
+
+
+# ------------------------------------------------------------------------------------------
+# Subspace
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("subspace_scaling", ["unit", "gaussian"])
+def test_subspace_linear_with_returned_matrix(x64, subspace_scaling):
+    params = make_params(seed=15)
+    n, p = flat(params).size, 9
+    c_vec = np.random.default_rng(16).standard_normal(n)
+    loss = linear_loss(params, like(params, c_vec), 1e-4)
+    key = jax.random.key(42)
+    r = sharpness(loss, params, EPS, subspace_dim=p, key=key, subspace_scaling=subspace_scaling)
+    A = np.asarray(random_subspace(key, n, p, scaling=subspace_scaling, dtype=jnp.float64))
+    coeffs = np.linalg.pinv(A) @ flat(params)
+    h = EPS * (np.abs(coeffs) + 1)
+    exact_gain = 1e-4 * np.sum(np.abs(A.T @ c_vec) * h)
+    assert r.subspace_dim == p and r.subspace_scaling == subspace_scaling and r.y.shape == (p,)
+    assert np.all(np.abs(r.y) <= h * (1 + 1e-12))
+    np.testing.assert_allclose(flat(r.delta), A @ r.y, rtol=1e-10, atol=1e-18)
+    assert 0.99 <= (r.f_max - r.f0) / exact_gain <= 1 + 1e-12
+    if subspace_scaling == "unit":
+        np.testing.assert_allclose(np.linalg.norm(A, axis=0), 1.0, rtol=1e-12)
+
+
+def test_random_subspace_properties():
+    key = jax.random.key(0)
+    A = random_subspace(key, 500, 6)
+    assert A.shape == (500, 6) and A.dtype == jnp.float32
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(A), axis=0), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(A), np.asarray(random_subspace(key, 500, 6)))
+    G = np.asarray(random_subspace(key, 500, 6, scaling="gaussian"))
+    np.testing.assert_allclose(np.asarray(A), G / np.linalg.norm(G, axis=0), rtol=1e-5)
+    assert not np.array_equal(np.asarray(A), np.asarray(random_subspace(jax.random.key(1), 500, 6)))
+
+
+def test_box_bounds_against_dense_pinv(x64):
+    rng = np.random.default_rng(17)
+    A = rng.standard_normal((60, 8)) * rng.uniform(0.1, 10, 8)  # uneven column scales
+    x = rng.standard_normal(60)
+    lo, hi = box_bounds(x, 5e-4, A)
+    expected = 5e-4 * (np.abs(np.linalg.pinv(A) @ x) + 1)
+    np.testing.assert_allclose(hi, expected, rtol=1e-10)
+    np.testing.assert_array_equal(lo, -hi)
+    np.testing.assert_allclose(pinv_coefficients(x, A), np.linalg.pinv(A) @ x, rtol=1e-10)
+    lo_full, hi_full = box_bounds(x, 1e-3)
+    np.testing.assert_allclose(hi_full, 1e-3 * (np.abs(x) + 1), rtol=0)
+    assert lo.dtype == hi.dtype == np.float64
+
+
+def test_box_bounds_float32_subspace():
+    rng = np.random.default_rng(18)
+    A = random_subspace(jax.random.key(5), 3000, 10)
+    x = rng.standard_normal(3000).astype(np.float32)
+    _, hi = box_bounds(x, 1e-3, A)
+    An = np.asarray(A, dtype=np.float64)
+    np.testing.assert_allclose(hi, 1e-3 * (np.abs(np.linalg.pinv(An) @ x) + 1), rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------
+# Errors
+# ------------------------------------------------------------------------------------------
+
+
+def _simple_loss(p):
+    return jnp.sum(p["w"] ** 2) + jnp.sum(p["b"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"epsilon": 0.0}, "epsilon"),
+        ({"epsilon": -1e-3}, "epsilon"),
+        ({"epsilon": float("nan")}, "epsilon"),
+        ({"maxiter": 0}, "maxiter"),
+        ({"subspace_dim": 0, "key": jax.random.key(0)}, "subspace_dim"),
+        ({"subspace_dim": 10_000, "key": jax.random.key(0)}, "subspace_dim"),
+        ({"subspace_dim": 3}, "key"),
+        ({"key": jax.random.key(0)}, "key"),
+        ({"method": "adam"}, "method"),
+        ({"scaling": "log"}, "scaling"),
+        ({"subspace_scaling": "qr", "subspace_dim": 3, "key": jax.random.key(0)}, "scaling"),
+        ({"driver": "fortran"}, "driver"),
+        ({"pga_step": 0.0}, "pga_step"),
+    ],
+)
+def test_argument_errors(kwargs, name):
+    params = make_params(dtype=np.float32)
+    kwargs = dict(kwargs)
+    eps = kwargs.pop("epsilon", EPS)
+    with pytest.raises(ValueError, match=name):
+        sharpness(_simple_loss, params, eps, **kwargs)
+
+
+def test_loss_errors():
+    params = make_params(dtype=np.float32)
+    with pytest.raises(ValueError, match="loss_fn"):
+        sharpness(lambda p: p["b"] * 2.0, params)  # not a scalar
+    with pytest.raises(ValueError, match="loss_fn"):
+        sharpness(lambda p: jnp.log(-jnp.sum(p["w"] ** 2)), params)  # NaN at x
+    with pytest.raises(ValueError, match="gradient of loss_fn"):
+        sharpness(lambda p: jnp.sum(jnp.sqrt(jnp.abs(p["b"] - p["b"]))), params)  # inf gradient
+    with pytest.raises(ValueError, match="params"):
+        sharpness(lambda p: jnp.sum(p["i"]).astype(jnp.float32), {"i": np.arange(3)})
+    with pytest.raises(ValueError, match="params"):
+        sharpness(_simple_loss, {"w": np.full((2, 2), np.nan, np.float32), "b": np.zeros(2)})
+
+
+def test_random_subspace_and_box_errors():
+    with pytest.raises(ValueError, match="key"):
+        random_subspace(None, 10, 3)
+    with pytest.raises(ValueError, match="p"):
+        random_subspace(jax.random.key(0), 10, 11)
+    with pytest.raises(ValueError, match="epsilon"):
+        box_bounds(np.ones(3), 0.0)
+    with pytest.raises(ValueError, match="rank"):
+        box_bounds(np.ones(4), 1e-3, np.ones((4, 2)))
+    with pytest.raises(ValueError, match="x_flat"):
+        box_bounds(np.ones(5), 1e-3, np.ones((4, 2)))
+
+
+# ------------------------------------------------------------------------------------------
+# Second solver, drivers, result record
+# ------------------------------------------------------------------------------------------
+
+
+def test_pga_and_lbfgsb_agree_on_linear(x64):
+    params = make_params()
+    h = halfwidths(params)
+    c_vec = np.random.default_rng(19).standard_normal(h.size)
+    loss = linear_loss(params, like(params, c_vec), 3e-3)
+    cmp = compare_methods(loss, params, EPS)
+    exact_gain = 3e-3 * np.sum(np.abs(c_vec) * h)
+    assert cmp.pga.f_max - cmp.pga.f0 == pytest.approx(exact_gain, rel=1e-12)  # the corner
+    np.testing.assert_allclose(cmp.pga.y, np.sign(c_vec) * h, rtol=1e-15)
+    assert cmp.lbfgsb.f_max >= cmp.lbfgsb.f0 and cmp.pga.f_max >= cmp.pga.f0
+    assert cmp.lbfgsb.value >= 0.99 * cmp.pga.value
+    assert cmp.larger == "pga" and cmp.value_difference < 0
+    assert cmp.pga.method == "pga" and cmp.pga.nfev == 11 and "sign-gradient" in cmp.pga.solver
+    json.dumps(cmp.to_dict())
+
+
+def test_pga_float32_loss_of_float64_params(x64):
+    params = make_params(seed=22)
+    r = sharpness(lambda p: nonlinear_loss(p).astype(jnp.float32), params, EPS, method="pga")
+    assert r.f_max >= r.f0 and r.delta["w"].dtype == np.float64
+
+
+def test_pga_subspace_and_float32():
+    params = make_params(dtype=np.float32)
+    r = sharpness(nonlinear_loss, params, EPS, method="pga", subspace_dim=5, key=jax.random.key(1))
+    assert r.f_max >= r.f0 and r.y.shape == (5,) and r.delta["w"].dtype == np.float32
+
+
+def test_setulb_driver_matches_public_driver(x64):
+    params = make_params(seed=20)
+    for kwargs in ({}, {"subspace_dim": 6, "key": jax.random.key(2)}, {"scaling": "literal"}):
+        a = sharpness(nonlinear_loss, params, EPS, driver="public", **kwargs)
+        b = sharpness(nonlinear_loss, params, EPS, driver="setulb", **kwargs)
+        np.testing.assert_array_equal(a.y, b.y)
+        assert (a.f_max, a.nit, a.nfev, a.message) == (b.f_max, b.nit, b.nfev, b.message)
+        assert "setulb" in b.solver and "minimize" in a.solver
+
+
+def test_result_record(x64):
+    params = make_params()
+    r = sharpness(nonlinear_loss, params, 5e-4, maxiter=3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.value = 0.0
+    d = json.loads(r.to_json())
+    for field in ("value", "epsilon", "subspace_dim", "f0", "f_max", "nit", "nfev", "message",
+                  "solver", "seconds", "method", "scaling", "subspace_scaling"):  # fmt: skip
+        assert field in d
+    assert "y" not in d and "delta" not in d
+    assert d["nit"] == 3 and d["epsilon"] == 5e-4 and d["subspace_dim"] is None
+    assert d["solver"].endswith(scipy.__version__)
+    assert r.f_max >= r.f_final and r.f_max >= r.f0
+    assert r.seconds >= r.seconds_setup > 0 and r.seconds_in_evals > 0
+    assert float(nonlinear_loss(add(params, r.delta))) == pytest.approx(r.f_max, rel=1e-13)
+
+
+# ------------------------------------------------------------------------------------------
+# A small trained network
+# ------------------------------------------------------------------------------------------
+
+
+def test_trained_mlp_end_to_end():
+    """A 2-layer MLP trained to near-zero loss: phi >= 0, ordered in eps, solvers agree roughly."""
+    rng = np.random.default_rng(21)
+    xs = rng.standard_normal((256, 10)).astype(np.float32)
+    ys = (xs[:, 0] + xs[:, 1] ** 2 > 1).astype(np.int32)
+    k1, k2 = jax.random.split(jax.random.key(0))
+    params = {
+        "w1": jax.random.normal(k1, (10, 32)) / np.sqrt(10),
+        "b1": jnp.zeros(32),
+        "w2": jax.random.normal(k2, (32, 2)) / np.sqrt(32),
+        "b2": jnp.zeros(2),
+    }
+
+    def loss(p):
+        hidden = jax.nn.relu(xs @ p["w1"] + p["b1"])
+        logits = hidden @ p["w2"] + p["b2"]
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, ys))
+
+    opt = optax.adam(1e-2)
+
+    @jax.jit
+    def train(p):
+        def step(carry, _):
+            p, s = carry
+            g = jax.grad(loss)(p)
+            u, s = opt.update(g, s)
+            return (optax.apply_updates(p, u), s), None
+
+        (p, _), _ = jax.lax.scan(step, (p, opt.init(p)), None, length=600)
+        return p
+
+    params = train(params)
+    assert float(loss(params)) < 0.05
+    big = sharpness(loss, params, 1e-3)
+    small = sharpness(loss, params, 5e-4)
+    sub = sharpness(loss, params, 1e-3, subspace_dim=20, key=jax.random.key(7))
+    cmp = compare_methods(loss, params, 1e-3)
+    for r in (big, small, sub, cmp.pga):
+        assert np.isfinite(r.value) and r.value >= 0 and r.f_max >= r.f0
+    assert big.value > small.value > 0
+    assert big.value > sub.value
+    assert cmp.lbfgsb.value >= 0.5 * cmp.pga.value
