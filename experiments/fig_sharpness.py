@@ -54,9 +54,6 @@ PRESETS = {
         "alphas": 13,
     },
 }
-PAPER_SB, PAPER_LB_FRACTION = 256, 0.10
-PAPER_RATIO = 60000 * PAPER_LB_FRACTION / PAPER_SB  # LB / SB = 23.4 in the paper
-SUBSPACE_KEY = 20170101  # the random A of seed s is random_subspace(fold_in(key(this), s), ...)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -162,174 +159,77 @@ def load_dataset(args: argparse.Namespace):
     return dataset
 
 
-def batch_sizes(args: argparse.Namespace, n_train: int) -> tuple[int, int, str]:
-    """(SB, LB, explanation): LB = 10% of the data, SB = LB / 23.4 (256 on 60,000 images)."""
-    lb = args.lb_batch or round(PAPER_LB_FRACTION * n_train)
-    sb = args.sb_batch or max(1, round(lb / PAPER_RATIO))
-    note = f"SB batch {sb}, LB batch {lb} (LB/SB = {lb / sb:.1f}; the paper: 256 and 6000, 23.4)"
-    if args.sb_batch is None and sb != PAPER_SB:
-        note += (
-            f"; SB scaled from 256 to {sb} to keep the paper's LB/SB ratio on "
-            f"{n_train} training images"
-        )
-    for name, b in (("--sb-batch", sb), ("--lb-batch", lb)):
-        if b > n_train:
-            raise ValueError(f"{name}={b} exceeds the {n_train} training images")
-    return sb, lb, note
-
-
 def measure(args: argparse.Namespace, dataset, sb: int, lb: int) -> dict:
     """Train or load the runs, then every measurement; returns the results dictionary."""
-    import jax
     import numpy as np
     from tqdm.auto import tqdm
 
-    from keskar_repro.interpolation import evaluate_path
-    from keskar_repro.objective import make_loss_fn, split_metrics
-    from keskar_repro.runs import cached_measurement, environment, get_or_train, run_dir
-    from keskar_repro.sharpness import sharpness
+    from keskar_repro.measurements import RunSharpness, final_metrics, pair_path
+    from keskar_repro.runs import environment, get_or_train, run_dir
     from keskar_repro.train import TrainConfig
 
     seeds = list(range(args.seeds))
-    configs = {
-        regime: TrainConfig(
-            dataset=dataset.name, batch_size=batch, epochs=args.epochs, hidden=args.hidden
+    runs = {
+        regime: get_or_train(
+            TrainConfig(
+                dataset=dataset.name, batch_size=batch, epochs=args.epochs, hidden=args.hidden
+            ),
+            dataset,
+            seeds,
+            root=args.runs_dir,
+            progress=not args.no_progress,
         )
         for regime, batch in (("SB", sb), ("LB", lb))
     }
-    runs = {
-        regime: get_or_train(cfg, dataset, seeds, root=args.runs_dir, progress=not args.no_progress)
-        for regime, cfg in configs.items()
-    }
-    splits = {"train": (dataset.x_train, dataset.y_train), "test": (dataset.x_test, dataset.y_test)}
-    spaces = [("full", None, None)]
+    spaces = [(None, None)]
     if args.subspace_dim:
-        spaces += [(f"subspace-{a}", args.subspace_dim, a) for a in args.subspace_scaling]
-    jobs = [
-        (regime, i, eps, space, p, a_scaling)
-        for regime in runs
-        for i in range(len(seeds))
-        for space, p, a_scaling in spaces
-        for eps in args.epsilons
-    ]
+        spaces += [(args.subspace_dim, a) for a in args.subspace_scaling]
 
     run_records, sharpness_records = [], []
-    bar = tqdm(total=len(jobs), desc="sharpness", unit="max", disable=args.no_progress)
+    n_jobs = 2 * len(seeds) * len(spaces) * len(args.epsilons)
+    bar = tqdm(total=n_jobs, desc="sharpness", unit="max", disable=args.no_progress)
     for regime, regime_runs in runs.items():
         for run in regime_runs:
-            path = run_dir(run.config, args.runs_dir)
-            model = run.config.model()
-            variables = {"params": run.params, "batch_stats": run.batch_stats}
-
-            def final_metrics(run=run, model=model):
-                out = {}
-                for name, (x, y) in splits.items():
-                    loss, acc = split_metrics(
-                        model, run.params, run.batch_stats, x, y, bn_policy=args.bn_policy
-                    )
-                    out[f"{name}_loss"], out[f"{name}_accuracy"] = float(loss), float(acc)
-                return out
-
-            metrics = cached_measurement(
-                path, "metrics", {"bn_policy": args.bn_policy}, final_metrics
-            )
             run_records.append(
                 {
                     "regime": regime,
                     "seed": run.config.seed,
-                    "run_dir": str(path),
+                    "run_dir": str(run_dir(run.config, args.runs_dir)),
                     "config": run.config.to_dict(),
                     "epochs_run": run.epochs_run,
                     "stop_reason": run.stop_reason,
                     "train_seconds": run.train_seconds,
                     "bn_policy": args.bn_policy,
-                    **metrics,
+                    **final_metrics(run, dataset, args.bn_policy, args.runs_dir),
                     "history": run.history,
                 }
             )
-            loss_fn = None
-            for job_regime, i, eps, space, p, a_scaling in jobs:
-                if job_regime != regime or seeds[i] != run.config.seed:
-                    continue
-                spec = {
-                    "epsilon": eps,
-                    "space": space,
-                    "subspace_dim": p,
-                    "maxiter": 10,
-                    "bn_policy": args.bn_policy,
-                    "scaling": args.sharpness_scaling,
-                    "subspace_key": SUBSPACE_KEY if p else None,
-                    "method": "lbfgsb",
-                    "subspace_scaling": a_scaling,
-                }
-
-                def compute(
-                    eps=eps,
-                    p=p,
-                    a_scaling=a_scaling,
-                    seed=run.config.seed,
-                    variables=variables,
-                    model=model,
-                    run=run,
-                ):
-                    nonlocal loss_fn
-                    if loss_fn is None:
-                        loss_fn = make_loss_fn(
-                            model, run.batch_stats, *splits["train"], bn_policy=args.bn_policy
-                        )
-                    key = jax.random.fold_in(jax.random.key(SUBSPACE_KEY), seed) if p else None
-                    result = sharpness(
-                        loss_fn,
-                        variables["params"],
+            meter = RunSharpness(run, dataset, args.runs_dir)
+            for p, a_scaling in spaces:
+                for eps in args.epsilons:
+                    result = meter.measure(
                         eps,
                         subspace_dim=p,
-                        key=key,
+                        subspace_scaling=a_scaling,
+                        bn_policy=args.bn_policy,
                         scaling=args.sharpness_scaling,
-                        subspace_scaling=a_scaling or "unit",
                     )
-                    return result.to_dict()
-
-                result = cached_measurement(path, "sharpness", spec, compute)
-                sharpness_records.append(
-                    {"regime": regime, "seed": run.config.seed, "space": space, **result}
-                )
-                bar.update(1)
-                bar.set_postfix_str(
-                    f"{regime} seed {run.config.seed} {space} eps={eps:g}: {result['value']:.3g}"
-                )
+                    sharpness_records.append({"regime": regime, "seed": run.config.seed, **result})
+                    bar.update(1)
+                    bar.set_postfix_str(
+                        f"{regime} seed {run.config.seed} {result['space']} eps={eps:g}: "
+                        f"{result['value']:.3g}"
+                    )
     bar.close()
 
     alphas = np.linspace(-1.0, 2.0, args.alphas)
-    sb_run, lb_run = runs["SB"][0], runs["LB"][0]
-    endpoints = [{"params": r.params, "batch_stats": r.batch_stats} for r in (sb_run, lb_run)]
     paths = {}
     for kind in ("linear", "curvilinear"):
-        spec = {
-            "kind": kind,
-            "alphas": alphas.tolist(),
-            "bn_policy": args.bn_policy,
-            "lb_run": run_dir(lb_run.config, args.runs_dir).name,
-        }
-
-        def compute_path(kind=kind):
-            out = evaluate_path(
-                sb_run.config.model(),
-                *endpoints,
-                alphas,
-                splits,
-                kind=kind,
-                bn_policy=args.bn_policy,
-            )
-            return {k: v.tolist() for k, v in out.items()}
-
         if not args.no_progress:
             print(f"evaluating the {kind} path at {len(alphas)} points", file=sys.stderr)
-        paths[kind] = {
-            "kind": kind,
-            "bn_policy": args.bn_policy,
-            "pair_seed": seeds[0],
-            **cached_measurement(run_dir(sb_run.config, args.runs_dir), "path", spec, compute_path),
-        }
+        paths[kind] = pair_path(
+            runs["SB"][0], runs["LB"][0], dataset, alphas, kind, args.bn_policy, args.runs_dir
+        )
     return {
         "runs": run_records,
         "sharpness": sharpness_records,
@@ -496,9 +396,12 @@ def main(argv=None) -> int:
             print(f"wrote {f}")
         return 0
 
+    from keskar_repro.measurements import SUBSPACE_KEY
+    from keskar_repro.train import paper_batch_sizes
+
     t0 = time.time()
     dataset = load_dataset(args)
-    sb, lb, note = batch_sizes(args, dataset.n_train)
+    sb, lb, note = paper_batch_sizes(dataset.n_train, args.sb_batch, args.lb_batch)
     print(
         f"{dataset.name}: {dataset.n_train} train / {dataset.n_test} test; preset "
         f"{args.preset}; {args.seeds} seeds x {args.epochs} epochs; {note}",

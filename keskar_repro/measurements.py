@@ -1,0 +1,146 @@
+"""Measurements of saved runs (accuracy, sharpness, paths), each computed once and kept beside
+its run (`runs.cached_measurement`), so experiments share them and resume after interruption.
+
+Every measurement is a JSON-ready dict; its spec (what was measured, how) names its file.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from keskar_repro.interpolation import evaluate_path
+from keskar_repro.objective import make_loss_fn, split_metrics
+from keskar_repro.runs import cached_measurement, run_dir
+from keskar_repro.sharpness import sharpness
+from keskar_repro.train import TrainedRun
+
+SUBSPACE_KEY = 20170101  # A of the run with seed s: random_subspace(fold_in(key(this), s), ...)
+SHARPNESS_MAXITER = 10  # the paper's 10 iterations of L-BFGS-B
+
+
+def splits_of(dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {"train": (dataset.x_train, dataset.y_train), "test": (dataset.x_test, dataset.y_test)}
+
+
+def final_metrics(
+    run: TrainedRun, dataset, bn_policy: str, root: str | os.PathLike | None = None
+) -> dict[str, float]:
+    """{train,test}_{loss,accuracy} of the run's final parameters under `bn_policy`."""
+
+    def compute():
+        out = {}
+        for name, (x, y) in splits_of(dataset).items():
+            loss, acc = split_metrics(
+                run.config.model(), run.params, run.batch_stats, x, y, bn_policy=bn_policy
+            )
+            out[f"{name}_loss"], out[f"{name}_accuracy"] = float(loss), float(acc)
+        return out
+
+    return cached_measurement(
+        run_dir(run.config, root), "metrics", {"bn_policy": bn_policy}, compute
+    )
+
+
+class RunSharpness:
+    """Sharpness measurements of one run, sharing one compiled training objective per policy."""
+
+    def __init__(self, run: TrainedRun, dataset, root: str | os.PathLike | None = None):
+        self.run, self.dataset, self.root = run, dataset, root
+        self._loss_fns: dict[str, object] = {}
+
+    def loss_fn(self, bn_policy: str):
+        if bn_policy not in self._loss_fns:
+            self._loss_fns[bn_policy] = make_loss_fn(
+                self.run.config.model(),
+                self.run.batch_stats,
+                self.dataset.x_train,
+                self.dataset.y_train,
+                bn_policy=bn_policy,
+            )
+        return self._loss_fns[bn_policy]
+
+    def measure(
+        self,
+        epsilon: float,
+        *,
+        subspace_dim: int | None = None,
+        subspace_scaling: str | None = None,
+        bn_policy: str = "batch",
+        scaling: str = "normalized",
+        method: str = "lbfgsb",
+    ) -> dict:
+        """`sharpness(...).to_dict()` of the run's training objective, cached beside the run.
+
+        The subspace of seed s is drawn from fold_in(key(SUBSPACE_KEY), s): the SB and LB runs
+        of a seed are measured in the same subspace.
+        """
+        space = "full" if not subspace_dim else f"subspace-{subspace_scaling or 'unit'}"
+        spec = {
+            "epsilon": epsilon,
+            "space": space,
+            "subspace_dim": subspace_dim or None,
+            "maxiter": SHARPNESS_MAXITER,
+            "bn_policy": bn_policy,
+            "scaling": scaling,
+            "subspace_key": SUBSPACE_KEY if subspace_dim else None,
+            "method": method,
+            "subspace_scaling": subspace_scaling if subspace_dim else None,
+        }
+
+        def compute():
+            key = None
+            if subspace_dim:
+                key = jax.random.fold_in(jax.random.key(SUBSPACE_KEY), self.run.config.seed)
+            result = sharpness(
+                self.loss_fn(bn_policy),
+                self.run.params,
+                epsilon,
+                subspace_dim=subspace_dim or None,
+                key=key,
+                maxiter=SHARPNESS_MAXITER,
+                method=method,
+                scaling=scaling,
+                subspace_scaling=subspace_scaling or "unit",
+            )
+            return result.to_dict()
+
+        result = cached_measurement(run_dir(self.run.config, self.root), "sharpness", spec, compute)
+        return {"space": space, "bn_policy": bn_policy, **result}
+
+
+def pair_path(
+    sb_run: TrainedRun,
+    lb_run: TrainedRun,
+    dataset,
+    alphas,
+    kind: str,
+    bn_policy: str,
+    root: str | os.PathLike | None = None,
+) -> dict:
+    """Loss and accuracy along the `kind` path from the SB (alpha 0) to the LB (alpha 1) run,
+    cached beside the SB run."""
+    alphas = np.asarray(alphas, np.float64)
+    spec = {
+        "kind": kind,
+        "alphas": alphas.tolist(),
+        "bn_policy": bn_policy,
+        "lb_run": run_dir(lb_run.config, root).name,
+    }
+
+    def compute():
+        endpoints = [{"params": r.params, "batch_stats": r.batch_stats} for r in (sb_run, lb_run)]
+        out = evaluate_path(
+            sb_run.config.model(),
+            *endpoints,
+            alphas,
+            splits_of(dataset),
+            kind=kind,
+            bn_policy=bn_policy,
+        )
+        return {k: v.tolist() for k, v in out.items()}
+
+    result = cached_measurement(run_dir(sb_run.config, root), "path", spec, compute)
+    return {"kind": kind, "bn_policy": bn_policy, "pair_seed": sb_run.config.seed, **result}
