@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -375,13 +374,6 @@ def draw(results: dict, out: Path, tag: str, log_loss: bool) -> list[str]:
     return files
 
 
-def write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.replot:
@@ -427,7 +419,9 @@ def main(argv=None) -> int:
     results["wall_seconds"] = time.time() - t0
     out = Path(args.out)
     path = results_path(args)
-    write_json(path, results)
+    from keskar_repro.runs import write_atomic
+
+    write_atomic(path, json.dumps(results, indent=1))
     print(tables_text(results))
     print(f"wrote {path}")
     for f in draw(results, out, f"{args.dataset}_{args.preset}", args.log_loss):

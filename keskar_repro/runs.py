@@ -160,7 +160,7 @@ def cached_measurement(
         except (ValueError, KeyError):
             target.unlink()  # unreadable: recompute
     result = compute()
-    _write_atomic_bytes(target, json.dumps({"spec": spec, "result": result}, indent=1).encode())
+    write_atomic(target, json.dumps({"spec": spec, "result": result}, indent=1).encode())
     return result
 
 
@@ -170,7 +170,11 @@ def _checkpoint_path(config: TrainConfig, seeds: Sequence[int], root: Path) -> P
     return root / "checkpoints" / f"{config.dataset}-b{config.batch_size}-{tag}.msgpack"
 
 
-def _write_atomic_bytes(path: Path, blob: bytes) -> None:
+def write_atomic(path: str | os.PathLike, blob: bytes | str) -> None:
+    """Write `blob` to `path` through a temporary file and a rename: all or nothing."""
+    path = Path(path)
+    if isinstance(blob, str):
+        blob = blob.encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -247,7 +251,7 @@ def _train_group(
             return
         meta = {k: ckpt[k] for k in ("epoch", "histories", "active", "stop_reasons", "seconds")}
         blob = {"state": ckpt["state"], "meta": json.dumps(meta)}
-        _write_atomic_bytes(ckpt_path, flax.serialization.msgpack_serialize(blob))
+        write_atomic(ckpt_path, flax.serialization.msgpack_serialize(blob))
         last_save[0] = time.monotonic()
 
     trained = train_seeds(
