@@ -57,12 +57,19 @@ def parametric_plot(path: dict, *, title: str = "", log_loss: bool = False) -> F
     for x in (0, 1):
         loss_ax.axvline(x, color="0.8", lw=0.8, zorder=0)
     handles = loss_ax.get_lines()[:2] + acc_ax.get_lines()[:2]
-    loss_ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
+    fig.legend(
+        handles,
+        [h.get_label() for h in handles],
+        loc="lower center",
+        ncol=4,
+        fontsize=8,
+        frameon=False,
+    )
     caption = title or f"{path.get('kind', '')} path"
     if "bn_policy" in path:
         caption += f"  (BN: {path['bn_policy']})"
     loss_ax.set_title(caption, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
@@ -73,7 +80,7 @@ def sharpness_chart(rows: Sequence[dict], *, title: str = "") -> Figure:
     "mean", "std" and "n" (seeds). The y axis is logarithmic: LB values are often 10-100x SB's.
     """
     groups = sorted({(r["space"], r["epsilon"]) for r in rows}, key=lambda g: (g[0], -g[1]))
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.4 * len(groups)), 4.2))
     width = 0.38
     for k, regime in enumerate(("SB", "LB")):
         means, stds = [], []
@@ -97,7 +104,10 @@ def sharpness_chart(rows: Sequence[dict], *, title: str = "") -> Figure:
                     textcoords="offset points",
                 )
     ax.set_xticks(np.arange(len(groups)))
-    ax.set_xticklabels([f"{space}\n$\\epsilon$={eps:g}" for space, eps in groups])
+    ax.set_xticklabels(
+        [f"{space.replace('-', chr(10) + 'A: ')}\n$\\epsilon$={eps:g}" for space, eps in groups],
+        fontsize=8,
+    )
     ax.set_yscale("log")
     ax.set_ylabel(r"sharpness $\phi$ (%)")
     ax.legend()
