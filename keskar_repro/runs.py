@@ -6,6 +6,8 @@ A run directory holds
     variables.msgpack  {"params", "batch_stats"} (flax.serialization msgpack)
     history.json       per-epoch train/test loss and accuracy, minibatch averages, wall time
     meta.json          dataset provenance, package versions, device, epochs run, stop reason
+    snapshots/         epoch-<k>.msgpack: the variables after k epochs, when asked for
+    measurements/      cached measurements of the run (see measurements.py)
 
 Writes are atomic: a run is written into a temporary sibling directory and renamed into place
 as the last step, so a killed process never leaves a directory that loads. `get_or_train` loads
@@ -32,7 +34,7 @@ from typing import Any
 import flax.serialization
 import jax
 
-from keskar_repro.train import TrainConfig, TrainedRun, train_seeds
+from keskar_repro.train import TrainConfig, TrainedRun, train_runs
 
 RUN_FILES = ("config.json", "variables.msgpack", "history.json", "meta.json")
 
@@ -86,11 +88,21 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=1, sort_keys=True))
 
 
-def save_run(run: TrainedRun, provenance: dict, root: str | os.PathLike | None = None) -> Path:
-    """Write `run` atomically and return its directory (an existing one is replaced)."""
+def save_run(
+    run: TrainedRun,
+    provenance: dict,
+    root: str | os.PathLike | None = None,
+    *,
+    snapshots: Path | None = None,
+) -> Path:
+    """Write `run` atomically and return its directory (an existing one is replaced).
+
+    `snapshots`, a folder of epoch-<k>.msgpack files, becomes the run's snapshots/ folder."""
     final = run_dir(run.config, root)
     tmp = _atomic_dir(final)
     try:
+        if snapshots is not None and snapshots.is_dir():
+            shutil.copytree(snapshots, tmp / "snapshots")
         _write_json(tmp / "config.json", run.config.to_dict())
         variables = {"params": run.params, "batch_stats": run.batch_stats}
         (tmp / "variables.msgpack").write_bytes(flax.serialization.msgpack_serialize(variables))
@@ -164,10 +176,41 @@ def cached_measurement(
     return result
 
 
-def _checkpoint_path(config: TrainConfig, seeds: Sequence[int], root: Path) -> Path:
-    group = dataclasses.replace(config, seed=0)
-    tag = hashlib.sha256(f"{config_hash(group)}:{list(seeds)}".encode()).hexdigest()[:16]
-    return root / "checkpoints" / f"{config.dataset}-b{config.batch_size}-{tag}.msgpack"
+def _checkpoint_path(configs: Sequence[TrainConfig], root: Path) -> Path:
+    names = ",".join(sorted(run_dir(c, root).name for c in configs))
+    tag = hashlib.sha256(names.encode()).hexdigest()[:16]
+    return root / "checkpoints" / f"{configs[0].dataset}-b{configs[0].batch_size}-{tag}.msgpack"
+
+
+def snapshot_path(config: TrainConfig, epoch: int, root: str | os.PathLike | None = None) -> Path:
+    """<run dir>/snapshots/epoch-<epoch>.msgpack: the run's variables after `epoch` epochs."""
+    return run_dir(config, root) / "snapshots" / f"epoch-{epoch:04d}.msgpack"
+
+
+def load_snapshot(
+    config: TrainConfig, epoch: int, root: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """{"params", "batch_stats"} of `config`'s run after `epoch` epochs (0: the initial point)."""
+    path = snapshot_path(config, epoch, root)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no snapshot {path}; train the run with snapshot_epochs including {epoch}"
+        )
+    return flax.serialization.msgpack_restore(path.read_bytes())
+
+
+def _warm_start_variables(config: TrainConfig, root: Path) -> dict | None:
+    source = config.warm_start_source
+    if source is None:
+        return None
+    name, epoch = source
+    path = root / name / "snapshots" / f"epoch-{epoch:04d}.msgpack"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"warm start {config.warm_start!r} needs {path}; train run {name} with a snapshot "
+            f"at epoch {epoch} first"
+        )
+    return flax.serialization.msgpack_restore(path.read_bytes())
 
 
 def write_atomic(path: str | os.PathLike, blob: bytes | str) -> None:
@@ -206,47 +249,94 @@ def get_or_train(
     vmap_seeds: bool = True,
     progress: bool = True,
     checkpoint_seconds: float = 60.0,
+    snapshot_epochs: Sequence[int] = (),
 ) -> list[TrainedRun]:
     """The runs of `config` for each seed: loaded when saved, else trained, saved and returned.
 
-    `dataset` is a keskar_repro.data.Dataset whose name must equal config.dataset. Missing seeds
-    train together (one by one without `vmap_seeds`); each group is checkpointed at most every
-    `checkpoint_seconds` and resumes from its checkpoint after an interruption.
+    Missing seeds train together (one by one without `vmap_seeds`); see `get_or_train_runs`.
     """
-    if dataset.name != config.dataset:
-        raise ValueError(
-            f"config.dataset={config.dataset!r} but the dataset given is {dataset.name!r}"
-        )
+    configs = [dataclasses.replace(config, seed=int(s)) for s in seeds]
+    if not configs:
+        raise ValueError("seeds is empty: give at least one seed")
+    return get_or_train_runs(
+        configs,
+        dataset,
+        root=root,
+        group_size=None if vmap_seeds else 1,
+        progress=progress,
+        checkpoint_seconds=checkpoint_seconds,
+        snapshot_epochs=snapshot_epochs,
+    )
+
+
+def get_or_train_runs(
+    configs: Sequence[TrainConfig],
+    dataset,
+    *,
+    root: str | os.PathLike | None = None,
+    group_size: int | None = None,
+    progress: bool = True,
+    checkpoint_seconds: float = 60.0,
+    snapshot_epochs: Sequence[int] = (),
+) -> list[TrainedRun]:
+    """The run of each config: loaded when saved (with every snapshot asked for), else trained.
+
+    `dataset` is a keskar_repro.data.Dataset whose name must equal each config's dataset. The
+    missing runs are grouped by `TrainConfig.shape_key()` (configs that differ only in seed,
+    learning rate and warm start) and each group, up to `group_size` runs, trains in one
+    compiled program, checkpointed at most every `checkpoint_seconds` and resumed from its
+    checkpoint after an interruption. Warm starts load their source snapshot from `root`.
+    A saved run that lacks a snapshot in `snapshot_epochs` is retrained (training is
+    deterministic) and only its snapshots are added.
+    """
     root = Path(root) if root is not None else default_runs_dir()
-    seeds = [int(s) for s in seeds]
-    runs: dict[int, TrainedRun] = {}
-    for seed in seeds:
-        path = run_dir(dataclasses.replace(config, seed=seed), root)
-        if path.is_dir():
-            runs[seed] = load_run(path)[0]
-    missing = [s for s in seeds if s not in runs]
-    groups = [missing] if vmap_seeds else [[s] for s in missing]
-    for group in filter(None, groups):
-        for run in _train_group(config, dataset, group, root, progress, checkpoint_seconds):
-            save_run(run, dataset.provenance, root)
-            runs[run.config.seed] = run
-    return [runs[s] for s in seeds]
+    for config in configs:
+        if dataset.name != config.dataset:
+            raise ValueError(
+                f"config.dataset={config.dataset!r} but the dataset given is {dataset.name!r}"
+            )
+    snapshot_epochs = sorted({int(e) for e in snapshot_epochs})
+    runs: dict[str, TrainedRun] = {}
+    missing: dict[TrainConfig, list[TrainConfig]] = {}
+    seen: set[str] = set()
+    for config in configs:
+        path = run_dir(config, root)
+        if path.name in seen:
+            continue
+        seen.add(path.name)
+        complete = all(snapshot_path(config, e, root).is_file() for e in snapshot_epochs)
+        if path.is_dir() and complete:
+            runs[path.name] = load_run(path)[0]
+        else:
+            missing.setdefault(config.shape_key(), []).append(config)
+    for group in missing.values():
+        size = group_size or len(group)
+        for start in range(0, len(group), size):
+            chunk = group[start : start + size]
+            for run in _train_group(
+                chunk, dataset, root, progress, checkpoint_seconds, snapshot_epochs
+            ):
+                runs[run_dir(run.config, root).name] = run
+    return [runs[run_dir(c, root).name] for c in configs]
 
 
 def _train_group(
-    config: TrainConfig,
+    configs: list[TrainConfig],
     dataset,
-    seeds: list[int],
     root: Path,
     progress: bool,
     checkpoint_seconds: float,
+    snapshot_epochs: list[int],
 ) -> list[TrainedRun]:
-    """Train `seeds` together, checkpointing and resuming through one checkpoint file."""
-    ckpt_path = _checkpoint_path(config, seeds, root)
+    """Train `configs` together, checkpointing and resuming through one checkpoint file, then
+    save each run with its snapshots."""
+    ckpt_path = _checkpoint_path(configs, root)
+    staging = ckpt_path.with_suffix(".snapshots")
+    epochs = configs[0].epochs
     last_save = [time.monotonic()]
 
     def save_checkpoint(ckpt: dict) -> None:
-        done = ckpt["epoch"] == config.epochs or not any(ckpt["active"])
+        done = ckpt["epoch"] == epochs or not any(ckpt["active"])
         if done or time.monotonic() - last_save[0] < checkpoint_seconds:
             return
         meta = {k: ckpt[k] for k in ("epoch", "histories", "active", "stop_reasons", "seconds")}
@@ -254,16 +344,45 @@ def _train_group(
         write_atomic(ckpt_path, flax.serialization.msgpack_serialize(blob))
         last_save[0] = time.monotonic()
 
-    trained = train_seeds(
-        config,
+    def save_snapshots(epoch: int, variables: list[dict]) -> None:
+        for config, v in zip(configs, variables, strict=True):
+            target = staging / run_dir(config, root).name / f"epoch-{epoch:04d}.msgpack"
+            write_atomic(target, flax.serialization.msgpack_serialize(v))
+
+    trained = train_runs(
+        configs,
         dataset.x_train,
         dataset.y_train,
         dataset.x_test,
         dataset.y_test,
-        seeds,
+        initial_variables=[_warm_start_variables(c, root) for c in configs],
+        snapshot_epochs=snapshot_epochs,
+        on_snapshot=save_snapshots,
         progress=progress,
         resume=_read_checkpoint(ckpt_path),
         on_epoch_end=save_checkpoint,
     )
+    for run in trained:
+        path = run_dir(run.config, root)
+        snapshots = staging / path.name
+        if path.is_dir() and _same_variables(load_run(path)[0], run):
+            if snapshots.is_dir():  # a saved run retrained for its snapshots: add them only
+                (path / "snapshots").mkdir(exist_ok=True)
+                for f in sorted(snapshots.iterdir()):
+                    os.replace(f, path / "snapshots" / f.name)
+        else:
+            save_run(run, dataset.provenance, root, snapshots=snapshots)
     ckpt_path.unlink(missing_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
     return trained
+
+
+def _same_variables(a: TrainedRun, b: TrainedRun) -> bool:
+    import numpy as np
+
+    leaves_a = jax.tree_util.tree_leaves((a.params, a.batch_stats))
+    leaves_b = jax.tree_util.tree_leaves((b.params, b.batch_stats))
+    return len(leaves_a) == len(leaves_b) and all(
+        np.array_equal(np.asarray(x), np.asarray(y))
+        for x, y in zip(leaves_a, leaves_b, strict=True)
+    )

@@ -14,8 +14,11 @@ batch is dropped: an epoch is floor(N / B) steps of exactly B examples, so every
 shape; the N mod B examples left out differ from epoch to epoch (for SB on 60,000 images, 96 per
 epoch; for LB at 10% of the data, none).
 
-Several seeds train in one compiled program (`vmap` over the seed axis). Seeds that have met the
-stopping rule are frozen (their update is masked), so the others can continue.
+Several runs train in one compiled program (`vmap` over a run axis): seeds, and also learning
+rates (the rate lives in the Adam state) and warm starts (another run's snapshot as the initial
+point) at one batch size. Runs that have met the stopping rule are frozen (their update is
+masked), so the others can continue. Snapshots of the parameters after chosen epochs feed the
+warm starts and the sharpness-along-training measurements.
 
 Stopping: `stopping="epochs"` trains exactly `epochs` epochs. `stopping="patience"` is our
 reading of the paper's "until the loss ceased to improve": stop once the exact training loss
@@ -67,6 +70,9 @@ class TrainConfig:
     min_rel_improvement: float = 1e-2  # relative drop of the train loss that counts as one
     eval_bn_policy: str = "batch"  # BN policy of the per-epoch history
     eval_chunk_size: int = DEFAULT_CHUNK_SIZE  # chunk of the "batch" policy
+    # Start from another run's snapshot instead of the seed's initial point:
+    # "<run directory name>@<epoch>" (fresh Adam state; the data order still comes from `seed`).
+    warm_start: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -79,6 +85,7 @@ class TrainConfig:
             "patience": self.patience >= 1,
             "eval_bn_policy": self.eval_bn_policy in BN_POLICIES,
             "eval_chunk_size": self.eval_chunk_size >= 1,
+            "warm_start": not self.warm_start or _parse_warm_start(self.warm_start) is not None,
         }
         for name, ok in checks.items():
             if not ok:
@@ -88,16 +95,41 @@ class TrainConfig:
         return MLP(hidden=self.hidden, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
 
     def optimizer(self) -> optax.GradientTransformation:
-        return optax.adam(self.learning_rate, b1=self.b1, b2=self.b2, eps=self.adam_eps)
+        """Adam whose learning rate lives in the optimizer state (`inject_hyperparams`), so that
+        runs with different learning rates share one compiled, vmapped program. The update is
+        bit-identical to `optax.adam(learning_rate, b1, b2, eps)`."""
+        adam = optax.inject_hyperparams(optax.adam, static_args=("b1", "b2", "eps", "eps_root"))
+        return adam(learning_rate=self.learning_rate, b1=self.b1, b2=self.b2, eps=self.adam_eps)
+
+    @property
+    def warm_start_source(self) -> tuple[str, int] | None:
+        """(run directory name, epoch) of the warm start, or None for the seed's initial point."""
+        return _parse_warm_start(self.warm_start) if self.warm_start else None
+
+    def shape_key(self) -> TrainConfig:
+        """The config with what may differ between runs of one compiled program (seed, learning
+        rate, warm start) blanked: runs with equal shape keys train together."""
+        return dataclasses.replace(self, seed=0, learning_rate=1.0, warm_start="")
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields; fields added after the first release (warm_start) appear only when
+        set, so the hashes (run directory names) of earlier runs do not change."""
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
+        if not d["warm_start"]:
+            del d["warm_start"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         return cls(**{**d, "hidden": tuple(d["hidden"])})
+
+
+def _parse_warm_start(text: str) -> tuple[str, int] | None:
+    name, sep, epoch = text.rpartition("@")
+    if not sep or not name or not epoch.isdigit():
+        return None
+    return name, int(epoch)
 
 
 PAPER_SB_BATCH, PAPER_LB_FRACTION = 256, 0.10
@@ -153,9 +185,17 @@ def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
 
 def init_state(config: TrainConfig) -> TrainState:
     """Initial parameters from the seed, fresh BN statistics and fresh Adam state."""
-    variables = init_variables(config.model(), seed_keys(config.seed)[0])
-    params = variables["params"]
-    return TrainState(params, variables["batch_stats"], config.optimizer().init(params))
+    return initial_state(config, None)
+
+
+def initial_state(config: TrainConfig, variables: dict | None) -> TrainState:
+    """`variables` ({"params", "batch_stats"}; default: the seed's initial point) with a fresh
+    Adam state at the config's learning rate."""
+    if variables is None:
+        variables = init_variables(config.model(), seed_keys(config.seed)[0])
+    params = jax.tree_util.tree_map(jnp.asarray, variables["params"])
+    batch_stats = jax.tree_util.tree_map(jnp.asarray, variables["batch_stats"])
+    return TrainState(params, batch_stats, config.optimizer().init(params))
 
 
 def make_epoch_fn(config: TrainConfig, n_train: int) -> Callable:
@@ -261,40 +301,72 @@ def train_seeds(
 ) -> list[TrainedRun]:
     """Train `config` once per seed (config.seed is replaced) and return one TrainedRun each.
 
-    With `vmap_seeds`, all seeds train in one compiled program; otherwise one after another.
-    `resume` is a checkpoint dict as passed to `on_epoch_end` (keys "state", "epoch",
-    "histories", "active", "stop_reasons", "seconds"), to continue an interrupted job.
+    With `vmap_seeds`, all seeds train in one compiled program (`train_runs`); otherwise one
+    after another. `resume` and `on_epoch_end` are as in `train_runs`.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
-    if not vmap_seeds and len(seeds) > 1:
-        runs: list[TrainedRun] = []
-        for seed in seeds:
-            runs += train_seeds(
-                config,
-                x_train,
-                y_train,
-                x_test,
-                y_test,
-                [seed],
-                vmap_seeds=True,
-                progress=progress,
-            )
-        return runs
-
+    data = (x_train, y_train, x_test, y_test)
     configs = [dataclasses.replace(config, seed=s) for s in seeds]
+    if not vmap_seeds and len(seeds) > 1:
+        return [run for c in configs for run in train_runs([c], *data, progress=progress)]
+    return train_runs(configs, *data, progress=progress, resume=resume, on_epoch_end=on_epoch_end)
+
+
+def train_runs(
+    configs: Sequence[TrainConfig],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    initial_variables: Sequence[dict | None] | None = None,
+    snapshot_epochs: Sequence[int] = (),
+    on_snapshot: Callable[[int, list[dict]], None] | None = None,
+    progress: bool = True,
+    resume: dict | None = None,
+    on_epoch_end: Callable[[dict], None] | None = None,
+) -> list[TrainedRun]:
+    """Train several runs in one compiled program (`vmap` over runs) and return a TrainedRun each.
+
+    The configs may differ in seed, learning rate and warm start, nothing else (equal
+    `shape_key()`): a learning-rate x seed grid at one batch size costs one compilation.
+    `initial_variables[i]` ({"params", "batch_stats"}) replaces the seed's initial point of run i
+    (a warm start; its Adam state starts fresh). `on_snapshot(epoch, variables)` receives every
+    run's {"params", "batch_stats"} (numpy) after each epoch in `snapshot_epochs` (0 = the
+    initial point). `resume` is a checkpoint dict as passed to `on_epoch_end` (keys "state",
+    "epoch", "histories", "active", "stop_reasons", "seconds"), to continue an interrupted job.
+    """
+    configs = list(configs)
+    if not configs:
+        raise ValueError("configs is empty: give at least one run to train")
+    config = configs[0]
+    mismatched = [c for c in configs if c.shape_key() != config.shape_key()]
+    if mismatched:
+        raise ValueError(
+            "runs trained together may differ only in seed, learning_rate and warm_start; "
+            f"{mismatched[0]} differs from {config}"
+        )
+    initial_variables = list(initial_variables or [None] * len(configs))
+    if len(initial_variables) != len(configs):
+        raise ValueError("initial_variables needs one entry (or None) per config")
+    snapshot_epochs = sorted({int(e) for e in snapshot_epochs})
+    if snapshot_epochs and not 0 <= snapshot_epochs[0] <= snapshot_epochs[-1] <= config.epochs:
+        raise ValueError(f"snapshot_epochs {snapshot_epochs} must lie in [0, {config.epochs}]")
+
     n_train = int(x_train.shape[0])
     x_tr, y_tr = jax.device_put(np.asarray(x_train)), jax.device_put(np.asarray(y_train, np.int32))
     x_te, y_te = jax.device_put(np.asarray(x_test)), jax.device_put(np.asarray(y_test, np.int32))
-    shuffle_keys = jnp.stack([seed_keys(s)[1] for s in seeds])
+    shuffle_keys = jnp.stack([seed_keys(c.seed)[1] for c in configs])
 
     epoch_fn = make_epoch_fn(config, n_train)
     eval_fn = make_eval_fn(config)
+    lone = len(configs) == 1
 
     @jax.jit
     def run_epoch(state, active, epoch_index):
-        if len(seeds) == 1:  # no batch axis in the matmuls of a lone seed
+        if lone:  # no batch axis in the matmuls of a lone run
             single = jax.tree_util.tree_map(lambda leaf: leaf[0], state)
             new_single, metrics = epoch_fn(single, x_tr, y_tr, shuffle_keys[0], epoch_index)
             new_state = jax.tree_util.tree_map(lambda leaf: leaf[None], new_single)
@@ -309,12 +381,27 @@ def train_seeds(
         test_loss, test_acc = evaluate(state.params, state.batch_stats, x_te, y_te)
         return state, (train_loss, train_acc, test_loss, test_acc, mb_loss, mb_acc)
 
-    state = _stack([init_state(c) for c in configs])
+    state = _stack([initial_state(c, v) for c, v in zip(configs, initial_variables, strict=True)])
+
+    def snapshot(epoch: int) -> None:
+        if on_snapshot is not None and epoch in snapshot_epochs:
+            on_snapshot(
+                epoch,
+                [
+                    {
+                        "params": _unstack(state.params, i),
+                        "batch_stats": _unstack(state.batch_stats, i),
+                    }
+                    for i in range(len(configs))
+                ],
+            )
+
     if resume is None:
         start_epoch, seconds = 0, 0.0
-        histories = [{k: [] for k in HISTORY_KEYS} for _ in seeds]
-        active = np.ones(len(seeds), bool)
-        stop_reasons = [""] * len(seeds)
+        histories = [{k: [] for k in HISTORY_KEYS} for _ in configs]
+        active = np.ones(len(configs), bool)
+        stop_reasons = [""] * len(configs)
+        snapshot(0)
     else:
         state = flax.serialization.from_state_dict(state, resume["state"])
         state = jax.tree_util.tree_map(jnp.asarray, state)
@@ -322,11 +409,13 @@ def train_seeds(
         histories, stop_reasons = resume["histories"], list(resume["stop_reasons"])
         active = np.asarray(resume["active"], bool)
 
-    label = f"train B={config.batch_size} seeds={seeds}"
+    label = f"train B={config.batch_size} runs={len(configs)}"
     bar = _progress_bar(config.epochs, start_epoch, label, progress)
+    completed = start_epoch
     for epoch in range(start_epoch, config.epochs):
         if not active.any():
             break
+        completed = epoch + 1
         t0 = time.perf_counter()
         state, metrics = run_epoch(state, jnp.asarray(active), epoch)
         metrics = [np.asarray(m, np.float64) for m in metrics]
@@ -337,10 +426,11 @@ def train_seeds(
             for key, values in zip(HISTORY_KEYS[:-1], metrics, strict=True):
                 history[key].append(float(values[i]))
             history["seconds"].append(seconds)
-            reason = _stop_reason(history["train_loss"], config)
+            reason = _stop_reason(history["train_loss"], configs[i])
             if reason:
                 active[i], stop_reasons[i] = False, reason
-        _check_finite(histories, seeds, config)
+        _check_finite(histories, configs)
+        snapshot(epoch + 1)
         bar.update(1)
         bar.set_postfix_str(
             " ".join(
@@ -362,6 +452,9 @@ def train_seeds(
                 }
             )
     bar.close()
+    for later in snapshot_epochs:  # all runs stopped early: their final state stands in
+        if later > completed:
+            snapshot(later)
 
     runs = []
     for i, c in enumerate(configs):
@@ -394,13 +487,13 @@ def _stop_reason(train_losses: list[float], config: TrainConfig) -> str:
     return ""
 
 
-def _check_finite(histories: list[dict], seeds: list[int], config: TrainConfig) -> None:
-    for seed, history in zip(seeds, histories, strict=True):
+def _check_finite(histories: list[dict], configs: list[TrainConfig]) -> None:
+    for config, history in zip(configs, histories, strict=True):
         if history["minibatch_loss"] and not np.isfinite(history["minibatch_loss"][-1]):
             raise FloatingPointError(
                 f"training loss became {history['minibatch_loss'][-1]} at epoch "
-                f"{len(history['minibatch_loss'])} (seed {seed}, batch {config.batch_size}, "
-                f"lr {config.learning_rate}): lower the learning rate"
+                f"{len(history['minibatch_loss'])} (seed {config.seed}, batch "
+                f"{config.batch_size}, lr {config.learning_rate}): lower the learning rate"
             )
 
 

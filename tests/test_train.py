@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from keskar_repro.train import TrainConfig, _stop_reason, init_state, train_seeds
+from keskar_repro.train import TrainConfig, _stop_reason, init_state, train_runs, train_seeds
 
 
 def leaves(tree):
@@ -27,7 +27,7 @@ def test_sb_and_lb_share_the_initial_point_and_fresh_adam_state():
         not np.array_equal(a, b)
         for a, b in zip(leaves(sb.params), leaves(other.params), strict=True)
     )
-    assert all(np.all(m == 0) for m in leaves(sb.opt_state[0].mu))
+    assert all(np.all(m == 0) for m in leaves(sb.opt_state.inner_state[0].mu))
 
 
 def test_short_f1_run_on_mnist10k_reaches_sensible_accuracy(mnist10k):
@@ -57,19 +57,23 @@ def test_training_is_deterministic(tiny_config, small_data):
 PRE_BN_DENSE = ("Dense_0", "Dense_1")
 
 
-def test_vmapped_seeds_equal_seeds_trained_one_by_one(tiny_config, small_data):
-    together = train(tiny_config, small_data, [0, 1, 2], vmap_seeds=True)
-    apart = train(tiny_config, small_data, [0, 1, 2], vmap_seeds=False)
+def assert_same_runs(together, apart):
     for run_v, run_s in zip(together, apart, strict=True):
         assert run_v.config == run_s.config
         for name, layer in run_v.params.items():
             for leaf, x in layer.items():
                 if name in PRE_BN_DENSE and leaf == "bias":
-                    continue  # see below
+                    continue  # see above
                 np.testing.assert_allclose(x, run_s.params[name][leaf], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(
             run_v.history["test_loss"], run_s.history["test_loss"], rtol=1e-4
         )
+
+
+def test_vmapped_seeds_equal_seeds_trained_one_by_one(tiny_config, small_data):
+    together = train(tiny_config, small_data, [0, 1, 2], vmap_seeds=True)
+    apart = train(tiny_config, small_data, [0, 1, 2], vmap_seeds=False)
+    assert_same_runs(together, apart)
     first, second = (leaves(r.params)[0] for r in together[:2])
     assert not np.allclose(first, second)
 
@@ -107,6 +111,7 @@ def test_stop_reason_rule():
         ("stopping", "never"),
         ("eval_bn_policy", "eval"),
         ("hidden", ()),
+        ("warm_start", "run-without-epoch"),
     ],
 )
 def test_impossible_settings_are_rejected(field, value):
@@ -128,3 +133,24 @@ def test_paper_batch_sizes_keep_the_paper_ratio():
     assert paper_batch_sizes(8000, 100, 500)[:2] == (100, 500)
     with pytest.raises(ValueError, match="--lb-batch=9000 exceeds"):
         paper_batch_sizes(8000, None, 9000)
+
+
+def test_learning_rate_grid_in_one_program_equals_separate_runs(tiny_config, small_data):
+    grid = [
+        dataclasses.replace(tiny_config, seed=seed, learning_rate=lr)
+        for lr in (1e-4, 1e-3, 1e-2)
+        for seed in (0, 1)
+    ]
+    data = (small_data.x_train, small_data.y_train, small_data.x_test, small_data.y_test)
+    together = train_runs(grid, *data, progress=False)
+    apart = [run for c in grid for run in train_runs([c], *data, progress=False)]
+    assert_same_runs(together, apart)
+    final_losses = [r.history["train_loss"][-1] for r in together]
+    assert len(set(final_losses)) == len(grid)  # the learning rates did act
+
+
+def test_runs_of_different_shapes_do_not_train_together(tiny_config, small_data):
+    data = (small_data.x_train, small_data.y_train, small_data.x_test, small_data.y_test)
+    other = dataclasses.replace(tiny_config, batch_size=50)
+    with pytest.raises(ValueError, match="may differ only in seed, learning_rate"):
+        train_runs([tiny_config, other], *data, progress=False)
