@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from keskar_repro import paper, plots  # noqa: E402  (no JAX import: --replot stays light)
+from keskar_repro import experiment, paper, plots  # noqa: E402  (no JAX: --replot stays light)
 
 PRESETS = {
     # 5 seeds, the paper's batch sizes, 100 epochs (the paper's figures; see paper_notes.md for
@@ -56,28 +56,11 @@ PRESETS = {
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Defaults come from --preset; any option given overrides it.",
-    )
-    p.add_argument(
-        "--dataset",
-        choices=["mnist", "mnist10k", "fashion_mnist"],
-        default=None,
-        help="default: full MNIST when present locally or downloadable, else mnist10k",
-    )
-    p.add_argument("--data-dir", default=None, help="folder with the four IDX files")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
-    p.add_argument("--seeds", type=int, help="number of seeds (0, 1, ..., n-1)")
-    p.add_argument("--epochs", type=int, help="training epochs of every run")
-    p.add_argument(
-        "--sb-batch", type=int, help="SB batch; default 256 scaled so LB/SB is the paper's 23.4"
-    )
-    p.add_argument("--lb-batch", type=int, help="LB batch; default 10%% of the training set")
+    p = experiment.parser(__doc__, PRESETS)
+    experiment.add_batch_args(p)
     p.add_argument(
         "--epsilons",
-        type=lambda s: [float(e) for e in s.split(",")],
+        type=experiment.float_list,
         help="comma-separated box sizes, e.g. 1e-3,5e-4",
     )
     p.add_argument("--subspace-dim", type=int, help="p of the random subspace; 0 skips Table 4")
@@ -100,62 +83,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="normalized",
         help="L-BFGS-B in box-normalised coordinates (default) or the paper-literal formulation",
     )
-    p.add_argument(
-        "--hidden",
-        type=lambda s: tuple(int(w) for w in s.split(",")),
-        default=(512,) * 5,
-        help="hidden widths, comma-separated (default F1: 512,512,512,512,512)",
-    )
     p.add_argument("--alphas", type=int, help="points on each path over [-1, 2]")
-    p.add_argument("--out", default=str(REPO / "figures"), help="results and figures folder")
-    p.add_argument(
-        "--runs-dir", default=None, help="saved runs (default $KESKAR_REPRO_RUNS or ./runs)"
-    )
     p.add_argument("--log-loss", action="store_true", help="log scale for the path losses")
-    p.add_argument("--replot", action="store_true", help="redraw figures from the JSON only")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
-    for name, value in PRESETS[args.preset].items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    problems = {
-        "--seeds": args.seeds >= 1,
-        "--epochs": args.epochs >= 1,
-        "--epsilons": bool(args.epsilons) and all(e > 0 for e in args.epsilons),
-        "--subspace-dim": args.subspace_dim >= 0,
-        "--alphas": args.alphas >= 2,
-        "--hidden": len(args.hidden) >= 1 and min(args.hidden) >= 1,
-        "--subspace-scaling": set(args.subspace_scaling) <= {"unit", "gaussian"},
-        "--sb-batch": args.sb_batch is None or args.sb_batch >= 1,
-        "--lb-batch": args.lb_batch is None or args.lb_batch >= 1,
-    }
-    for flag, ok in problems.items():
-        if not ok:
-            p.error(f"{flag}={getattr(args, flag[2:].replace('-', '_'))} is impossible")
-    return args
+
+    def checks(args):
+        return {
+            **experiment.batch_checks(args),
+            "--epsilons": bool(args.epsilons) and all(e > 0 for e in args.epsilons),
+            "--subspace-dim": args.subspace_dim >= 0,
+            "--alphas": args.alphas >= 2,
+            "--subspace-scaling": set(args.subspace_scaling) <= {"unit", "gaussian"},
+        }
+
+    return experiment.parse(p, PRESETS, argv, checks)
 
 
 def results_path(args: argparse.Namespace) -> Path:
-    return Path(args.out) / f"fig_sharpness_{args.dataset}_{args.preset}.json"
-
-
-def load_dataset(args: argparse.Namespace):
-    """The requested dataset, or the default: full MNIST if obtainable, else mnist10k."""
-    from keskar_repro import data
-
-    if args.dataset is not None:
-        return data.load(args.dataset, data_dir=args.data_dir)
-    try:
-        dataset = data.load("mnist", data_dir=args.data_dir)
-    except data.DataUnavailableError as err:
-        print(
-            f"notice: full MNIST is not available ({str(err).splitlines()[0]}); "
-            "using the shipped mnist10k (8,000 train / 2,000 test).",
-            file=sys.stderr,
-        )
-        dataset = data.load("mnist10k")
-    args.dataset = dataset.name
-    return dataset
+    return experiment.results_path(args, "fig_sharpness")
 
 
 def measure(args: argparse.Namespace, dataset, sb: int, lb: int) -> dict:
@@ -392,7 +336,7 @@ def main(argv=None) -> int:
     from keskar_repro.train import paper_batch_sizes
 
     t0 = time.time()
-    dataset = load_dataset(args)
+    dataset = experiment.load_dataset(args)
     sb, lb, note = paper_batch_sizes(dataset.n_train, args.sb_batch, args.lb_batch)
     print(
         f"{dataset.name}: {dataset.n_train} train / {dataset.n_test} test; preset "
@@ -431,10 +375,7 @@ def main(argv=None) -> int:
 
 
 def cli() -> None:
-    try:
-        sys.exit(main())
-    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as err:
-        sys.exit(f"error: {err}")
+    experiment.cli(main)
 
 
 if __name__ == "__main__":

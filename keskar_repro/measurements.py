@@ -7,13 +7,14 @@ Every measurement is a JSON-ready dict; its spec (what was measured, how) names 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import jax
 import numpy as np
 
 from keskar_repro.interpolation import evaluate_path
 from keskar_repro.objective import make_loss_fn, split_metrics
-from keskar_repro.runs import cached_measurement, run_dir
+from keskar_repro.runs import cached_measurement, load_snapshot, run_dir, snapshot_path
 from keskar_repro.sharpness import sharpness
 from keskar_repro.train import TrainedRun
 
@@ -23,6 +24,37 @@ SHARPNESS_MAXITER = 10  # the paper's 10 iterations of L-BFGS-B
 
 def splits_of(dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {"train": (dataset.x_train, dataset.y_train), "test": (dataset.x_test, dataset.y_test)}
+
+
+SNAPSHOT = "snapshot after epoch"
+
+
+def snapshot_of(run: TrainedRun, epoch: int, root: str | os.PathLike | None = None) -> TrainedRun:
+    """The run's saved snapshot after `epoch` epochs, with the history cut there (the run
+    itself at its last epoch when it has no snapshot there). Measurements of a snapshot are
+    cached in its own folder (`measurement_dir`). Snapshots added to a saved run by a later
+    retraining form one trajectory that may end away from the saved parameters (see
+    runs._add_snapshots), so a trajectory is measured on its own snapshots throughout."""
+    if epoch == run.epochs_run and not snapshot_path(run.config, epoch, root).is_file():
+        return run
+    variables = load_snapshot(run.config, epoch, root)
+    history = {k: v[:epoch] for k, v in run.history.items()}
+    return run._replace(
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        history=history,
+        epochs_run=epoch,
+        stop_reason=f"{SNAPSHOT} {epoch}",
+    )
+
+
+def measurement_dir(run: TrainedRun, root: str | os.PathLike | None = None) -> Path:
+    """Where the measurements of `run` are cached: its run directory, or for a snapshot
+    (`snapshot_of`) <run dir>/snapshots/epoch-<k>/."""
+    path = run_dir(run.config, root)
+    if run.stop_reason.startswith(SNAPSHOT):
+        path = path / "snapshots" / f"epoch-{run.epochs_run:04d}"
+    return path
 
 
 def final_metrics(
@@ -40,7 +72,7 @@ def final_metrics(
         return out
 
     return cached_measurement(
-        run_dir(run.config, root), "metrics", {"bn_policy": bn_policy}, compute
+        measurement_dir(run, root), "metrics", {"bn_policy": bn_policy}, compute
     )
 
 
@@ -107,7 +139,8 @@ class RunSharpness:
             )
             return result.to_dict()
 
-        result = cached_measurement(run_dir(self.run.config, self.root), "sharpness", spec, compute)
+        path = measurement_dir(self.run, self.root)
+        result = cached_measurement(path, "sharpness", spec, compute)
         return {"space": space, "bn_policy": bn_policy, **result}
 
 
@@ -144,3 +177,29 @@ def pair_path(
 
     result = cached_measurement(run_dir(sb_run.config, root), "path", spec, compute)
     return {"kind": kind, "bn_policy": bn_policy, "pair_seed": sb_run.config.seed, **result}
+
+
+def run_record(
+    run: TrainedRun,
+    dataset,
+    epsilons,
+    *,
+    bn_policy: str = "batch",
+    root: str | os.PathLike | None = None,
+) -> dict:
+    """Accuracy, cross-entropy and full-space sharpness (each epsilon) of a run or snapshot:
+    {"seed", "batch_size", "learning_rate", "epoch", "stop_reason", "{train,test}_{loss,
+    accuracy}", "sharpness": {str(eps): Metric 2.1 value}, "sharpness_reports": {str(eps):
+    the solver's report}}; every measurement cached beside the run."""
+    meter = RunSharpness(run, dataset, root)
+    reports = {str(eps): meter.measure(eps, bn_policy=bn_policy) for eps in epsilons}
+    return {
+        "seed": run.config.seed,
+        "batch_size": run.config.batch_size,
+        "learning_rate": run.config.learning_rate,
+        "epoch": run.epochs_run,
+        "stop_reason": run.stop_reason,
+        **final_metrics(run, dataset, bn_policy, root),
+        "sharpness": {eps: r["value"] for eps, r in reports.items()},
+        "sharpness_reports": reports,
+    }

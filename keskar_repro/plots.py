@@ -136,3 +136,268 @@ def save_figure(fig: Figure, stem: str) -> list[str]:
         paths.append(final)
     plt.close(fig)
     return paths
+
+
+def _plain_log(axis) -> None:
+    """Log-axis tick labels as plain numbers (0.5, 2, 200): every power of ten, and the minor
+    ticks at 2 and 5 times one (so that an axis spanning less than a decade has labels)."""
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(v: float, _) -> str:
+        leading = f"{v:.0e}"[0]
+        return f"{v:g}" if leading in "25" else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
+def _band(ax, x, mean, std, color, style="-", label=None):
+    mean, std = np.asarray(mean, float), np.asarray(std, float)
+    ax.plot(x, mean, style, color=color, lw=1.8, label=label)
+    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+
+
+def accuracy_curves(curves: dict, *, title: str = "") -> Figure:
+    """Figure 2 layout: train (left) and test (right) accuracy in % against epoch, SB and LB,
+    mean over seeds with a +-1 std band.
+
+    `curves[regime]` holds "epoch" and "{train,test}_accuracy_{mean,std}" (fractions) and "n".
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0), sharex=True)
+    for ax, split in zip(axes, ("train", "test"), strict=True):
+        for regime, c in curves.items():
+            _band(
+                ax,
+                c["epoch"],
+                100 * np.asarray(c[f"{split}_accuracy_mean"]),
+                100 * np.asarray(c[f"{split}_accuracy_std"]),
+                REGIME_COLORS.get(regime, "0.3"),
+                label=f"{regime} (B={c['batch_size']}, {c['n']} seeds)",
+            )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{split} accuracy (%)")
+        ax.set_title(f"{split} accuracy", fontsize=10)
+        ax.grid(alpha=0.3)
+        finals = [100 * np.asarray(c[f"{split}_accuracy_mean"])[-1] for c in curves.values()]
+        ax.set_ylim(min(finals) - (6 if split == "test" else 3), 100.2)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _sharpness_lines(ax, x, rows_by_eps: dict, color: str = "tab:red", label: str = "") -> None:
+    styles = ("-o", "--s", ":^", "-.v")
+    for i, (eps, rows) in enumerate(sorted(rows_by_eps.items(), reverse=True)):
+        style = styles[i % len(styles)]
+        mean = np.asarray([r["mean"] for r in rows], float)
+        std = np.asarray([r["std"] for r in rows], float)
+        ax.errorbar(
+            x,
+            mean,
+            yerr=std,
+            fmt=style,
+            color=color,
+            ms=4,
+            capsize=2,
+            lw=1.4,
+            label=f"{label}sharpness, $\\epsilon$={eps:g}",
+        )
+
+
+def batch_sweep_plot(sweep: dict, *, title: str = "") -> Figure:
+    """Figure 4 layout: test accuracy (left axis, %) and full-space sharpness (right axis, log)
+    against batch size (log), mean +- std over seeds; a dotted line where accuracy starts to
+    fall. `sweep` holds "batch_sizes", "test_accuracy" ({"mean", "std"} per batch),
+    "sharpness" ({eps: [{"mean", "std"} per batch]}) and "falls_at" (a batch size or None)."""
+    x = np.asarray(sweep["batch_sizes"])
+    fig, acc_ax = plt.subplots(figsize=(6.4, 4.4))
+    sharp_ax = acc_ax.twinx()
+    acc = sweep["test_accuracy"]
+    acc_ax.errorbar(
+        x,
+        [100 * a["mean"] for a in acc],
+        yerr=[100 * a["std"] for a in acc],
+        fmt="-o",
+        color=LOSS_COLOR,
+        capsize=2,
+        lw=1.8,
+        label="test accuracy",
+    )
+    _sharpness_lines(sharp_ax, x, {float(k): v for k, v in sweep["sharpness"].items()})
+    if sweep.get("falls_at"):
+        acc_ax.axvline(sweep["falls_at"], color="0.4", ls=":", lw=1)
+    acc_ax.set_xscale("log")
+    sharp_ax.set_yscale("log")
+    _plain_log(acc_ax.xaxis)
+    _plain_log(sharp_ax.yaxis)
+    acc_ax.set_xlabel("batch size")
+    acc_ax.set_ylabel("test accuracy (%)", color=LOSS_COLOR)
+    sharp_ax.set_ylabel(r"sharpness $\phi$ (%)", color=ACCURACY_COLOR)
+    acc_ax.tick_params(axis="y", colors=LOSS_COLOR)
+    sharp_ax.tick_params(axis="y", colors=ACCURACY_COLOR)
+    handles = acc_ax.get_lines()[:1] + [c for c in sharp_ax.containers]
+    acc_ax.legend(
+        handles[:1] + sharp_ax.get_legend_handles_labels()[0],
+        ["test accuracy"] + sharp_ax.get_legend_handles_labels()[1],
+        fontsize=8,
+        loc="center left",
+    )
+    acc_ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def warm_start_plot(warm: dict, *, title: str = "") -> Figure:
+    """Figure 5 layout: test accuracy (left axis) and sharpness (right axis, log) of the LB runs
+    warm-started after k SB epochs, against k; the SB run's own test accuracy as a dashed line.
+    `warm` holds "k", "test_accuracy" ({"mean", "std"} per k), "sharpness" ({eps: [...]}) and
+    "sb_test_accuracy" ({"mean", "std"})."""
+    x = np.asarray(warm["k"], float)
+    fig, acc_ax = plt.subplots(figsize=(6.4, 4.4))
+    sharp_ax = acc_ax.twinx()
+    acc = warm["test_accuracy"]
+    acc_ax.errorbar(
+        x,
+        [100 * a["mean"] for a in acc],
+        yerr=[100 * a["std"] for a in acc],
+        fmt="-o",
+        color=LOSS_COLOR,
+        capsize=2,
+        lw=1.8,
+        label="test accuracy after LB",
+    )
+    sb = warm["sb_test_accuracy"]
+    acc_ax.axhline(100 * sb["mean"], color=LOSS_COLOR, ls="--", lw=1, label="SB test accuracy")
+    _sharpness_lines(sharp_ax, x, {float(k): v for k, v in warm["sharpness"].items()})
+    acc_ax.set_xscale("symlog", linthresh=1)
+    sharp_ax.set_yscale("log")
+    _plain_log(acc_ax.xaxis)
+    _plain_log(sharp_ax.yaxis)
+    acc_ax.set_xlabel("k: SB epochs before switching to LB")
+    acc_ax.set_ylabel("test accuracy (%)", color=LOSS_COLOR)
+    sharp_ax.set_ylabel(r"sharpness $\phi$ (%)", color=ACCURACY_COLOR)
+    lines, labels = acc_ax.get_legend_handles_labels()
+    more, more_labels = sharp_ax.get_legend_handles_labels()
+    acc_ax.legend(lines + more, labels + more_labels, fontsize=8, loc="center right")
+    acc_ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sharpness_vs_loss_plot(rows: Sequence[dict], *, title: str = "") -> Figure:
+    """Figure 6 layout: one panel per epsilon; full-space sharpness against training
+    cross-entropy along training, log-log, the loss axis reversed (training proceeds to the
+    right); SB and LB lines, each point labelled with its epoch.
+
+    `rows`: {"regime", "epsilon", "epoch", "train_loss", "value"} per (run, snapshot, eps);
+    several seeds of a regime are drawn as separate thin lines."""
+    epsilons = sorted({r["epsilon"] for r in rows}, reverse=True)
+    fig, axes = plt.subplots(1, len(epsilons), figsize=(5.2 * len(epsilons), 4.2), squeeze=False)
+    for ax, eps in zip(axes[0], epsilons, strict=True):
+        for regime in ("SB", "LB"):
+            seeds = sorted({r["seed"] for r in rows if r["regime"] == regime})
+            for i, seed in enumerate(seeds):
+                pts = sorted(
+                    (
+                        r
+                        for r in rows
+                        if (r["regime"], r["seed"], r["epsilon"]) == (regime, seed, eps)
+                    ),
+                    key=lambda r: r["epoch"],
+                )
+                x = [p["train_loss"] for p in pts]
+                y = [p["value"] for p in pts]
+                ax.plot(
+                    x,
+                    y,
+                    "-o",
+                    color=REGIME_COLORS[regime],
+                    ms=4,
+                    lw=1.4,
+                    label=regime if i == 0 else None,
+                )
+                if i == 0:
+                    for p in pts:
+                        ax.annotate(
+                            str(p["epoch"]),
+                            (p["train_loss"], p["value"]),
+                            fontsize=6,
+                            xytext=(2, 3),
+                            textcoords="offset points",
+                        )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log(ax.xaxis)
+        _plain_log(ax.yaxis)
+        ax.invert_xaxis()
+        ax.set_xlabel("training cross-entropy (reversed: training goes right)")
+        ax.set_ylabel(r"sharpness $\phi$ (%)")
+        ax.set_title(f"$\\epsilon$ = {eps:g} (labels: epoch)", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def heatmaps(grid: dict, *, title: str = "") -> Figure:
+    """Two heatmaps over learning rate (rows) x batch size (columns): test accuracy (%) and the
+    generalization gap (train minus test accuracy, points), mean over seeds, values printed.
+    `grid` holds "learning_rates", "batch_sizes", "test_accuracy" and "gap" (nested lists
+    [lr][batch] of percentages, None where the run diverged)."""
+    lrs, batches = grid["learning_rates"], grid["batch_sizes"]
+    fig, axes = plt.subplots(1, 2, figsize=(4.0 + 1.6 * len(batches), 0.6 * len(lrs) + 2.4))
+    for ax, key, label, cmap in (
+        (axes[0], "test_accuracy", "test accuracy (%)", "viridis"),
+        (axes[1], "gap", "train - test accuracy (points)", "magma_r"),
+    ):
+        values = np.array([[np.nan if v is None else v for v in row] for row in grid[key]])
+        image = ax.imshow(values, cmap=cmap, aspect="auto", origin="lower")
+        fig.colorbar(image, ax=ax, shrink=0.85)
+        for i in range(len(lrs)):
+            for j in range(len(batches)):
+                v = values[i, j]
+                text = "diverged" if np.isnan(v) else f"{v:.2f}"
+                rgb = image.cmap(image.norm(v))[:3] if np.isfinite(v) else (1, 1, 1)
+                dark = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] < 0.5
+                ax.text(
+                    j, i, text, ha="center", va="center", fontsize=7, color="w" if dark else "k"
+                )
+        ax.set_xticks(range(len(batches)))
+        ax.set_xticklabels([str(b) for b in batches])
+        ax.set_yticks(range(len(lrs)))
+        ax.set_yticklabels([f"{lr:g}" for lr in lrs])
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("Adam learning rate")
+        ax.set_title(label, fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def grid_curves(cells: Sequence[dict], *, title: str = "") -> Figure:
+    """Test accuracy (%) against epoch for a few (learning rate, batch) cells of the grid, mean
+    over seeds; `cells`: {"learning_rate", "batch_size", "epoch", "test_accuracy_mean",
+    "train_accuracy_mean"}; solid = test, dotted = train."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    colors = plt.cm.tab10(np.linspace(0, 1, 10))
+    for cell, color in zip(cells, colors, strict=False):
+        label = f"lr {cell['learning_rate']:g}, B {cell['batch_size']}"
+        ax.plot(
+            cell["epoch"],
+            100 * np.asarray(cell["test_accuracy_mean"]),
+            "-",
+            color=color,
+            label=label,
+        )
+        ax.plot(cell["epoch"], 100 * np.asarray(cell["train_accuracy_mean"]), ":", color=color)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)  (solid test, dotted train)")
+    lows = [100 * min(c["test_accuracy_mean"]) for c in cells]
+    ax.set_ylim(max(0.0, min(lows) - 2), 100.5)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -278,6 +278,7 @@ def get_or_train_runs(
     progress: bool = True,
     checkpoint_seconds: float = 60.0,
     snapshot_epochs: Sequence[int] = (),
+    on_divergence: str = "raise",
 ) -> list[TrainedRun]:
     """The run of each config: loaded when saved (with every snapshot asked for), else trained.
 
@@ -287,7 +288,7 @@ def get_or_train_runs(
     compiled program, checkpointed at most every `checkpoint_seconds` and resumed from its
     checkpoint after an interruption. Warm starts load their source snapshot from `root`.
     A saved run that lacks a snapshot in `snapshot_epochs` is retrained (training is
-    deterministic) and only its snapshots are added.
+    deterministic) and only its snapshots are added. `on_divergence` is as in `train_runs`.
     """
     root = Path(root) if root is not None else default_runs_dir()
     for config in configs:
@@ -314,7 +315,7 @@ def get_or_train_runs(
         for start in range(0, len(group), size):
             chunk = group[start : start + size]
             for run in _train_group(
-                chunk, dataset, root, progress, checkpoint_seconds, snapshot_epochs
+                chunk, dataset, root, progress, checkpoint_seconds, snapshot_epochs, on_divergence
             ):
                 runs[run_dir(run.config, root).name] = run
     return [runs[run_dir(c, root).name] for c in configs]
@@ -327,6 +328,7 @@ def _train_group(
     progress: bool,
     checkpoint_seconds: float,
     snapshot_epochs: list[int],
+    on_divergence: str,
 ) -> list[TrainedRun]:
     """Train `configs` together, checkpointing and resuming through one checkpoint file, then
     save each run with its snapshots."""
@@ -361,20 +363,36 @@ def _train_group(
         progress=progress,
         resume=_read_checkpoint(ckpt_path),
         on_epoch_end=save_checkpoint,
+        on_divergence=on_divergence,
     )
+    group = [run_dir(c, root).name for c in configs]
     for run in trained:
         path = run_dir(run.config, root)
-        snapshots = staging / path.name
-        if path.is_dir() and _same_variables(load_run(path)[0], run):
-            if snapshots.is_dir():  # a saved run retrained for its snapshots: add them only
-                (path / "snapshots").mkdir(exist_ok=True)
-                for f in sorted(snapshots.iterdir()):
-                    os.replace(f, path / "snapshots" / f.name)
+        if path.is_dir():  # a saved run retrained for its snapshots: it stays, snapshots are added
+            _add_snapshots(path, staging / path.name, run, group)
         else:
-            save_run(run, dataset.provenance, root, snapshots=snapshots)
+            save_run(run, dataset.provenance, root, snapshots=staging / path.name)
     ckpt_path.unlink(missing_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
     return trained
+
+
+def _add_snapshots(path: Path, snapshots: Path, retrained: TrainedRun, group: list[str]) -> None:
+    """Move the snapshots of a retraining into the saved run at `path`, noting in
+    snapshots/trajectory.json whether the retraining ended exactly at the saved parameters: a
+    different group of runs vmapped together rounds differently, and 100 epochs amplify that,
+    so the snapshots are a trajectory of the same configuration, not always of the saved run."""
+    target = path / "snapshots"
+    target.mkdir(exist_ok=True)
+    for f in sorted(snapshots.iterdir()):
+        os.replace(f, target / f.name)
+    note = {
+        "trained_with": group,
+        "final_matches_saved_run": _same_variables(load_run(path)[0], retrained),
+        "final_epoch": retrained.epochs_run,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_atomic(target / "trajectory.json", json.dumps(note, indent=1))
 
 
 def _same_variables(a: TrainedRun, b: TrainedRun) -> bool:

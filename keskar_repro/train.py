@@ -327,6 +327,7 @@ def train_runs(
     progress: bool = True,
     resume: dict | None = None,
     on_epoch_end: Callable[[dict], None] | None = None,
+    on_divergence: str = "raise",
 ) -> list[TrainedRun]:
     """Train several runs in one compiled program (`vmap` over runs) and return a TrainedRun each.
 
@@ -337,7 +338,12 @@ def train_runs(
     run's {"params", "batch_stats"} (numpy) after each epoch in `snapshot_epochs` (0 = the
     initial point). `resume` is a checkpoint dict as passed to `on_epoch_end` (keys "state",
     "epoch", "histories", "active", "stop_reasons", "seconds"), to continue an interrupted job.
+    A run whose training loss becomes NaN or infinite raises FloatingPointError
+    (`on_divergence="raise"`) or is stopped with stop_reason "diverged ..." (`"stop"`, for
+    sweeps over learning rates, where divergence is a result).
     """
+    if on_divergence not in ("raise", "stop"):
+        raise ValueError(f"on_divergence={on_divergence!r} is not 'raise' or 'stop'")
     configs = list(configs)
     if not configs:
         raise ValueError("configs is empty: give at least one run to train")
@@ -427,9 +433,12 @@ def train_runs(
                 history[key].append(float(values[i]))
             history["seconds"].append(seconds)
             reason = _stop_reason(history["train_loss"], configs[i])
+            if on_divergence == "stop" and not np.isfinite(history["minibatch_loss"][-1]):
+                reason = f"{DIVERGED}: training loss became nan or inf in epoch {epoch + 1}"
             if reason:
                 active[i], stop_reasons[i] = False, reason
-        _check_finite(histories, configs)
+        if on_divergence == "raise":
+            _check_finite(histories, configs)
         snapshot(epoch + 1)
         bar.update(1)
         bar.set_postfix_str(
@@ -485,6 +494,9 @@ def _stop_reason(train_losses: list[float], config: TrainConfig) -> str:
             f" (stopped after epoch {len(train_losses)})"
         )
     return ""
+
+
+DIVERGED = "diverged"
 
 
 def _check_finite(histories: list[dict], configs: list[TrainConfig]) -> None:

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import jax
 import numpy as np
@@ -171,6 +172,8 @@ def test_saved_run_retrained_for_snapshots_keeps_its_measurements(
     marker.write_text("{}")
     get_or_train(tiny_config, small_data, [0], root=tmp_path, progress=False, snapshot_epochs=[1])
     assert marker.is_file() and snapshot_path(run.config, 1, tmp_path).is_file()
+    note = json.loads((path / "snapshots" / "trajectory.json").read_text())
+    assert note["final_matches_saved_run"] and note["trained_with"] == [path.name]
     assert not list((tmp_path / "checkpoints").iterdir())
 
 

@@ -1,0 +1,126 @@
+"""Figure 2 for F1: train and test accuracy against epoch for SB and LB (mean and band over seeds).
+
+    python experiments/fig_accuracy_curves.py --dataset mnist10k          # the fig_sharpness runs
+    python experiments/fig_accuracy_curves.py --dataset mnist10k --replot # redraw from the JSON
+
+The paper shows this figure only for F2 and C1 (LB reaches train accuracy like SB but lower test
+accuracy throughout). The runs are those of experiments/fig_sharpness.py (same configurations,
+so nothing is retrained when it has run); the accuracies are the exact per-epoch evaluations
+over the whole train and test sets (BN policy "batch"). Writes, into --out:
+
+    fig2_accuracy_<dataset>_<preset>.json     curves per run and mean/std per epoch
+    fig2_accuracy_<dataset>_<preset>.{png,pdf}
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from keskar_repro import experiment, paper, plots  # noqa: E402  (no JAX: --replot stays light)
+
+STEM = "fig2_accuracy"
+PRESETS = {"paper": {"seeds": 5, "epochs": 100}, "quick": {"seeds": 2, "epochs": 15}}
+KEYS = ("train_accuracy", "test_accuracy", "train_loss", "test_loss")
+
+
+def parse_args(argv=None):
+    p = experiment.parser(__doc__, PRESETS)
+    experiment.add_batch_args(p)
+    return experiment.parse(p, PRESETS, argv, experiment.batch_checks)
+
+
+def compute(args, dataset) -> dict:
+    from keskar_repro.runs import get_or_train, run_dir
+
+    curves, runs = {}, []
+    for regime, config in experiment.sb_lb_configs(args, dataset).items():
+        trained = get_or_train(
+            config,
+            dataset,
+            range(args.seeds),
+            root=args.runs_dir,
+            progress=not args.no_progress,
+        )
+        curves[regime] = {
+            "batch_size": config.batch_size,
+            "n": len(trained),
+            **experiment.mean_std_curves([r.history for r in trained], KEYS),
+        }
+        runs += [
+            {
+                "regime": regime,
+                "seed": r.config.seed,
+                "run_dir": str(run_dir(r.config, args.runs_dir)),
+                "history": r.history,
+            }
+            for r in trained
+        ]
+    return {"curves": curves, "runs": runs, "summary": summarize(curves, runs)}
+
+
+def summarize(curves: dict, runs: list[dict]) -> dict:
+    """Final and peak test accuracy per regime, and the SB - LB gap at the last epoch."""
+    out = {}
+    for regime, c in curves.items():
+        test = c["test_accuracy_mean"]
+        peak = max(range(len(test)), key=test.__getitem__)
+        finals = [100 * r["history"]["test_accuracy"][-1] for r in runs if r["regime"] == regime]
+        out[regime] = {
+            "final_test_accuracy": paper.mean_std(finals),
+            "final_train_accuracy": paper.mean_std(
+                [100 * r["history"]["train_accuracy"][-1] for r in runs if r["regime"] == regime]
+            ),
+            "peak_mean_test_accuracy": 100 * test[peak],
+            "peak_epoch": peak + 1,
+            "first_epoch_train_accuracy_99": next(
+                (e + 1 for e, a in enumerate(c["train_accuracy_mean"]) if a >= 0.99), None
+            ),
+        }
+    if {"SB", "LB"} <= out.keys():
+        out["final_gap_sb_minus_lb"] = (
+            out["SB"]["final_test_accuracy"][0] - out["LB"]["final_test_accuracy"][0]
+        )
+    return out
+
+
+def text(results: dict) -> str:
+    s = results["summary"]
+    lines = [f"Figure 2 for F1 on {results['dataset']['name']} (accuracy in %, mean +- std)"]
+    for regime in ("SB", "LB"):
+        r = s[regime]
+        lines.append(
+            f"  {regime} (B={results['curves'][regime]['batch_size']}): final train "
+            f"{r['final_train_accuracy'][0]:.2f} +- {r['final_train_accuracy'][1]:.2f}, final "
+            f"test {r['final_test_accuracy'][0]:.2f} +- {r['final_test_accuracy'][1]:.2f}; peak "
+            f"mean test {r['peak_mean_test_accuracy']:.2f} at epoch {r['peak_epoch']}; train "
+            f"accuracy >= 99% from epoch {r['first_epoch_train_accuracy_99']}"
+        )
+    lines.append(f"  SB - LB final test accuracy: {s['final_gap_sb_minus_lb']:+.2f} points")
+    return "\n".join(lines)
+
+
+def draw(results: dict, args) -> list[str]:
+    fig = plots.accuracy_curves(
+        results["curves"], title=f"Figure 2 for F1 on {results['dataset']['name']}"
+    )
+    return plots.save_figure(fig, experiment.figure_stem(args, STEM))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.replot:
+        return experiment.replot(args, STEM, draw, text)
+    t0 = time.time()
+    dataset = experiment.load_dataset(args)
+    results = experiment.start_results(args, "fig_accuracy_curves.py", argv, dataset)
+    results.update(compute(args, dataset))
+    results["config"].update(sb_batch=args.sb_batch, lb_batch=args.lb_batch)
+    return experiment.finish(results, args, STEM, t0, draw, text)
+
+
+if __name__ == "__main__":
+    experiment.cli(main)

@@ -1,0 +1,177 @@
+"""Figure 4 for F1: test accuracy and sharpness against batch size, for a fixed epoch budget.
+
+    python experiments/fig_batch_sweep.py --dataset mnist10k
+    python experiments/fig_batch_sweep.py --dataset mnist10k --replot
+
+The paper shows this figure only for F2 and C1 (100 epochs each): test accuracy holds up to a
+threshold batch size and falls beyond it, while sharpness rises. Here F1 trains with Adam for
+the same number of epochs at each batch size of a log-spaced range: 32, 64, 128, ... up to 10%
+of the training set, then 10%, 20%, 50% and 100% of it (full-batch Adam), all seeds of a batch
+size in one vmapped program. For each run: test accuracy and full-space sharpness (Metric 2.1,
+10 L-BFGS-B iterations, BN policy "batch") for each epsilon. "Accuracy starts to fall" at the
+first batch size above the best one whose mean test accuracy is below the best mean by more than
+max(2 standard errors, 0.1 points). Writes, into --out:
+
+    fig4_batch_sweep_<dataset>_<preset>.json
+    fig4_batch_sweep_<dataset>_<preset>.{png,pdf}
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from keskar_repro import experiment, plots  # noqa: E402  (no JAX: --replot stays light)
+
+STEM = "fig4_batch_sweep"
+PRESETS = {
+    "paper": {"seeds": 2, "epochs": 100, "batch_sizes": None, "epsilons": [1e-3, 5e-4]},
+    "quick": {"seeds": 1, "epochs": 5, "batch_sizes": [32, 256, 2000], "epsilons": [1e-3]},
+}
+MIN_DROP_POINTS = 0.1
+
+
+def sweep_batch_sizes(n_train: int) -> list[int]:
+    """32, 64, ... (powers of two below 10% of n_train), then 10%, 20%, 50% and 100%."""
+    tenth = round(0.1 * n_train)
+    powers = [2**i for i in range(5, 30) if 2**i < tenth]
+    return sorted(set(powers) | {tenth, round(0.2 * n_train), round(0.5 * n_train), n_train})
+
+
+def parse_args(argv=None):
+    p = experiment.parser(__doc__, PRESETS)
+    p.add_argument("--seeds", type=int, help="number of seeds (0, 1, ..., n-1)")
+    p.add_argument("--epochs", type=int, help="epoch budget of every run")
+    p.add_argument(
+        "--batch-sizes",
+        type=experiment.int_list,
+        help="comma-separated; default (paper): 32, 64, ... up to 10%%, then 10, 20, 50, 100%%",
+    )
+    p.add_argument("--epsilons", type=experiment.float_list, help="box sizes, e.g. 1e-3,5e-4")
+
+    def checks(args):
+        return {
+            "--seeds": args.seeds >= 1,
+            "--epochs": args.epochs >= 1,
+            "--batch-sizes": args.batch_sizes is None or min(args.batch_sizes) >= 1,
+            "--epsilons": bool(args.epsilons) and min(args.epsilons) > 0,
+        }
+
+    return experiment.parse(p, PRESETS, argv, checks)
+
+
+def compute(args, dataset) -> dict:
+    from tqdm.auto import tqdm
+
+    from keskar_repro.measurements import run_record
+    from keskar_repro.runs import get_or_train
+    from keskar_repro.train import TrainConfig
+
+    batches = args.batch_sizes or sweep_batch_sizes(dataset.n_train)
+    too_big = [b for b in batches if b > dataset.n_train]
+    if too_big:
+        raise ValueError(f"--batch-sizes {too_big} exceed the {dataset.n_train} training images")
+    args.batch_sizes = batches
+    print(
+        f"{dataset.name}: batch sizes {batches}, {args.seeds} seeds x {args.epochs} epochs",
+        file=sys.stderr,
+    )
+    runs = []
+    for batch in batches:
+        config = TrainConfig(
+            dataset=dataset.name, batch_size=batch, epochs=args.epochs, hidden=args.hidden
+        )
+        runs += get_or_train(
+            config, dataset, range(args.seeds), root=args.runs_dir, progress=not args.no_progress
+        )
+    rows = []
+    for run in tqdm(runs, desc="sharpness", disable=args.no_progress):
+        rows.append(run_record(run, dataset, args.epsilons, root=args.runs_dir))
+    return {"rows": rows, "summary": summarize(batches, rows)}
+
+
+def summarize(batches: list[int], rows: list[dict]) -> dict:
+    by_batch = [[r for r in rows if r["batch_size"] == b] for b in batches]
+    acc = [experiment.regime_stats(group, "test_accuracy") for group in by_batch]
+    epsilons = list(rows[0]["sharpness"])
+    best = max(range(len(batches)), key=lambda i: acc[i]["mean"])
+    falls_at, rule_detail = None, []
+    for i in range(best + 1, len(batches)):
+        n = acc[i]["n"]
+        stderr = math.sqrt(acc[best]["std"] ** 2 / n + acc[i]["std"] ** 2 / n)
+        margin = max(2 * 100 * stderr, MIN_DROP_POINTS)
+        drop = 100 * (acc[best]["mean"] - acc[i]["mean"])
+        rule_detail.append({"batch_size": batches[i], "drop_points": drop, "margin": margin})
+        if falls_at is None and drop > margin:
+            falls_at = batches[i]
+    return {
+        "batch_sizes": batches,
+        "test_accuracy": acc,
+        "train_accuracy": [experiment.regime_stats(g, "train_accuracy") for g in by_batch],
+        "sharpness": {
+            eps: [experiment.regime_stats(g, f"sharpness/{eps}") for g in by_batch]
+            for eps in epsilons
+        },
+        "best_batch_size": batches[best],
+        "falls_at": falls_at,
+        "falls_rule": "first batch above the best whose mean test accuracy is below the best "
+        f"by more than max(2 standard errors, {MIN_DROP_POINTS} points)",
+        "falls_detail": rule_detail,
+    }
+
+
+def text(results: dict) -> str:
+    s = results["summary"]
+    epsilons = list(s["sharpness"])
+    lines = [
+        f"Figure 4 for F1 on {results['dataset']['name']}: {results['config']['epochs']} "
+        f"epochs at every batch size, {results['config']['seeds']} seed(s)",
+        "  batch   test acc (%)     train acc (%)  "
+        + "  ".join(f"sharpness eps={float(e):g}" for e in epsilons),
+    ]
+    for i, b in enumerate(s["batch_sizes"]):
+        acc, train = s["test_accuracy"][i], s["train_accuracy"][i]
+        sharp = "  ".join(
+            f"{s['sharpness'][e][i]['mean']:>9.3g} +- {s['sharpness'][e][i]['std']:<8.2g}"
+            for e in epsilons
+        )
+        lines.append(
+            f"  {b:<7} {100 * acc['mean']:6.2f} +- {100 * acc['std']:.2f}   "
+            f"{100 * train['mean']:6.2f}         {sharp}"
+        )
+    falls = s["falls_at"]
+    lines.append(
+        f"  best test accuracy at batch {s['best_batch_size']}; accuracy starts to fall at "
+        + (f"batch {falls}" if falls else "no batch size in the range")
+        + f" ({s['falls_rule']})"
+    )
+    return "\n".join(lines)
+
+
+def draw(results: dict, args) -> list[str]:
+    fig = plots.batch_sweep_plot(
+        results["summary"],
+        title=f"Figure 4 for F1 on {results['dataset']['name']}: "
+        f"{results['config']['epochs']} epochs at every batch size",
+    )
+    return plots.save_figure(fig, experiment.figure_stem(args, STEM))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.replot:
+        return experiment.replot(args, STEM, draw, text)
+    t0 = time.time()
+    dataset = experiment.load_dataset(args)
+    results = experiment.start_results(args, "fig_batch_sweep.py", argv, dataset)
+    results.update(compute(args, dataset))
+    results["config"]["batch_sizes"] = args.batch_sizes
+    return experiment.finish(results, args, STEM, t0, draw, text)
+
+
+if __name__ == "__main__":
+    experiment.cli(main)

@@ -1,0 +1,219 @@
+"""The learning-rate x batch-size study for F1: test accuracy and generalization gap heatmaps.
+
+    python experiments/fig_lr_batch.py --dataset mnist10k
+    python experiments/fig_lr_batch.py --dataset mnist10k --replot
+
+How do batch size, learning rate and the number of epochs affect an MLP? F1 trains with Adam at
+every (learning rate, batch size) cell of a grid for a fixed epoch budget. All runs of one batch
+size (every learning rate and seed) train in one compiled, vmapped program: the learning rate
+lives in the Adam state, so the grid costs one compilation per batch size. A run whose loss
+becomes NaN is recorded as diverged, not an error. Reported per cell (mean over seeds): final
+test accuracy and the generalization gap (train minus test accuracy, in points), both from
+the exact evaluation after the last epoch (BN policy "batch"), and accuracy-vs-epoch curves for
+the corner cells and the best cell. Writes, into --out:
+
+    fig_lr_batch_<dataset>_<preset>.json
+    fig_lr_batch_heatmaps_<dataset>_<preset>.{png,pdf}
+    fig_lr_batch_curves_<dataset>_<preset>.{png,pdf}
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from keskar_repro import experiment, plots  # noqa: E402  (no JAX: --replot stays light)
+
+STEM = "fig_lr_batch"
+PRESETS = {
+    "paper": {
+        "seeds": 1,
+        "epochs": 100,
+        "learning_rates": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+        "batch_sizes": None,
+    },
+    "quick": {"seeds": 1, "epochs": 3, "learning_rates": [1e-4, 1e-3, 1e-2], "batch_sizes": None},
+}
+
+
+def grid_batch_sizes(n_train: int, preset: str) -> list[int]:
+    """32, 128, 512, ... (powers of 4 below 10% of n_train) and 10%; quick: 64 and 10%."""
+    tenth = round(0.1 * n_train)
+    if preset == "quick":
+        return [64, tenth]
+    return sorted({32 * 4**i for i in range(10) if 32 * 4**i < tenth} | {tenth})
+
+
+def parse_args(argv=None):
+    p = experiment.parser(__doc__, PRESETS)
+    p.add_argument("--seeds", type=int, help="number of seeds (0, 1, ..., n-1)")
+    p.add_argument("--epochs", type=int, help="epoch budget of every run")
+    p.add_argument("--learning-rates", type=experiment.float_list, help="e.g. 1e-4,1e-3,1e-2")
+    p.add_argument(
+        "--batch-sizes",
+        type=experiment.int_list,
+        help="comma-separated; default 32, 128, 512, ... below 10%% of the data, and 10%%",
+    )
+
+    def checks(args):
+        return {
+            "--seeds": args.seeds >= 1,
+            "--epochs": args.epochs >= 1,
+            "--learning-rates": bool(args.learning_rates) and min(args.learning_rates) > 0,
+            "--batch-sizes": args.batch_sizes is None or min(args.batch_sizes) >= 1,
+        }
+
+    return experiment.parse(p, PRESETS, argv, checks)
+
+
+def compute(args, dataset) -> dict:
+    from keskar_repro.runs import get_or_train_runs
+    from keskar_repro.train import DIVERGED, TrainConfig
+
+    batches = args.batch_sizes or grid_batch_sizes(dataset.n_train, args.preset)
+    too_big = [b for b in batches if b > dataset.n_train]
+    if too_big:
+        raise ValueError(f"--batch-sizes {too_big} exceed the {dataset.n_train} training images")
+    args.batch_sizes = batches
+    print(
+        f"{dataset.name}: learning rates {args.learning_rates} x batch sizes {batches}, "
+        f"{args.seeds} seed(s) x {args.epochs} epochs; one vmapped program per batch size",
+        file=sys.stderr,
+    )
+    configs = [
+        TrainConfig(
+            dataset=dataset.name,
+            batch_size=b,
+            learning_rate=lr,
+            seed=s,
+            epochs=args.epochs,
+            hidden=args.hidden,
+        )
+        for b in batches
+        for lr in args.learning_rates
+        for s in range(args.seeds)
+    ]
+    runs = get_or_train_runs(
+        configs,
+        dataset,
+        root=args.runs_dir,
+        progress=not args.no_progress,
+        on_divergence="stop",
+    )
+    rows = [
+        {
+            "learning_rate": r.config.learning_rate,
+            "batch_size": r.config.batch_size,
+            "seed": r.config.seed,
+            "diverged": r.stop_reason.startswith(DIVERGED),
+            "stop_reason": r.stop_reason,
+            "train_seconds": r.train_seconds,
+            "history": r.history,
+        }
+        for r in runs
+    ]
+    return {"rows": rows, "summary": summarize(args.learning_rates, batches, rows)}
+
+
+def summarize(lrs: list[float], batches: list[int], rows: list[dict]) -> dict:
+    test, gap, cells = [], [], {}
+    for lr in lrs:
+        test.append([])
+        gap.append([])
+        for b in batches:
+            group = [r for r in rows if r["learning_rate"] == lr and r["batch_size"] == b]
+            if any(r["diverged"] for r in group):
+                test[-1].append(None)
+                gap[-1].append(None)
+                continue
+            final = [
+                (r["history"]["train_accuracy"][-1], r["history"]["test_accuracy"][-1])
+                for r in group
+            ]
+            test[-1].append(100 * sum(t for _, t in final) / len(final))
+            gap[-1].append(100 * sum(tr - t for tr, t in final) / len(final))
+            cells[(lr, b)] = {
+                "learning_rate": lr,
+                "batch_size": b,
+                **experiment.mean_std_curves(
+                    [r["history"] for r in group], ("train_accuracy", "test_accuracy")
+                ),
+            }
+    finite = [(v, i, j) for i, row in enumerate(test) for j, v in enumerate(row) if v is not None]
+    best_value, bi, bj = max(finite) if finite else (None, 0, 0)
+    chosen = [(lrs[0], batches[0]), (lrs[0], batches[-1]), (lrs[-1], batches[0])]
+    chosen += [(lrs[-1], batches[-1]), (lrs[bi], batches[bj])]
+    curves = []
+    for cell in dict.fromkeys(chosen):
+        if cell in cells:
+            curves.append(cells[cell])
+    return {
+        "learning_rates": lrs,
+        "batch_sizes": batches,
+        "test_accuracy": test,
+        "gap": gap,
+        "best": {"learning_rate": lrs[bi], "batch_size": batches[bj], "test_accuracy": best_value},
+        "curves": curves,
+    }
+
+
+def text(results: dict) -> str:
+    s = results["summary"]
+    width = 9
+    header = "  lr \\ batch " + "".join(f"{b:>{width}}" for b in s["batch_sizes"])
+
+    def table(key: str, title: str) -> list[str]:
+        out = [f"  {title}", header]
+        for lr, row in zip(s["learning_rates"], s[key], strict=True):
+            cells = "".join(
+                f"{'diverged':>{width}}" if v is None else f"{v:>{width}.2f}" for v in row
+            )
+            out.append(f"  {lr:<11g}" + cells)
+        return out
+
+    cfg = results["config"]
+    lines = [
+        f"Learning rate x batch size for F1 on {results['dataset']['name']}: "
+        f"{cfg['epochs']} epochs, {cfg['seeds']} seed(s), Adam"
+    ]
+    lines += table("test_accuracy", "test accuracy (%)")
+    lines += table("gap", "train - test accuracy (points)")
+    best = s["best"]
+    lines.append(
+        f"  best: lr {best['learning_rate']:g}, batch {best['batch_size']}: "
+        f"{best['test_accuracy']:.2f}%"
+    )
+    return "\n".join(lines)
+
+
+def draw(results: dict, args) -> list[str]:
+    cfg = results["config"]
+    where = f"F1 on {results['dataset']['name']}, {cfg['epochs']} epochs, {cfg['seeds']} seed(s)"
+    files = plots.save_figure(
+        plots.heatmaps(results["summary"], title=f"Learning rate x batch size, {where}"),
+        experiment.figure_stem(args, "fig_lr_batch_heatmaps"),
+    )
+    files += plots.save_figure(
+        plots.grid_curves(results["summary"]["curves"], title=f"Accuracy vs epoch, {where}"),
+        experiment.figure_stem(args, "fig_lr_batch_curves"),
+    )
+    return files
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.replot:
+        return experiment.replot(args, STEM, draw, text)
+    t0 = time.time()
+    dataset = experiment.load_dataset(args)
+    results = experiment.start_results(args, "fig_lr_batch.py", argv, dataset)
+    results.update(compute(args, dataset))
+    results["config"]["batch_sizes"] = args.batch_sizes
+    return experiment.finish(results, args, STEM, t0, draw, text)
+
+
+if __name__ == "__main__":
+    experiment.cli(main)

@@ -1,0 +1,157 @@
+"""Figure 6 for F1: sharpness against training cross-entropy along SB and LB training.
+
+    python experiments/fig_sharpness_training.py --dataset mnist10k
+    python experiments/fig_sharpness_training.py --dataset mnist10k --replot
+
+The paper shows this figure only for F2 and C1: along training, the sharpness of the SB iterates
+rises and then falls as the loss decreases, while that of the LB iterates keeps rising. Here the
+SB and LB runs of experiments/fig_sharpness.py are trained (again, deterministically, when they
+were saved without snapshots) keeping snapshots after epochs 1, 2, 5, 10, 20, 50, ... and the
+last; at each snapshot we measure the training cross-entropy and Metric 2.1 in the full space
+(10 L-BFGS-B iterations, BN policy "batch"), for each epsilon. Writes, into --out:
+
+    fig6_sharpness_training_<dataset>_<preset>.json
+    fig6_sharpness_training_<dataset>_<preset>.{png,pdf}
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from keskar_repro import experiment, plots  # noqa: E402  (no JAX: --replot stays light)
+
+STEM = "fig6_sharpness_training"
+PRESETS = {
+    "paper": {"seeds": 1, "epochs": 100, "epsilons": [1e-3, 5e-4]},
+    "quick": {"seeds": 1, "epochs": 15, "epsilons": [1e-3]},
+}
+
+
+def parse_args(argv=None):
+    p = experiment.parser(__doc__, PRESETS)
+    experiment.add_batch_args(p)
+    p.add_argument("--epsilons", type=experiment.float_list, help="box sizes, e.g. 1e-3,5e-4")
+
+    def checks(args):
+        return {
+            **experiment.batch_checks(args),
+            "--epsilons": bool(args.epsilons) and min(args.epsilons) > 0,
+        }
+
+    return experiment.parse(p, PRESETS, argv, checks)
+
+
+def compute(args, dataset) -> dict:
+    from tqdm.auto import tqdm
+
+    from keskar_repro.measurements import run_record, snapshot_of
+    from keskar_repro.runs import get_or_train
+
+    schedule = experiment.snapshot_schedule(args.epochs)
+    measured = [e for e in schedule if e >= 1]
+    trained = {
+        regime: get_or_train(
+            config,
+            dataset,
+            range(args.seeds),
+            root=args.runs_dir,
+            progress=not args.no_progress,
+            snapshot_epochs=schedule,
+        )
+        for regime, config in experiment.sb_lb_configs(args, dataset).items()
+    }
+    n_jobs = sum(len(runs) for runs in trained.values()) * len(measured)
+    bar = tqdm(total=n_jobs, desc="sharpness along training", disable=args.no_progress)
+    rows = []
+    for regime, runs in trained.items():
+        for run in runs:
+            for epoch in measured:
+                record = run_record(
+                    snapshot_of(run, epoch, args.runs_dir),
+                    dataset,
+                    args.epsilons,
+                    root=args.runs_dir,
+                )
+                rows += [
+                    {
+                        "regime": regime,
+                        "seed": run.config.seed,
+                        "epoch": epoch,
+                        "epsilon": float(eps),
+                        "train_loss": record["train_loss"],
+                        "train_accuracy": record["train_accuracy"],
+                        "test_accuracy": record["test_accuracy"],
+                        "value": value,
+                        "report": record["sharpness_reports"][eps],
+                    }
+                    for eps, value in record["sharpness"].items()
+                ]
+                bar.update(1)
+                bar.set_postfix_str(f"{regime} seed {run.config.seed} epoch {epoch}")
+    bar.close()
+    return {"snapshot_epochs": schedule, "rows": rows, "summary": summarize(rows)}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per regime and epsilon (first seed): sharpness at the first and last snapshot, its
+    largest value and where, and whether it rose monotonically while the loss fell."""
+    out = {}
+    for regime in ("SB", "LB"):
+        for eps in sorted({r["epsilon"] for r in rows}, reverse=True):
+            seed = min(r["seed"] for r in rows if r["regime"] == regime)
+            pts = sorted(
+                (r for r in rows if (r["regime"], r["epsilon"], r["seed"]) == (regime, eps, seed)),
+                key=lambda r: r["epoch"],
+            )
+            peak = max(pts, key=lambda r: r["value"])
+            values = [p["value"] for p in pts]
+            out[f"{regime}/{eps:g}"] = {
+                "seed": seed,
+                "first": {k: pts[0][k] for k in ("epoch", "train_loss", "value")},
+                "last": {k: pts[-1][k] for k in ("epoch", "train_loss", "value")},
+                "peak": {k: peak[k] for k in ("epoch", "train_loss", "value")},
+                "monotone_increasing": all(
+                    b >= a for a, b in zip(values, values[1:], strict=False)
+                ),
+            }
+    return out
+
+
+def text(results: dict) -> str:
+    lines = [f"Figure 6 for F1 on {results['dataset']['name']}: sharpness along training"]
+    for key, s in results["summary"].items():
+        lines.append(
+            f"  {key} (seed {s['seed']}): epoch {s['first']['epoch']} (CE "
+            f"{s['first']['train_loss']:.3g}) {s['first']['value']:.3g} -> epoch "
+            f"{s['last']['epoch']} (CE {s['last']['train_loss']:.2g}) {s['last']['value']:.3g}; "
+            f"peak {s['peak']['value']:.3g} at epoch {s['peak']['epoch']}; monotone rise: "
+            f"{'yes' if s['monotone_increasing'] else 'no'}"
+        )
+    return "\n".join(lines)
+
+
+def draw(results: dict, args) -> list[str]:
+    fig = plots.sharpness_vs_loss_plot(
+        results["rows"], title=f"Figure 6 for F1 on {results['dataset']['name']}"
+    )
+    return plots.save_figure(fig, experiment.figure_stem(args, STEM))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.replot:
+        return experiment.replot(args, STEM, draw, text)
+    t0 = time.time()
+    dataset = experiment.load_dataset(args)
+    results = experiment.start_results(args, "fig_sharpness_training.py", argv, dataset)
+    results.update(compute(args, dataset))
+    results["config"].update(sb_batch=args.sb_batch, lb_batch=args.lb_batch)
+    return experiment.finish(results, args, STEM, t0, draw, text)
+
+
+if __name__ == "__main__":
+    experiment.cli(main)

@@ -1,0 +1,172 @@
+"""Figure 5 for F1: warm starts: SB for k epochs, then LB; test accuracy and sharpness vs k.
+
+    python experiments/fig_warm_start.py --dataset mnist10k
+    python experiments/fig_warm_start.py --dataset mnist10k --replot
+
+The paper shows this figure only for F2 and C1: LB runs started from SB iterates of later and
+later epochs k generalize like SB once k is large enough (the SB phase has chosen a flat
+basin), and their sharpness falls accordingly. Here the SB run of experiments/fig_sharpness.py
+keeps snapshots after k = 0, 1, 2, 5, 10, 20, 50, ... epochs; from each, an LB run (the paper's
+LB batch, a fresh Adam state, the seed's data order) trains for --lb-epochs epochs; all warm
+starts of one seed train in one vmapped program. k = 0 is the plain LB run from the initial
+point. For each result: test accuracy and full-space sharpness (Metric 2.1, 10 L-BFGS-B
+iterations, BN policy "batch") for each epsilon; the SB run's own test accuracy for reference.
+Writes, into --out:
+
+    fig5_warm_start_<dataset>_<preset>.json
+    fig5_warm_start_<dataset>_<preset>.{png,pdf}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from keskar_repro import experiment, plots  # noqa: E402  (no JAX: --replot stays light)
+
+STEM = "fig5_warm_start"
+PRESETS = {
+    "paper": {"seeds": 1, "epochs": 100, "lb_epochs": 100, "epsilons": [1e-3, 5e-4]},
+    "quick": {"seeds": 1, "epochs": 15, "lb_epochs": 10, "epsilons": [1e-3]},
+}
+
+
+def parse_args(argv=None):
+    p = experiment.parser(__doc__, PRESETS)
+    experiment.add_batch_args(p)
+    p.add_argument("--lb-epochs", type=int, help="LB epochs after each warm start")
+    p.add_argument("--epsilons", type=experiment.float_list, help="box sizes, e.g. 1e-3,5e-4")
+
+    def checks(args):
+        return {
+            **experiment.batch_checks(args),
+            "--lb-epochs": args.lb_epochs >= 1,
+            "--epsilons": bool(args.epsilons) and min(args.epsilons) > 0,
+        }
+
+    return experiment.parse(p, PRESETS, argv, checks)
+
+
+def compute(args, dataset) -> dict:
+    from tqdm.auto import tqdm
+
+    from keskar_repro.measurements import run_record, snapshot_of
+    from keskar_repro.runs import get_or_train, get_or_train_runs, run_dir
+
+    configs = experiment.sb_lb_configs(args, dataset)
+    ks = experiment.snapshot_schedule(args.epochs)
+    sb_runs = get_or_train(
+        configs["SB"],
+        dataset,
+        range(args.seeds),
+        root=args.runs_dir,
+        progress=not args.no_progress,
+        snapshot_epochs=ks,
+    )
+    lb = dataclasses.replace(configs["LB"], epochs=args.lb_epochs)
+    warm_configs = [
+        dataclasses.replace(
+            lb, seed=run.config.seed, warm_start=f"{run_dir(run.config, args.runs_dir).name}@{k}"
+        )
+        for run in sb_runs
+        for k in ks
+    ]
+    warm_runs = get_or_train_runs(
+        warm_configs, dataset, root=args.runs_dir, progress=not args.no_progress
+    )
+    bar = tqdm(total=len(warm_runs) + len(sb_runs), desc="sharpness", disable=args.no_progress)
+    rows = []
+    for run in warm_runs:
+        rows.append(
+            {
+                "k": run.config.warm_start_source[1],
+                "run_dir": str(run_dir(run.config, args.runs_dir)),
+                "warm_start": run.config.warm_start,
+                **run_record(run, dataset, args.epsilons, root=args.runs_dir),
+            }
+        )
+        bar.update(1)
+        bar.set_postfix_str(f"seed {run.config.seed} k={rows[-1]['k']}")
+    sb_rows = []
+    for run in sb_runs:  # the end of the trajectory whose snapshots were the warm starts
+        end = snapshot_of(run, run.epochs_run, args.runs_dir)
+        sb_rows.append(run_record(end, dataset, args.epsilons, root=args.runs_dir))
+        bar.update(1)
+    bar.close()
+    return {"k": ks, "rows": rows, "sb_rows": sb_rows, "summary": summarize(ks, rows, sb_rows)}
+
+
+def summarize(ks: list[int], rows: list[dict], sb_rows: list[dict]) -> dict:
+    """Mean +- std over seeds per k of test accuracy and sharpness; the SB reference."""
+    epsilons = list(sb_rows[0]["sharpness"])
+    by_k = [[r for r in rows if r["k"] == k] for k in ks]
+    return {
+        "k": ks,
+        "test_accuracy": [experiment.regime_stats(group, "test_accuracy") for group in by_k],
+        "train_accuracy": [experiment.regime_stats(group, "train_accuracy") for group in by_k],
+        "sharpness": {
+            eps: [experiment.regime_stats(group, f"sharpness/{eps}") for group in by_k]
+            for eps in epsilons
+        },
+        "sb_test_accuracy": experiment.regime_stats(sb_rows, "test_accuracy"),
+        "sb_sharpness": {
+            eps: experiment.regime_stats(sb_rows, f"sharpness/{eps}") for eps in epsilons
+        },
+    }
+
+
+def text(results: dict) -> str:
+    s = results["summary"]
+    cfg = results["config"]
+    lines = [
+        f"Figure 5 for F1 on {results['dataset']['name']}: SB (B={cfg['sb_batch']}) for k "
+        f"epochs, then LB (B={cfg['lb_batch']}) for {cfg['lb_epochs']} epochs"
+    ]
+    epsilons = list(s["sharpness"])
+    lines.append(
+        "  k    test acc (%)    " + "    ".join(f"sharpness eps={float(e):g}" for e in epsilons)
+    )
+    for i, k in enumerate(s["k"]):
+        acc = s["test_accuracy"][i]
+        sharp = "    ".join(
+            f"{s['sharpness'][e][i]['mean']:>10.3g} +- {s['sharpness'][e][i]['std']:<8.2g}"
+            for e in epsilons
+        )
+        lines.append(f"  {k:<4} {100 * acc['mean']:6.2f} +- {100 * acc['std']:.2f}    {sharp}")
+    sb = s["sb_test_accuracy"]
+    sb_sharp = ", ".join(f"eps={float(e):g}: {s['sb_sharpness'][e]['mean']:.3g}" for e in epsilons)
+    lines.append(
+        f"  SB alone: test accuracy {100 * sb['mean']:.2f} +- {100 * sb['std']:.2f}; sharpness "
+        + sb_sharp
+    )
+    return "\n".join(lines)
+
+
+def draw(results: dict, args) -> list[str]:
+    cfg = results["config"]
+    fig = plots.warm_start_plot(
+        results["summary"],
+        title=f"Figure 5 for F1 on {results['dataset']['name']}: SB (B={cfg['sb_batch']}) "
+        f"k epochs, then LB (B={cfg['lb_batch']}) {cfg['lb_epochs']} epochs",
+    )
+    return plots.save_figure(fig, experiment.figure_stem(args, STEM))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.replot:
+        return experiment.replot(args, STEM, draw, text)
+    t0 = time.time()
+    dataset = experiment.load_dataset(args)
+    results = experiment.start_results(args, "fig_warm_start.py", argv, dataset)
+    results.update(compute(args, dataset))
+    results["config"].update(sb_batch=args.sb_batch, lb_batch=args.lb_batch)
+    return experiment.finish(results, args, STEM, t0, draw, text)
+
+
+if __name__ == "__main__":
+    experiment.cli(main)

@@ -1,0 +1,166 @@
+"""The figure scripts of issue 5 end to end (one tiny make_all), their replot without JAX, and
+the pure rules inside them (batch-size ranges, where accuracy starts to fall)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+sys.path.insert(0, str(EXPERIMENTS))
+
+import fig_batch_sweep  # noqa: E402
+import fig_lr_batch  # noqa: E402
+
+from keskar_repro.experiment import snapshot_schedule  # noqa: E402
+
+NEW = "fig_accuracy_curves,fig_sharpness_training,fig_warm_start,fig_batch_sweep,fig_lr_batch"
+OUTPUTS = {
+    "fig2_accuracy": ["fig2_accuracy"],
+    "fig6_sharpness_training": ["fig6_sharpness_training"],
+    "fig5_warm_start": ["fig5_warm_start"],
+    "fig4_batch_sweep": ["fig4_batch_sweep"],
+    "fig_lr_batch": ["fig_lr_batch_heatmaps", "fig_lr_batch_curves"],
+}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    root = tmp_path_factory.mktemp("make_all")
+    out, runs = root / "out", root / "runs"
+    args = ["--quick", "--only", NEW, "--dataset", "mnist10k", "--hidden", "16"]
+    args += ["--epochs", "2", "--seeds", "1", "--out", str(out), "--runs-dir", str(runs)]
+    proc = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "make_all.py"), *args, "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, runs, proc
+
+
+def results(out: Path, stem: str) -> dict:
+    return json.loads((out / f"{stem}_mnist10k_quick.json").read_text())
+
+
+def test_make_all_quick_writes_every_json_and_figure(made):
+    out, _, proc = made
+    for stem, figures in OUTPUTS.items():
+        r = results(out, stem)
+        assert r["dataset"]["name"] == "mnist10k" and r["wall_seconds"] > 0
+        assert r["command"].startswith("python experiments/") and r["environment"]["versions"]
+        for figure in figures:
+            for ext in ("png", "pdf"):
+                assert (out / f"{figure}_mnist10k_quick.{ext}").stat().st_size > 1000
+    assert "=== done" in proc.stdout
+
+
+def test_figure_2_curves_cover_every_epoch(made):
+    r = results(made[0], "fig2_accuracy")
+    for regime in ("SB", "LB"):
+        curve = r["curves"][regime]
+        assert curve["epoch"] == [1, 2] and len(curve["test_accuracy_mean"]) == 2
+    assert r["curves"]["SB"]["batch_size"] == 34 and r["curves"]["LB"]["batch_size"] == 800
+
+
+def test_figure_6_measures_every_snapshot(made):
+    r = results(made[0], "fig6_sharpness_training")
+    assert r["snapshot_epochs"] == [0, 1, 2]
+    points = {(row["regime"], row["epoch"]) for row in r["rows"]}
+    assert points == {(g, e) for g in ("SB", "LB") for e in (1, 2)}
+    assert all(row["value"] >= 0 for row in r["rows"])
+
+
+def test_figure_5_warm_starts_from_every_snapshot(made):
+    out, runs, _ = made
+    r = results(out, "fig5_warm_start")
+    assert [row["k"] for row in r["rows"]] == [0, 1, 2]
+    for row in r["rows"]:
+        assert row["batch_size"] == 800 and row["epoch"] == r["config"]["lb_epochs"]
+        source, k = row["warm_start"].split("@")
+        assert (runs / source / "snapshots" / f"epoch-{int(k):04d}.msgpack").is_file()
+    assert len(r["summary"]["test_accuracy"]) == 3
+
+
+def test_figure_4_and_the_grid_cover_their_ranges(made):
+    out = made[0]
+    sweep = results(out, "fig4_batch_sweep")["summary"]
+    assert sweep["batch_sizes"] == [32, 256, 2000]
+    grid = results(out, "fig_lr_batch")["summary"]
+    assert grid["learning_rates"] == [1e-4, 1e-3, 1e-2] and grid["batch_sizes"] == [64, 800]
+    assert len(grid["test_accuracy"]) == 3 and len(grid["test_accuracy"][0]) == 2
+
+
+def test_replot_of_every_figure_needs_no_jax(made):
+    out = made[0]
+    scripts = NEW.split(",")
+    code = "import runpy, sys\n"
+    for script in scripts:
+        code += (
+            f"sys.argv = ['x', '--replot', '--dataset', 'mnist10k', '--preset', 'quick', "
+            f"'--out', {str(out)!r}]\n"
+            f"try:\n    runpy.run_path({str(EXPERIMENTS / (script + '.py'))!r}, "
+            "run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+        )
+    code += "assert 'jax' not in sys.modules, 'replot imported jax'\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_bad_settings_fail_with_one_clear_line(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(EXPERIMENTS / "fig_batch_sweep.py"),
+            "--dataset",
+            "mnist10k",
+            "--batch-sizes",
+            "32,9000",
+            "--out",
+            str(tmp_path / "o"),
+            "--runs-dir",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: --batch-sizes [9000] exceed the 8000 training images"
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_batch_size_ranges():
+    assert fig_batch_sweep.sweep_batch_sizes(8000) == [32, 64, 128, 256, 512, 800, 1600, 4000, 8000]
+    assert fig_batch_sweep.sweep_batch_sizes(60000)[-4:] == [6000, 12000, 30000, 60000]
+    assert fig_lr_batch.grid_batch_sizes(60000, "paper") == [32, 128, 512, 2048, 6000]
+    assert snapshot_schedule(100) == [0, 1, 2, 5, 10, 20, 50, 100]
+    assert snapshot_schedule(15) == [0, 1, 2, 5, 10, 15]
+
+
+def rows(accuracies: dict[int, list[float]]) -> list[dict]:
+    return [
+        {"batch_size": b, "test_accuracy": a, "train_accuracy": 1.0, "sharpness": {"0.001": 1.0}}
+        for b, values in accuracies.items()
+        for a in values
+    ]
+
+
+def test_accuracy_falls_where_the_drop_exceeds_two_standard_errors():
+    # best 0.98 (std 0); at 256 the drop (0.05 points) is under the 0.1-point floor; at 1024
+    # (std 0.002 / sqrt(2), ddof 1) the standard error is sqrt(0 + 0.002^2 / 2 / 2) = 0.001, so
+    # the margin is 2 * 0.001 * 100 = 0.2 points, and the drop of 0.4 points exceeds it
+    summary = fig_batch_sweep.summarize(
+        [32, 256, 1024], rows({32: [0.98, 0.98], 256: [0.9795, 0.9795], 1024: [0.975, 0.977]})
+    )
+    assert summary["best_batch_size"] == 32 and summary["falls_at"] == 1024
+    assert summary["falls_detail"][1]["margin"] == pytest.approx(0.2)
+    assert summary["falls_detail"][0]["margin"] == pytest.approx(0.1)
+    flat = fig_batch_sweep.summarize([32, 256], rows({32: [0.98], 256: [0.98]}))
+    assert flat["falls_at"] is None
