@@ -86,7 +86,12 @@ def compute(args, dataset) -> dict:
             dataset=dataset.name, batch_size=batch, epochs=args.epochs, hidden=args.hidden
         )
         runs += get_or_train(
-            config, dataset, range(args.seeds), root=args.runs_dir, progress=not args.no_progress
+            config,
+            dataset,
+            range(args.seeds),
+            root=args.runs_dir,
+            progress=not args.no_progress,
+            vmap_seeds=experiment.runs_per_program(args) != 1,
         )
     rows = []
     for run in tqdm(runs, desc="sharpness", disable=args.no_progress):

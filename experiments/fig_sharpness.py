@@ -121,6 +121,7 @@ def measure(args: argparse.Namespace, dataset, sb: int, lb: int) -> dict:
             seeds,
             root=args.runs_dir,
             progress=not args.no_progress,
+            vmap_seeds=args.runs_per_program != 1,  # default: all seeds in one program
         )
         for regime, batch in (("SB", sb), ("LB", lb))
     }

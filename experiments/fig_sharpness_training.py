@@ -60,6 +60,7 @@ def compute(args, dataset) -> dict:
             range(args.seeds),
             root=args.runs_dir,
             progress=not args.no_progress,
+            vmap_seeds=experiment.runs_per_program(args) != 1,
             snapshot_epochs=schedule,
         )
         for regime, config in experiment.sb_lb_configs(args, dataset).items()

@@ -65,6 +65,7 @@ def compute(args, dataset) -> dict:
         range(args.seeds),
         root=args.runs_dir,
         progress=not args.no_progress,
+        vmap_seeds=experiment.runs_per_program(args) != 1,
         snapshot_epochs=ks,
     )
     lb = dataclasses.replace(configs["LB"], epochs=args.lb_epochs)
@@ -76,7 +77,11 @@ def compute(args, dataset) -> dict:
         for k in ks
     ]
     warm_runs = get_or_train_runs(
-        warm_configs, dataset, root=args.runs_dir, progress=not args.no_progress
+        warm_configs,
+        dataset,
+        root=args.runs_dir,
+        progress=not args.no_progress,
+        group_size=experiment.runs_per_program(args),
     )
     bar = tqdm(total=len(warm_runs) + len(sb_runs), desc="sharpness", disable=args.no_progress)
     rows = []
