@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from keskar_repro.objective import DEFAULT_CHUNK_SIZE, check_bn_policy, split_metrics
+from keskar_repro.parallel import replicate
 
 PATHS = ("linear", "curvilinear")
 
@@ -81,7 +82,9 @@ def evaluate_path(
     check_bn_policy(bn_policy)
     alphas = np.asarray(alphas, np.float32)
     weights = path_weights(alphas, kind)
-    data = {name: (jnp.asarray(x), jnp.asarray(y, jnp.int32)) for name, (x, y) in splits.items()}
+    data = {
+        name: (replicate(x), replicate(np.asarray(y, np.int32))) for name, (x, y) in splits.items()
+    }
     evaluate = _compiled_path_evaluation(model, bn_policy, chunk_size, alpha_batch)
     metrics = evaluate(variables_a, variables_b, weights, data)
     out = {"alpha": alphas}

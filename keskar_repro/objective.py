@@ -15,7 +15,8 @@ normalise it, so the batch-norm policy is an explicit argument:
              only bounds memory and does not change the value.
 
 Everything here is a pure function of the parameters and is jit-compiled: one call evaluates the
-whole split (a `lax.scan` over chunks), with no Python loop and no host-device copy.
+whole split (a `lax.scan` over chunks), with no Python loop and no host-device copy. With several
+devices each chunk is split over them (parallel.py); the value does not depend on how many.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from keskar_repro.parallel import replicate, shard_examples
 
 BN_POLICIES: tuple[str, ...] = ("batch", "full", "running")
 DEFAULT_CHUNK_SIZE = 5000
@@ -46,12 +50,12 @@ def chunk_sums(
 ) -> tuple[jax.Array, jax.Array]:
     """(sum of cross-entropies, number correct) over one chunk under `bn_policy`."""
     variables = {"params": params, "batch_stats": batch_stats}
-    x = scale_pixels(x_uint8)
+    x = shard_examples(scale_pixels(x_uint8))
     if bn_policy == "running":
         logits = model.apply(variables, x, use_running_average=True)
     else:
         logits, _ = model.apply(variables, x, use_running_average=False, mutable=["batch_stats"])
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, shard_examples(y))
     correct = jnp.sum(jnp.argmax(logits, axis=-1) == y)
     return jnp.sum(losses), correct
 
@@ -106,10 +110,11 @@ def make_loss_fn(
     """`loss_fn(params) -> scalar`: the exact mean cross-entropy over (x, y), jit-compiled.
 
     `batch_stats` (the stored running averages) is only read under bn_policy="running".
-    The data are moved to the default device once, here.
+    The data are moved to the devices once, here (replicated; each chunk is split over the
+    devices inside the program: see parallel.py).
     """
     check_bn_policy(bn_policy)
-    x_dev, y_dev = jnp.asarray(x_uint8), jnp.asarray(y, jnp.int32)
+    x_dev, y_dev = replicate(x_uint8), replicate(np.asarray(y, np.int32))
 
     @jax.jit
     def loss_fn(params):

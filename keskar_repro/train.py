@@ -20,6 +20,10 @@ point) at one batch size. Runs that have met the stopping rule are frozen (their
 masked), so the others can continue. Snapshots of the parameters after chosen epochs feed the
 warm starts and the sharpness-along-training measurements.
 
+Devices: the dataset is replicated on every device and each minibatch is split over them
+(parallel.py), so with several devices the same program runs data-parallel; one device is the
+unchanged single-device program.
+
 Stopping: `stopping="epochs"` trains exactly `epochs` epochs. `stopping="patience"` is our
 reading of the paper's "until the loss ceased to improve": stop once the exact training loss
 (evaluated after each epoch) has not fallen below (1 - min_rel_improvement) times its best value
@@ -46,6 +50,7 @@ import optax
 
 from keskar_repro.models import MLP, init_variables
 from keskar_repro.objective import BN_POLICIES, DEFAULT_CHUNK_SIZE, scale_pixels, split_metrics
+from keskar_repro.parallel import replicate, shard_examples
 
 STOPPING_RULES = ("epochs", "patience")
 
@@ -225,8 +230,9 @@ def make_epoch_fn(config: TrainConfig, n_train: int) -> Callable:
 
     def epoch(state: TrainState, x_uint8, y, shuffle_key, epoch_index):
         def step(state: TrainState, idx):
+            xb, yb = shard_examples(x_uint8[idx]), shard_examples(y[idx])
             (loss, (batch_stats, accuracy)), grads = grad_fn(
-                state.params, state.batch_stats, x_uint8[idx], y[idx]
+                state.params, state.batch_stats, xb, yb
             )
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
@@ -362,8 +368,8 @@ def train_runs(
         raise ValueError(f"snapshot_epochs {snapshot_epochs} must lie in [0, {config.epochs}]")
 
     n_train = int(x_train.shape[0])
-    x_tr, y_tr = jax.device_put(np.asarray(x_train)), jax.device_put(np.asarray(y_train, np.int32))
-    x_te, y_te = jax.device_put(np.asarray(x_test)), jax.device_put(np.asarray(y_test, np.int32))
+    x_tr, y_tr = replicate(x_train), replicate(np.asarray(y_train, np.int32))
+    x_te, y_te = replicate(x_test), replicate(np.asarray(y_test, np.int32))
     shuffle_keys = jnp.stack([seed_keys(c.seed)[1] for c in configs])
 
     epoch_fn = make_epoch_fn(config, n_train)
