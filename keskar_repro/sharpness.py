@@ -92,7 +92,7 @@ __all__ = [
     "clear_compiled_cache",
 ]
 
-METHODS: tuple[str, ...] = ("lbfgsb", "pga")
+METHODS: tuple[str, ...] = ("lbfgsb", "lbfgsb-device", "pga")
 SCALINGS: tuple[str, ...] = ("normalized", "literal")
 SUBSPACE_SCALINGS: tuple[str, ...] = ("unit", "gaussian")
 LBFGSB_DRIVERS: tuple[str, ...] = ("public", "setulb")
@@ -320,12 +320,51 @@ def _pga_loop(
     return best_u, best_v, best_i, v_last
 
 
+def _device_lbfgsb(
+    loss_fn: Callable,
+    params: Any,
+    h: jax.Array,
+    a: jax.Array | None,
+    f0: jax.Array,
+    scale: jax.Array,
+    maxiter: int,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """`maxiter` iterations of jaxopt's L-BFGS-B on F(u) = -(f(x + A (h * u)) - f0) / scale over
+    u in [-1, 1]^p from u = 0, all on the device (one compiled while-loop). Returns (u, F(u),
+    iterations, function evaluations). jaxopt is no longer developed (its import says so); its
+    LBFGSB is used as released (tested: jaxopt 0.8.5 with JAX 0.10)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import jaxopt
+
+    def objective(u):
+        value, grad = _value_and_grad_z(loss_fn, u, params, h, a)
+        return -(value - f0) / scale, -grad / scale
+
+    solver = jaxopt.LBFGSB(
+        fun=objective,
+        value_and_grad=True,
+        maxiter=maxiter,
+        tol=0.0,
+        history_size=LBFGSB_MAXCOR,
+        maxls=LBFGSB_MAXLS,
+        implicit_diff=False,
+        jit=True,
+    )
+    u0 = jnp.zeros_like(h)
+    result = solver.run(u0, bounds=(-jnp.ones_like(h), jnp.ones_like(h)))
+    return result.params, result.state.value, result.state.iter_num, result.state.num_fun_eval
+
+
 class _Compiled:
     """The jit-compiled functions for one loss_fn; compiled once per input shape, then reused."""
 
     def __init__(self, loss_fn: Callable):
         self.value_and_grad = jax.jit(partial(_value_and_grad_z, loss_fn))
         self.pga = jax.jit(partial(_pga_loop, loss_fn))
+        self.device_lbfgsb = jax.jit(partial(_device_lbfgsb, loss_fn), static_argnames=("maxiter",))
 
 
 _COMPILED: OrderedDict[Any, _Compiled] = OrderedDict()
@@ -654,6 +693,15 @@ def _lbfgsb_public(
 # --------------------------------------------------------------------------------------------
 
 
+def _jaxopt_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("jaxopt")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -768,6 +816,12 @@ def sharpness(
     L-BFGS-B step directly (same iterates; avoids SciPy's per-variable Python loop over the
     bounds, ~4-6 s at n = 1.46 M) and needs SciPy 1.15-1.17's interface.
 
+    method="lbfgsb-device": `maxiter` iterations of jaxopt's L-BFGS-B (the same algorithm, m and
+    maxls, tol 0) on the normalized problem, entirely on the device in one compiled loop: no
+    host round trip per evaluation and no host-side L-BFGS-B arithmetic (~1 s per iteration at
+    n = 1.46 M in SciPy), which dominates on a GPU. float32 on the device instead of SciPy's
+    float64; the returned point is the final iterate (the loss is evaluated there once more).
+
     method="pga": `maxiter` steps of projected sign-gradient ascent in box coordinates,
     u <- clip(u + pga_step * sign(grad), -1, 1), on the device in one compiled loop, keeping the
     best point (pga_step is a fraction of each half-width). A cross-check for "lbfgsb".
@@ -794,7 +848,7 @@ def sharpness(
         subspace_dim=subspace_dim,
         key=key,
         subspace_scaling=subspace_scaling,
-        scaling="normalized" if method == "pga" else scaling,
+        scaling="normalized" if method != "lbfgsb" else scaling,
     )
 
     if method == "lbfgsb":
@@ -809,6 +863,27 @@ def sharpness(
             f"; m={LBFGSB_MAXCOR}, maxls={LBFGSB_MAXLS}, ftol=gtol=0; SciPy {scipy.__version__}"
         )
         z_best, f_max, f_final = problem.best_z, problem.best_f, problem.last_f
+    elif method == "lbfgsb-device":
+        t_loop = time.perf_counter()
+        u, _, nit, nfev = problem._compiled.device_lbfgsb(
+            problem.params,
+            problem._h_dev,
+            problem.A,
+            jnp.asarray(problem.f0, dtype=problem.loss_dtype),
+            jnp.asarray(problem.objective_scale, dtype=problem.loss_dtype),
+            maxiter=maxiter,
+        )
+        u, nit, nfev = jax.device_get((u, nit, nfev))
+        problem.seconds_in_evals += time.perf_counter() - t_loop
+        problem.loss_evals += int(nfev)
+        f_final, _ = problem.evaluate(np.asarray(u, dtype=np.float64))  # the loss at u, exactly
+        z_best, f_max = problem.best_z, problem.best_f
+        nit, nfev = int(nit), int(nfev) + 1
+        message = f"jaxopt.LBFGSB: {nit} iterations on the device"
+        solver = (
+            f"jaxopt.LBFGSB (on the device); m={LBFGSB_MAXCOR}, maxls={LBFGSB_MAXLS}, tol=0; "
+            f"jaxopt {_jaxopt_version()}, JAX {jax.__version__}"
+        )
     else:
         t_loop = time.perf_counter()
         best_u, best_v, best_i, v_last = problem._compiled.pga(

@@ -461,6 +461,35 @@ def test_pga_subspace_and_float32():
     assert r.f_max >= r.f0 and r.y.shape == (5,) and r.delta["w"].dtype == np.float32
 
 
+@pytest.mark.parametrize("scale", [1e-6, 1.0])
+def test_device_lbfgsb_matches_scipy_on_linear_and_quadratic(x64, scale):
+    """jaxopt's L-BFGS-B on the device reaches what SciPy's does (>= 99% of the exact maximum of
+    a linear function; within 1% of SciPy on the convex quadratic), at tiny and unit scale."""
+    params = make_params()
+    h = halfwidths(params)
+    c_vec = np.random.default_rng(2).standard_normal(h.size)
+    loss = linear_loss(params, like(params, c_vec), scale)
+    r = sharpness(loss, params, EPS, method="lbfgsb-device")
+    exact_gain = scale * np.sum(np.abs(c_vec) * h)
+    assert 0.99 <= (r.f_max - r.f0) / exact_gain <= 1 + 1e-9
+    assert r.method == "lbfgsb-device" and "jaxopt" in r.solver and r.nit <= 10
+    assert np.all(np.abs(r.y) <= h * (1 + 1e-12))
+    assert float(loss(add(params, r.delta))) == pytest.approx(r.f_max, rel=1e-12)
+
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal(h.size)
+    x_flat = flat(params)
+
+    def quadratic(p):
+        y = jnp.concatenate([jnp.ravel(a) for a in leaves(p)]) - x_flat
+        return scale * (1.0 + w @ y + 0.5 * (w @ y) ** 2 / np.sum(np.abs(w) * h))
+
+    host, device = (
+        sharpness(quadratic, params, EPS, method=m) for m in ("lbfgsb", "lbfgsb-device")
+    )
+    assert device.value == pytest.approx(host.value, rel=1e-2)
+
+
 def test_setulb_driver_matches_public_driver(x64):
     params = make_params(seed=20)
     for kwargs in ({}, {"subspace_dim": 6, "key": jax.random.key(2)}, {"scaling": "literal"}):
