@@ -140,12 +140,15 @@ def save_figure(fig: Figure, stem: str) -> list[str]:
 
 def _plain_log(axis) -> None:
     """Log-axis tick labels as plain numbers (0.5, 2, 200): every power of ten, and the minor
-    ticks at 2 and 5 times one (so that an axis spanning less than a decade has labels)."""
+    ticks at 2 and 5 times one when the axis spans at most two decades (so that a narrow axis
+    has labels and a wide one is not crowded)."""
     from matplotlib.ticker import FuncFormatter
 
     def minor(v: float, _) -> str:
-        leading = f"{v:.0e}"[0]
-        return f"{v:g}" if leading in "25" else ""
+        low, high = sorted(abs(b) for b in axis.get_view_interval())
+        if low <= 0 or high / low > 100:  # a wide axis: the powers of ten suffice
+            return ""
+        return f"{v:g}" if f"{v:.0e}"[0] in "25" else ""
 
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(FuncFormatter(minor))
