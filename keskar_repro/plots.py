@@ -182,7 +182,7 @@ def accuracy_curves(curves: dict, *, title: str = "") -> Figure:
         ax.set_title(f"{split} accuracy", fontsize=10)
         ax.grid(alpha=0.3)
         finals = [100 * np.asarray(c[f"{split}_accuracy_mean"])[-1] for c in curves.values()]
-        ax.set_ylim(min(finals) - (6 if split == "test" else 3), 100.2)
+        ax.set_ylim(min(finals) - 3, min(100.2, max(finals) + (1 if split == "test" else 0.2)))
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
