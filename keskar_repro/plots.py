@@ -154,6 +154,19 @@ def _plain_log(axis) -> None:
     axis.set_minor_formatter(FuncFormatter(minor))
 
 
+def _legend_below(ax, handles, labels) -> None:
+    """A legend under the axes, so that it covers no data."""
+    ax.legend(
+        handles,
+        labels,
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=2,
+        frameon=False,
+    )
+
+
 def _band(ax, x, mean, std, color, style="-", label=None):
     mean, std = np.asarray(mean, float), np.asarray(std, float)
     ax.plot(x, mean, style, color=color, lw=1.8, label=label)
@@ -239,13 +252,9 @@ def batch_sweep_plot(sweep: dict, *, title: str = "") -> Figure:
     sharp_ax.set_ylabel(r"sharpness $\phi$ (%)", color=ACCURACY_COLOR)
     acc_ax.tick_params(axis="y", colors=LOSS_COLOR)
     sharp_ax.tick_params(axis="y", colors=ACCURACY_COLOR)
-    handles = acc_ax.get_lines()[:1] + [c for c in sharp_ax.containers]
-    acc_ax.legend(
-        handles[:1] + sharp_ax.get_legend_handles_labels()[0],
-        ["test accuracy"] + sharp_ax.get_legend_handles_labels()[1],
-        fontsize=8,
-        loc="center left",
-    )
+    lines, labels = acc_ax.get_legend_handles_labels()
+    more, more_labels = sharp_ax.get_legend_handles_labels()
+    _legend_below(acc_ax, lines + more, labels + more_labels)
     acc_ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -282,7 +291,7 @@ def warm_start_plot(warm: dict, *, title: str = "") -> Figure:
     sharp_ax.set_ylabel(r"sharpness $\phi$ (%)", color=ACCURACY_COLOR)
     lines, labels = acc_ax.get_legend_handles_labels()
     more, more_labels = sharp_ax.get_legend_handles_labels()
-    acc_ax.legend(lines + more, labels + more_labels, fontsize=8, loc="center right")
+    _legend_below(acc_ax, lines + more, labels + more_labels)
     acc_ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
