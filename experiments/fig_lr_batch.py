@@ -80,9 +80,13 @@ def compute(args, dataset) -> dict:
     if too_big:
         raise ValueError(f"--batch-sizes {too_big} exceed the {dataset.n_train} training images")
     args.batch_sizes = batches
+    group = experiment.runs_per_program(args)
     print(
         f"{dataset.name}: learning rates {args.learning_rates} x batch sizes {batches}, "
-        f"{args.seeds} seed(s) x {args.epochs} epochs; one vmapped program per batch size",
+        f"{args.seeds} seed(s) x {args.epochs} epochs; "
+        + (
+            "one vmapped program per batch size" if group is None else f"{group} run(s) per program"
+        ),
         file=sys.stderr,
     )
     configs = [
@@ -103,7 +107,7 @@ def compute(args, dataset) -> dict:
         dataset,
         root=args.runs_dir,
         progress=not args.no_progress,
-        group_size=experiment.runs_per_program(args),
+        group_size=group,
         on_divergence="stop",
     )
     rows = [
