@@ -19,8 +19,9 @@ Rows (N = 60,000 training and 10,000 test images, F1, BN policy "batch"):
   ratio to nfev x the objective's time (1.0 = no cost outside the loss evaluations);
 - paths: the 25-point parametric evaluation over train and test (keskar_repro.interpolation).
 
-Each time is the median of --repeats calls after a compiling call; min-max is the spread. The
-table is printed last; the JSON goes to benchmarks/table_<platform>.json (or --out).
+Each time is the median of --repeats calls after a compiling call; min-max is the spread. Peak
+memory is the process's so far (device memory on a GPU, resident set on a CPU). The table is
+printed last; the JSON goes to benchmarks/table_<platform>.json (or --out).
 """
 
 from __future__ import annotations
@@ -45,6 +46,17 @@ from keskar_repro.models import INPUT_DIM, matmul_flops_per_example  # noqa: E40
 from keskar_repro.objective import make_loss_fn  # noqa: E402
 from keskar_repro.sharpness import sharpness  # noqa: E402
 from keskar_repro.train import TrainConfig, init_state, make_epoch_fn, seed_keys  # noqa: E402
+
+
+def peak_memory_gb() -> float:
+    """The process's peak memory so far: device memory on a GPU/TPU (JAX's allocator), the peak
+    resident set size on a CPU. Monotone: a row's value includes the rows before it."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"] / 1e9
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 def timed(fn, repeats: int) -> tuple[float, list[float]]:
@@ -140,6 +152,7 @@ def main(argv=None) -> int:
                 "gflop": flops / 1e9,
                 "flop_bound_seconds": flops / rate,
                 "ratio": median / (flops / rate),
+                "peak_memory_gb": peak_memory_gb(),
                 **extra,
             }
         )
@@ -202,8 +215,8 @@ def main(argv=None) -> int:
     out = Path(args.out or HERE / f"table_{jax.default_backend()}.json")
     out.write_text(json.dumps(result, indent=1))
     print(f"\n{device}, {name} ({n_train} train), matmul {rate / 1e9:.0f} GFLOP/s; wrote {out}")
-    print("| row | seconds (min-max) | FLOP bound s | ratio | other |")
-    print("|---|---|---|---|---|")
+    print("| row | seconds (min-max) | FLOP bound s | ratio | peak memory GB | other |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         other_cols = []
         if "vs_sequential" in r:
@@ -212,7 +225,8 @@ def main(argv=None) -> int:
             other_cols.append(f"nfev {r['nfev']}, {r['vs_nfev_objective']:.2f}x nfev x objective")
         print(
             f"| {r['row']} | {r['seconds']:.3g} ({r['min']:.3g}-{r['max']:.3g}) | "
-            f"{r['flop_bound_seconds']:.3g} | {r['ratio']:.2f} | {'; '.join(other_cols)} |"
+            f"{r['flop_bound_seconds']:.3g} | {r['ratio']:.2f} | {r['peak_memory_gb']:.2f} | "
+            f"{'; '.join(other_cols)} |"
         )
     return 0
 
