@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
@@ -168,14 +167,7 @@ def draw(results: dict, args) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.replot:
-        return experiment.replot(args, STEM, draw, text)
-    t0 = time.time()
-    dataset = experiment.load_dataset(args)
-    results = experiment.start_results(args, "fig_batch_sweep.py", argv, dataset)
-    results.update(compute(args, dataset))
-    results["config"]["batch_sizes"] = args.batch_sizes
-    return experiment.finish(results, args, STEM, t0, draw, text)
+    return experiment.run(argv, args, __file__, STEM, compute, draw, text, ("batch_sizes",))
 
 
 if __name__ == "__main__":

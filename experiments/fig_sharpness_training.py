@@ -17,7 +17,6 @@ last; at each snapshot we measure the training cross-entropy and Metric 2.1 in t
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
@@ -144,14 +143,7 @@ def draw(results: dict, args) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.replot:
-        return experiment.replot(args, STEM, draw, text)
-    t0 = time.time()
-    dataset = experiment.load_dataset(args)
-    results = experiment.start_results(args, "fig_sharpness_training.py", argv, dataset)
-    results.update(compute(args, dataset))
-    results["config"].update(sb_batch=args.sb_batch, lb_batch=args.lb_batch)
-    return experiment.finish(results, args, STEM, t0, draw, text)
+    return experiment.run(argv, args, __file__, STEM, compute, draw, text, ("sb_batch", "lb_batch"))
 
 
 if __name__ == "__main__":

@@ -192,6 +192,28 @@ def replot(
     return 0
 
 
+def run(
+    argv: list[str] | None,
+    args: argparse.Namespace,
+    script: str,
+    stem: str,
+    compute: Callable[[argparse.Namespace, Any], dict],
+    draw: Callable[[dict, argparse.Namespace], list[str]],
+    text: Callable[[dict], str],
+    resolved: tuple[str, ...] = (),
+) -> int:
+    """The body of every figure script's main: --replot, or load the data, compute, write the
+    JSON (with the options in `resolved`, which compute fills in, added to its config), draw."""
+    if args.replot:
+        return replot(args, stem, draw, text)
+    t0 = time.time()
+    dataset = load_dataset(args)
+    results = start_results(args, Path(script).name, argv, dataset)
+    results.update(compute(args, dataset))
+    results["config"].update({name: getattr(args, name) for name in resolved})
+    return finish(results, args, stem, t0, draw, text)
+
+
 def cli(main: Callable[[], int]) -> None:
     """Run `main`, turning the errors a user can fix into one line on stderr and exit code 1."""
     try:

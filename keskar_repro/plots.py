@@ -221,43 +221,60 @@ def _sharpness_lines(ax, x, rows_by_eps: dict, color: str = "tab:red", label: st
         )
 
 
-def batch_sweep_plot(sweep: dict, *, title: str = "") -> Figure:
-    """Figure 4 layout: test accuracy (left axis, %) and full-space sharpness (right axis, log)
-    against batch size (log), mean +- std over seeds; a dotted line where accuracy starts to
-    fall. `sweep` holds "batch_sizes", "test_accuracy" ({"mean", "std"} per batch),
-    "sharpness" ({eps: [{"mean", "std"} per batch]}) and "falls_at" (a batch size or None)."""
-    x = np.asarray(sweep["batch_sizes"])
+def _accuracy_and_sharpness(
+    x, accuracy: Sequence[dict], sharpness: dict, *, accuracy_label: str, xlabel: str
+) -> tuple[Figure, plt.Axes, plt.Axes]:
+    """Test accuracy (left axis, %, mean +- std) and sharpness per epsilon (right axis, log)
+    against x; the caller sets the x scale, adds its marks and calls `_finish_twin`."""
     fig, acc_ax = plt.subplots(figsize=(6.4, 4.4))
     sharp_ax = acc_ax.twinx()
-    acc = sweep["test_accuracy"]
     acc_ax.errorbar(
         x,
-        [100 * a["mean"] for a in acc],
-        yerr=[100 * a["std"] for a in acc],
+        [100 * a["mean"] for a in accuracy],
+        yerr=[100 * a["std"] for a in accuracy],
         fmt="-o",
         color=LOSS_COLOR,
         capsize=2,
         lw=1.8,
-        label="test accuracy",
+        label=accuracy_label,
     )
-    _sharpness_lines(sharp_ax, x, {float(k): v for k, v in sweep["sharpness"].items()})
-    if sweep.get("falls_at"):
-        acc_ax.axvline(sweep["falls_at"], color="0.4", ls=":", lw=1)
-    acc_ax.set_xscale("log")
+    _sharpness_lines(sharp_ax, x, {float(k): v for k, v in sharpness.items()})
     sharp_ax.set_yscale("log")
-    _plain_log(acc_ax.xaxis)
     _plain_log(sharp_ax.yaxis)
-    acc_ax.set_xlabel("batch size")
+    acc_ax.set_xlabel(xlabel)
     acc_ax.set_ylabel("test accuracy (%)", color=LOSS_COLOR)
     sharp_ax.set_ylabel(r"sharpness $\phi$ (%)", color=ACCURACY_COLOR)
     acc_ax.tick_params(axis="y", colors=LOSS_COLOR)
     sharp_ax.tick_params(axis="y", colors=ACCURACY_COLOR)
+    return fig, acc_ax, sharp_ax
+
+
+def _finish_twin(fig: Figure, acc_ax, sharp_ax, title: str) -> Figure:
     lines, labels = acc_ax.get_legend_handles_labels()
     more, more_labels = sharp_ax.get_legend_handles_labels()
     _legend_below(acc_ax, lines + more, labels + more_labels)
     acc_ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def batch_sweep_plot(sweep: dict, *, title: str = "") -> Figure:
+    """Figure 4 layout: test accuracy (left axis, %) and full-space sharpness (right axis, log)
+    against batch size (log), mean +- std over seeds; a dotted line where accuracy starts to
+    fall. `sweep` holds "batch_sizes", "test_accuracy" ({"mean", "std"} per batch),
+    "sharpness" ({eps: [{"mean", "std"} per batch]}) and "falls_at" (a batch size or None)."""
+    fig, acc_ax, sharp_ax = _accuracy_and_sharpness(
+        np.asarray(sweep["batch_sizes"]),
+        sweep["test_accuracy"],
+        sweep["sharpness"],
+        accuracy_label="test accuracy",
+        xlabel="batch size",
+    )
+    if sweep.get("falls_at"):
+        acc_ax.axvline(sweep["falls_at"], color="0.4", ls=":", lw=1)
+    acc_ax.set_xscale("log")
+    _plain_log(acc_ax.xaxis)
+    return _finish_twin(fig, acc_ax, sharp_ax, title)
 
 
 def warm_start_plot(warm: dict, *, title: str = "") -> Figure:
@@ -265,36 +282,19 @@ def warm_start_plot(warm: dict, *, title: str = "") -> Figure:
     warm-started after k SB epochs, against k; the SB run's own test accuracy as a dashed line.
     `warm` holds "k", "test_accuracy" ({"mean", "std"} per k), "sharpness" ({eps: [...]}) and
     "sb_test_accuracy" ({"mean", "std"})."""
-    x = np.asarray(warm["k"], float)
-    fig, acc_ax = plt.subplots(figsize=(6.4, 4.4))
-    sharp_ax = acc_ax.twinx()
-    acc = warm["test_accuracy"]
-    acc_ax.errorbar(
-        x,
-        [100 * a["mean"] for a in acc],
-        yerr=[100 * a["std"] for a in acc],
-        fmt="-o",
-        color=LOSS_COLOR,
-        capsize=2,
-        lw=1.8,
-        label="test accuracy after LB",
+    fig, acc_ax, sharp_ax = _accuracy_and_sharpness(
+        np.asarray(warm["k"], float),
+        warm["test_accuracy"],
+        warm["sharpness"],
+        accuracy_label="test accuracy after LB",
+        xlabel="k: SB epochs before switching to LB",
     )
+    acc_ax.set_xscale("symlog", linthresh=1)
+    acc_ax.set_xlim(-0.3, 1.3 * max(warm["k"]))
+    _plain_log(acc_ax.xaxis)
     sb = warm["sb_test_accuracy"]
     acc_ax.axhline(100 * sb["mean"], color=LOSS_COLOR, ls="--", lw=1, label="SB test accuracy")
-    _sharpness_lines(sharp_ax, x, {float(k): v for k, v in warm["sharpness"].items()})
-    acc_ax.set_xscale("symlog", linthresh=1)
-    sharp_ax.set_yscale("log")
-    _plain_log(acc_ax.xaxis)
-    _plain_log(sharp_ax.yaxis)
-    acc_ax.set_xlabel("k: SB epochs before switching to LB")
-    acc_ax.set_ylabel("test accuracy (%)", color=LOSS_COLOR)
-    sharp_ax.set_ylabel(r"sharpness $\phi$ (%)", color=ACCURACY_COLOR)
-    lines, labels = acc_ax.get_legend_handles_labels()
-    more, more_labels = sharp_ax.get_legend_handles_labels()
-    _legend_below(acc_ax, lines + more, labels + more_labels)
-    acc_ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish_twin(fig, acc_ax, sharp_ax, title)
 
 
 def sharpness_vs_loss_plot(rows: Sequence[dict], *, title: str = "") -> Figure:
