@@ -6,7 +6,12 @@ import optax
 import pytest
 
 from keskar_repro.models import MLP, init_variables
-from keskar_repro.objective import make_loss_fn, scale_pixels, split_metrics
+from keskar_repro.objective import (
+    make_loss_fn,
+    scale_pixels,
+    split_loss_and_grad,
+    split_metrics,
+)
 
 MODEL = MLP(hidden=(16, 16))
 
@@ -82,3 +87,33 @@ def test_unknown_policy_is_rejected(setup):
     params, stats, x, y = setup
     with pytest.raises(ValueError, match="bn_policy"):
         make_loss_fn(MODEL, stats, x, y, bn_policy="eval")
+
+
+@pytest.mark.parametrize("bn_policy", ["batch", "full", "running"])
+def test_chunkwise_gradient_equals_the_gradient_of_the_whole_split(setup, bn_policy):
+    params, stats, x, y = setup
+    options = {"bn_policy": bn_policy, "chunk_size": 10}  # chunks of 10, 10 and a remainder of 3
+
+    def whole_split_loss(p):
+        return split_metrics(MODEL, p, stats, x, y, **options)[0]
+
+    expected_loss, expected_grad = jax.value_and_grad(whole_split_loss)(params)
+    loss, grad = split_loss_and_grad(MODEL, params, stats, x, y, **options)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-6)
+    loss_fn_loss, loss_fn_grad = jax.value_and_grad(make_loss_fn(MODEL, stats, x, y, **options))(
+        params
+    )
+    np.testing.assert_allclose(loss_fn_loss, expected_loss, rtol=1e-6)
+    scaled = jax.grad(lambda p: 3.0 * make_loss_fn(MODEL, stats, x, y, **options)(p))(params)
+    flat = [jax.flatten_util.ravel_pytree(g)[0] for g in (expected_grad, grad, loss_fn_grad)]
+    assert float(jnp.max(jnp.abs(flat[0]))) > 1e-3  # a gradient that can disagree
+    close = {"rtol": 1e-4, "atol": 3e-6}  # atol: the inert pre-BN biases' rounding noise
+    np.testing.assert_allclose(flat[1], flat[0], **close)
+    np.testing.assert_allclose(flat[2], flat[0], **close)
+    np.testing.assert_allclose(jax.flatten_util.ravel_pytree(scaled)[0], 3 * flat[0], **close)
+
+
+def test_bad_chunk_size_is_refused(setup):
+    params, stats, x, y = setup
+    with pytest.raises(ValueError, match="chunk_size=0"):
+        split_metrics(MODEL, params, stats, x, y, chunk_size=0)
