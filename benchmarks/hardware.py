@@ -31,3 +31,19 @@ def matmul_flops_per_second(n: int = 2048, repeats: int = 7) -> float:
 def device_description() -> str:
     device = jax.devices()[0]
     return f"{device.platform}:{device.device_kind} x{jax.device_count()}"
+
+
+def run_row_in_subprocess(module: str, row: str, *args: str) -> dict:
+    """Run `python -m <module> --row <row> <args>` in a fresh process (so that its peak memory
+    is the row's alone) and return the JSON object it prints last."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [sys.executable, "-m", module, "--row", row, *args]
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"{module} --row {row!r} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

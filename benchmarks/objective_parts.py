@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.hardware import device_description, matmul_flops_per_second, time_call  # noqa: E402
+from benchmarks.hardware import (  # noqa: E402
+    device_description,
+    matmul_flops_per_second,
+    run_row_in_subprocess,
+    time_call,
+)
 from benchmarks.table import load_images, peak_memory_gb  # noqa: E402
 from keskar_repro.models import INPUT_DIM, matmul_flops_per_example  # noqa: E402
 from keskar_repro.objective import (  # noqa: E402
@@ -140,10 +144,8 @@ def main(argv=None) -> int:
     step = 3 * matmul_flops_per_example(model) - 2 * INPUT_DIM * model.hidden[0]
     rows = []
     for row in ROWS:
-        command = [sys.executable, "-m", "benchmarks.objective_parts", "--row", row]
-        command += ["--data", args.data, "--repeats", str(args.repeats)]
-        out = subprocess.run(command, cwd=HERE.parent, capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        options = ("--data", args.data, "--repeats", str(args.repeats))
+        r = run_row_in_subprocess("benchmarks.objective_parts", row, *options)
         r["flop_bound_seconds"] = r["n"] * step / rate
         r["ratio"] = r["seconds"] / r["flop_bound_seconds"]
         rows.append(r)
