@@ -33,17 +33,20 @@ def device_description() -> str:
     return f"{device.platform}:{device.device_kind} x{jax.device_count()}"
 
 
-def run_row_in_subprocess(module: str, row: str, *args: str) -> dict:
+def run_row_in_subprocess(module: str, row: str, *args: str, env: dict | None = None) -> dict:
     """Run `python -m <module> --row <row> <args>` in a fresh process (so that its peak memory
-    is the row's alone) and return the JSON object it prints last."""
+    is the row's alone), with `env` added to the environment, and return the JSON object it
+    prints last."""
     import json
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
     command = [sys.executable, "-m", module, "--row", row, *args]
     root = Path(__file__).resolve().parent.parent
-    out = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    full_env = os.environ | (env or {})
+    out = subprocess.run(command, cwd=root, capture_output=True, text=True, env=full_env)
     if out.returncode:
         raise RuntimeError(f"{module} --row {row!r} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

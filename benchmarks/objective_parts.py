@@ -15,6 +15,9 @@ of --repeats after a compiling call, as a ratio to the FLOP bound N x (3F - 2 x 
 - package, chunk-wise gradient: `make_loss_fn` (`split_loss_and_grad`: each chunk's backward
   pass right after its forward pass).
 
+--experiments adds the attempts at the elementwise part: batch norm + ReLU with a hand-written
+backward pass (`jax.custom_vjp`), and the plain chain under three XLA CPU flags.
+
 Peak memory is measured per row in a fresh subprocess (resident set on a CPU, device memory on
 a GPU), so it is that row's alone. Prints a markdown table; the JSON goes to
 benchmarks/objective_parts_<platform>.json.
@@ -53,19 +56,53 @@ from keskar_repro.objective import (  # noqa: E402
 from keskar_repro.train import TrainConfig, init_state  # noqa: E402
 
 ROWS = ("matmuls", "matmuls+relu", "matmuls+bn+relu", "package scan-gradient", "package chunk-wise")
+# --experiments: attempts at the elementwise part, none adopted (benchmarks/README.md)
+EXPERIMENTS = {
+    "matmuls+bn+relu, hand-written vjp": "",
+    "matmuls+bn+relu, --xla_cpu_use_thunk_runtime=false": "--xla_cpu_use_thunk_runtime=false",
+    "matmuls+bn+relu, --xla_cpu_use_xnnpack=true": "--xla_cpu_use_xnnpack=true",
+    "matmuls+bn+relu, --xla_cpu_enable_fast_math=true": "--xla_cpu_enable_fast_math=true",
+}
+
+
+def _bn_relu(h: jax.Array) -> jax.Array:
+    mean = h.mean(0)
+    return jax.nn.relu((h - mean) * jax.lax.rsqrt((h * h).mean(0) - mean * mean + 1e-3))
+
+
+@jax.custom_vjp
+def _bn_relu_by_hand(h: jax.Array) -> jax.Array:
+    return _bn_relu(h)
+
+
+def _bn_relu_forward(h):
+    mean = h.mean(0)
+    inv_std = jax.lax.rsqrt((h * h).mean(0) - mean * mean + 1e-3)
+    out = jax.nn.relu((h - mean) * inv_std)
+    return out, (h, mean, inv_std, out)
+
+
+def _bn_relu_backward(saved, d_out):
+    """d h = inv_std (g - mean(g) - xhat mean(g xhat)), g = d_out masked by the ReLU."""
+    h, mean, inv_std, out = saved
+    g = jnp.where(out > 0, d_out, 0.0)
+    xhat = (h - mean) * inv_std
+    return (inv_std * (g - g.mean(0) - xhat * (g * xhat).mean(0)),)
+
+
+_bn_relu_by_hand.defvjp(_bn_relu_forward, _bn_relu_backward)
+ACTIVATIONS = {
+    "none": lambda h: h,
+    "relu": jax.nn.relu,
+    "bn+relu": _bn_relu,
+    "bn+relu by hand": _bn_relu_by_hand,
+}
 
 
 def plain_chain_gradient(activation: str, images: jax.Array, widths: list[int]):
     """A jitted value-and-gradient of sum(chain(x)) over `images` in chunks of 5000, the chain
-    being plain matmuls (no biases) with `activation` ("none", "relu" or "bn+relu") between."""
-
-    def act(h):
-        if activation == "none":
-            return h
-        if activation == "bn+relu":
-            mean = h.mean(0)
-            h = (h - mean) * jax.lax.rsqrt((h * h).mean(0) - mean * mean + 1e-3)
-        return jax.nn.relu(h)
+    being plain matmuls (no biases) with ACTIVATIONS[activation] between."""
+    act = ACTIVATIONS[activation]
 
     def chunk_sum(weights, x_uint8):
         h = x_uint8.reshape((x_uint8.shape[0], -1)).astype(jnp.float32) / 255.0
@@ -98,6 +135,8 @@ def row_call(row: str, x: np.ndarray, y: np.ndarray):
     model = config.model()
     if row.startswith("matmuls"):
         activation = {"matmuls": "none", "matmuls+relu": "relu"}.get(row, "bn+relu")
+        if "hand-written" in row:
+            activation = "bn+relu by hand"
         widths = [INPUT_DIM, *config.hidden, model.n_classes]
         return plain_chain_gradient(activation, replicate(x), widths)
     state = init_state(config)
@@ -133,6 +172,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="fashion_mnist", help="fashion_mnist, mnist or random")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--experiments", action="store_true", help="also the rejected attempts")
     p.add_argument("--row", default=None, help=argparse.SUPPRESS)  # one row, in a subprocess
     args = p.parse_args(argv)
     if args.row:
@@ -143,9 +183,11 @@ def main(argv=None) -> int:
     model = TrainConfig().model()
     step = 3 * matmul_flops_per_example(model) - 2 * INPUT_DIM * model.hidden[0]
     rows = []
-    for row in ROWS:
+    flags = {row: "" for row in ROWS} | (EXPERIMENTS if args.experiments else {})
+    for row, xla_flags in flags.items():
         options = ("--data", args.data, "--repeats", str(args.repeats))
-        r = run_row_in_subprocess("benchmarks.objective_parts", row, *options)
+        env = {"XLA_FLAGS": xla_flags} if xla_flags else None
+        r = run_row_in_subprocess("benchmarks.objective_parts", row, *options, env=env)
         r["flop_bound_seconds"] = r["n"] * step / rate
         r["ratio"] = r["seconds"] / r["flop_bound_seconds"]
         rows.append(r)
@@ -161,7 +203,8 @@ def main(argv=None) -> int:
         "jax": jax.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    out_path = HERE / f"objective_parts_{jax.default_backend()}.json"
+    suffix = "_experiments" if args.experiments else ""
+    out_path = HERE / f"objective_parts_{jax.default_backend()}{suffix}.json"
     out_path.write_text(json.dumps(result, indent=1))
     print(f"\n{device}, {args.data}, matmul {rate / 1e9:.0f} GFLOP/s; wrote {out_path}")
     print("| value-and-gradient | seconds (min-max) | ratio to FLOP bound | peak memory GB |")
