@@ -40,7 +40,7 @@ if [ -n "${QUICK:-}" ]; then
   TABLE=(--data random --quick)
 else
   TESTS=(tests/test_objective.py tests/test_train.py tests/test_interpolation.py
-         tests/test_sharpness.py tests/test_parallel.py tests/test_runs.py)
+         tests/test_sharpness.py tests/test_parallel.py tests/test_runs.py tests/test_memory.py)
   TABLE=(--data random)
 fi
 echo "== tests: ${TESTS[*]}"
