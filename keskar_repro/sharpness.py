@@ -50,7 +50,8 @@ host->device copy of the solver's point in the loss dtype and one device->host c
 gradient, upcast to float64 for SciPy. SciPy's public L-BFGS-B entry points (`minimize` with a
 list of tuples or with `Bounds` of arrays, `fmin_l_bfgs_b`) all convert the bounds with a Python
 loop over every variable: measured ~4-6 s per call at n = 1.46 M (SciPy 1.17.1, 2 busy cores),
-whatever form the bounds take. `driver="setulb"` runs the same compiled L-BFGS-B step directly
+whatever form the bounds take. `driver="setulb"` (chosen by the default `driver="auto"` wherever
+SciPy's interface is recognised) runs the same compiled L-BFGS-B step directly
 with vectorised bound setup (bit-identical iterates) and removes that cost; the L-BFGS-B
 arithmetic itself remains (~1.2 s per 10 iterations at n = 1.46 M on one BLAS thread, ~2.4 s
 with OpenBLAS threads on 2 busy cores). benchmarks/sharpness_overhead.py measures all of this.
@@ -95,7 +96,7 @@ __all__ = [
 METHODS: tuple[str, ...] = ("lbfgsb", "lbfgsb-device", "pga")
 SCALINGS: tuple[str, ...] = ("normalized", "literal")
 SUBSPACE_SCALINGS: tuple[str, ...] = ("unit", "gaussian")
-LBFGSB_DRIVERS: tuple[str, ...] = ("public", "setulb")
+LBFGSB_DRIVERS: tuple[str, ...] = ("auto", "public", "setulb")
 
 LBFGSB_MAXCOR = 10  # SciPy's default number of stored corrections (m)
 LBFGSB_MAXLS = 20  # SciPy's default maximum number of line-search steps per iteration
@@ -794,7 +795,7 @@ def sharpness(
     method: str = "lbfgsb",
     scaling: str = "normalized",
     subspace_scaling: str = "unit",
-    driver: str = "public",
+    driver: str = "auto",
     pga_step: float = 0.5,
 ) -> SharpnessResult:
     """Sharpness phi(eps, A) of `loss_fn` at `params`, in percent (Keskar et al. 2017, Metric 2.1).
@@ -814,7 +815,8 @@ def sharpness(
     does not depend on the scale of f or of eps; scaling="literal" is the paper's formulation.
     driver="public" calls `scipy.optimize.minimize`; driver="setulb" drives SciPy's compiled
     L-BFGS-B step directly (same iterates; avoids SciPy's per-variable Python loop over the
-    bounds, ~4-6 s at n = 1.46 M) and needs SciPy 1.15-1.17's interface.
+    bounds, ~4-6 s at n = 1.46 M) and needs SciPy 1.15-1.17's interface; driver="auto"
+    (default) is "setulb" where that interface is found and "public" elsewhere.
 
     method="lbfgsb-device": `maxiter` iterations of jaxopt's L-BFGS-B (the same algorithm, m and
     maxls, tol 0) on the normalized problem, entirely on the device in one compiled loop: no
@@ -837,6 +839,8 @@ def sharpness(
     step = float(pga_step) if isinstance(pga_step, int | float | np.floating) else math.nan
     if not (0.0 < step <= 2.0):
         raise ValueError(f"pga_step must be in (0, 2], got {pga_step!r}")
+    if driver == "auto":
+        driver = "public" if _setulb() is None else "setulb"
     if method == "lbfgsb" and driver == "setulb" and _setulb() is None:
         raise ValueError(
             f"driver='setulb' needs SciPy 1.15-1.17's L-BFGS-B interface (have {scipy.__version__})"

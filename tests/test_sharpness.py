@@ -501,6 +501,17 @@ def test_setulb_driver_matches_public_driver(x64):
         assert "setulb" in b.solver and "minimize" in a.solver
 
 
+def test_auto_driver_is_setulb_where_scipy_has_its_interface(x64, monkeypatch):
+    from keskar_repro import sharpness as module
+
+    params = make_params(seed=20)
+    auto = sharpness(nonlinear_loss, params, EPS)
+    assert ("setulb" in auto.solver) == (module._setulb() is not None)
+    monkeypatch.setattr(module, "_setulb", lambda: None)  # a SciPy with another interface
+    fallback = sharpness(nonlinear_loss, params, EPS)
+    assert "minimize" in fallback.solver and fallback.f_max == auto.f_max
+
+
 def test_result_record(x64):
     params = make_params()
     r = sharpness(nonlinear_loss, params, 5e-4, maxiter=3)
@@ -571,8 +582,7 @@ def test_large_batch_f1_minimizer_is_sharper_than_small_batch_one():
     """Integration: F1 trained on 2,000 mnist10k images from one initial point with batch 20
     (20 epochs) and batch 1000 (150 epochs); the LB minimizer is sharper (Metric 2.1, full
     space, eps 1e-3, training objective with the "batch" BN policy). Measured here: SB 31, LB 171.
-    One seed's example, not a statistical claim: experiments/fig_sharpness.py makes that.
-    SciPy's compiled step is driven directly (same iterates, 5 s less per call)."""
+    One seed's example, not a statistical claim: experiments/fig_sharpness.py makes that."""
     from keskar_repro.data import load
     from keskar_repro.objective import make_loss_fn
     from keskar_repro.train import TrainConfig, train_seeds
@@ -586,5 +596,5 @@ def test_large_batch_f1_minimizer_is_sharper_than_small_batch_one():
             config, x, y, data.x_test[:500], data.y_test[:500], [0], progress=False
         )
         loss_fn = make_loss_fn(config.model(), run.batch_stats, x, y, bn_policy="batch")
-        values[batch] = sharpness(loss_fn, run.params, 1e-3, driver="setulb").value
+        values[batch] = sharpness(loss_fn, run.params, 1e-3).value
     assert values[1000] > 2 * values[20] > 0
