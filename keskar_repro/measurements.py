@@ -15,7 +15,7 @@ import numpy as np
 from keskar_repro.interpolation import evaluate_path
 from keskar_repro.objective import make_loss_fn, split_metrics
 from keskar_repro.runs import cached_measurement, load_snapshot, run_dir, snapshot_path
-from keskar_repro.sharpness import sharpness
+from keskar_repro.sharpness import resolved_method, sharpness
 from keskar_repro.train import TrainedRun
 
 SUBSPACE_KEY = 20170101  # A of the run with seed s: random_subspace(fold_in(key(this), s), ...)
@@ -102,7 +102,7 @@ class RunSharpness:
         subspace_scaling: str | None = None,
         bn_policy: str = "batch",
         scaling: str = "normalized",
-        method: str = "lbfgsb",
+        method: str = "auto",
     ) -> dict:
         """`sharpness(...).to_dict()` of the run's training objective, cached beside the run.
 
@@ -110,6 +110,7 @@ class RunSharpness:
         of a seed are measured in the same subspace.
         """
         space = "full" if not subspace_dim else f"subspace-{subspace_scaling or 'unit'}"
+        method = resolved_method(method, scaling)  # the solver that runs is part of the spec
         spec = {
             "epsilon": epsilon,
             "space": space,

@@ -501,6 +501,19 @@ def test_setulb_driver_matches_public_driver(x64):
         assert "setulb" in b.solver and "minimize" in a.solver
 
 
+def test_auto_method_is_scipy_on_a_cpu_and_the_device_solver_on_accelerators(monkeypatch):
+    from keskar_repro import sharpness as module
+
+    assert module.resolved_method("pga") == "pga"
+    assert module.resolved_method() == "lbfgsb"  # this machine is a CPU
+    monkeypatch.setattr(module.jax, "default_backend", lambda: "gpu")
+    assert module.resolved_method() == "lbfgsb-device"
+    assert module.resolved_method("auto", "literal") == "lbfgsb"
+    assert module.resolved_method("lbfgsb") == "lbfgsb"
+    with pytest.raises(ValueError, match="method"):
+        module.resolved_method("newton")
+
+
 def test_auto_driver_is_setulb_where_scipy_has_its_interface(x64, monkeypatch):
     from keskar_repro import sharpness as module
 
