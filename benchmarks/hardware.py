@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -37,12 +42,6 @@ def run_row_in_subprocess(module: str, row: str, *args: str, env: dict | None = 
     """Run `python -m <module> --row <row> <args>` in a fresh process (so that its peak memory
     is the row's alone), with `env` added to the environment, and return the JSON object it
     prints last."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     command = [sys.executable, "-m", module, "--row", row, *args]
     root = Path(__file__).resolve().parent.parent
     full_env = os.environ | (env or {})

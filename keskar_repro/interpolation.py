@@ -17,9 +17,9 @@ the stored running averages are interpolated along the same path as the paramete
 
 How many alphas are evaluated together (vmapped) does not change the values, only speed and
 memory. By default it is 1 on a CPU (vmapping alphas measured slower there: 25 points over
-mnist10k took 3.2 s one at a time, 3.7-4.1 s five at a time and 4.9-5.1 s all together) and,
-on accelerators, the largest number whose compiled program fits in half the free device memory
-(keskar_repro.memory).
+mnist10k took 3.1 s one at a time, 3.5 s five at a time and 5.4 s all together on the 2-core
+CPU; `python -m benchmarks.path_alpha_batch`) and, on accelerators, the largest number whose
+compiled program fits in half the free device memory (keskar_repro.memory).
 """
 
 from __future__ import annotations
@@ -31,7 +31,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from keskar_repro.memory import DEFAULT_FRACTION, budget_bytes, largest_fitting, program_bytes
+from keskar_repro.memory import (
+    DEFAULT_FRACTION,
+    budget_bytes,
+    check_fraction,
+    largest_fitting,
+    program_bytes,
+)
 from keskar_repro.objective import DEFAULT_CHUNK_SIZE, check_bn_policy, split_metrics
 from keskar_repro.parallel import replicate
 
@@ -89,6 +95,7 @@ def evaluate_path(
     `memory_fraction` of the free device memory).
     """
     check_bn_policy(bn_policy)
+    check_fraction(memory_fraction)
     alphas = np.asarray(alphas, np.float32)
     weights = path_weights(alphas, kind)
     data = {

@@ -92,8 +92,13 @@ def largest_fitting(
     return fits
 
 
-def budget_bytes(fraction: float = DEFAULT_FRACTION) -> int:
-    """`fraction` of the first local device's free memory, in bytes."""
+def check_fraction(fraction: float) -> None:
+    """Raise a ValueError naming `fraction` unless it is a share of memory in (0, 1]."""
     if not 0 < fraction <= 1:
         raise ValueError(f"memory fraction={fraction} must be in (0, 1]")
+
+
+def budget_bytes(fraction: float = DEFAULT_FRACTION) -> int:
+    """`fraction` of the first local device's free memory, in bytes."""
+    check_fraction(fraction)
     return int(fraction * available_bytes())

@@ -851,7 +851,6 @@ def sharpness(
     """
     t0 = time.perf_counter()
     maxiter = _check_int("maxiter", maxiter, 1)
-    _check_choice("scaling", scaling, SCALINGS)
     method = resolved_method(method, scaling)
     _check_choice("driver", driver, LBFGSB_DRIVERS)
     step = float(pga_step) if isinstance(pga_step, int | float | np.floating) else math.nan

@@ -42,6 +42,11 @@ def test_work_that_does_not_fit_is_refused_with_the_sizes():
         largest_fitting(lambda k: 200 * k, most=5, budget=100, what="the path evaluation")
     with pytest.raises(ValueError, match="fraction=0"):
         budget_bytes(0)
+    model = MLP(hidden=(4,))
+    v = init_variables(model, jax.random.key(0))
+    split = {"train": (np.zeros((4, 28, 28), np.uint8), np.zeros(4))}
+    with pytest.raises(ValueError, match="fraction=1.5"):  # refused on a CPU too, before any work
+        interpolation.evaluate_path(model, v, v, [0.0], split, memory_fraction=1.5)
 
 
 def test_program_bytes_counts_arguments_outputs_and_temporaries():
