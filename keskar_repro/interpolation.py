@@ -11,9 +11,25 @@ cos(pi / 2) is not exactly 0 in floating point).
 
 `evaluate_path` returns the exact train and test cross-entropy and accuracy at every alpha,
 computed by one jit-compiled program (a `lax.map` over alphas around the chunked full-split
-objective), with the batch-norm policy explicit as in keskar_repro.objective. Under "running"
-the stored running averages are interpolated along the same path as the parameters; under
-"batch" (default: what the authors' Keras code did) and "full" they are not used.
+objective), with the batch-norm policy explicit as in keskar_repro.objective. Under "batch"
+(default: what the authors' Keras code did) and "full" the stored running averages are not used.
+Under "running" they are interpolated with the same weights (w_a, w_b) as the parameters, each
+statistic in its own geometry (`interpolate_variables`):
+
+    running means:      mu(alpha)  = w_a * mu_a + w_b * mu_b
+    running variances:  var(alpha) = exp(w_a * log var_a + w_b * log var_b)
+
+The linear rule does not keep a variance positive: beyond the endpoints one weight is negative
+(w_b = -1 at alpha = -1 and w_a = -1 at alpha = 2 on both paths), so w_a var_a + w_b var_b < 0
+at alpha = -1 of the linear path as soon as var_b > 2 var_a (at alpha = 2 if var_a > 2 var_b),
+and at both ends of the curvilinear path (-var_b and -var_a) always. Batch norm's
+1 / sqrt(var + eps) is NaN wherever var < -eps (issue 11: NaN losses at 4 of 25 alphas on the
+linear path and 9 of 25 on the curvilinear one). The geometric rule is the linear rule applied
+to log var, the natural coordinate of a positive scale: it is positive at every alpha, is the
+weighted geometric mean between the endpoints of the linear path, and is exact at both
+endpoints, where the weights are exactly (1, 0) and (0, 1) and the stored variance is returned
+unchanged. Variances are floored at the smallest normal float32 before the log, so a zero
+variance stays finite. Means are shifts, like the parameters, so they keep the linear rule.
 
 How many alphas are evaluated together (vmapped) does not change the values, only speed and
 memory. By default it is 1 on a CPU (vmapping alphas measured slower there: 25 points over
@@ -61,14 +77,44 @@ def _combine(a, b, w_a, w_b):
     return jax.tree_util.tree_map(lambda u, v: (w_a * u + w_b * v).astype(u.dtype), a, b)
 
 
+def interpolate_variables(variables_a: dict, variables_b: dict, w_a, w_b) -> dict:
+    """{"params", "batch_stats"} at the path point with weights (w_a, w_b).
+
+    Parameters and running means: w_a * a + w_b * b. Running variances (the "var" leaves of
+    Flax's BatchNorm statistics): exp(w_a log var_a + w_b log var_b), positive for every weight
+    and exact when (w_a, w_b) is (1, 0) or (0, 1) (see the module docstring).
+    """
+    tiny = np.finfo(np.float32).tiny
+
+    def stat(path, u, v):
+        if getattr(path[-1], "key", None) != "var":
+            return (w_a * u + w_b * v).astype(u.dtype)
+        log_u, log_v = jnp.log(jnp.maximum(u, tiny)), jnp.log(jnp.maximum(v, tiny))
+        geometric = jnp.exp(w_a * log_u + w_b * log_v).astype(u.dtype)
+        at_b = jnp.where((w_a == 0) & (w_b == 1), v, geometric)
+        return jnp.where((w_a == 1) & (w_b == 0), u, at_b)
+
+    out = dict(variables_a)
+    out["params"] = _combine(variables_a["params"], variables_b["params"], w_a, w_b)
+    out["batch_stats"] = jax.tree_util.tree_map_with_path(
+        stat, variables_a["batch_stats"], variables_b["batch_stats"]
+    )
+    return out
+
+
 def linear_path(a, b, alphas):
-    """Pytree whose leaves have a leading alpha axis: alpha * b + (1 - alpha) * a."""
+    """Pytree whose leaves have a leading alpha axis: alpha * b + (1 - alpha) * a.
+
+    Every leaf is combined linearly: meant for parameters. For {"params", "batch_stats"} with
+    running variances use `interpolate_variables`, which keeps the variances positive."""
     w_a, w_b = path_weights(alphas, "linear")
     return jax.vmap(lambda u, v: _combine(a, b, u, v))(w_a, w_b)
 
 
 def curvilinear_path(a, b, alphas):
-    """Pytree with a leading alpha axis: sin(alpha pi/2) * b + cos(alpha pi/2) * a."""
+    """Pytree with a leading alpha axis: sin(alpha pi/2) * b + cos(alpha pi/2) * a.
+
+    Every leaf is combined linearly, as in `linear_path`."""
     w_a, w_b = path_weights(alphas, "curvilinear")
     return jax.vmap(lambda u, v: _combine(a, b, u, v))(w_a, w_b)
 
@@ -142,7 +188,7 @@ def _compiled_path_evaluation(model, bn_policy: str, chunk_size: int, alpha_batc
     @jax.jit
     def evaluate(variables_a, variables_b, weights, data):
         def at_alpha(w):
-            variables = _combine(variables_a, variables_b, *w)
+            variables = interpolate_variables(variables_a, variables_b, *w)
             return {
                 name: split_metrics(
                     model,

@@ -9,10 +9,16 @@ every BatchNorm, F1 has
 
 trainable parameters. The network returns logits; the softmax lives in the loss.
 
-The bias of each hidden Dense layer is functionally inert: batch norm subtracts it again, so the
-loss does not depend on it and its exact gradient is zero. The computed gradient is rounding
-noise, which Adam's normalisation turns into steps of about +-lr, so these biases drift without
-changing the network. They are kept so that the parameter count matches the usual F1 ports.
+With batch statistics (training, and the "batch" and "full" evaluation policies of
+keskar_repro.objective) the bias of each hidden Dense layer is functionally inert: batch norm
+subtracts the batch mean, which contains the bias, so the loss does not depend on it and its
+exact gradient is zero. The computed gradient is rounding noise, which Adam's normalisation
+turns into steps of about +-lr, so these biases drift during training without changing the
+network under those policies. Under the "running" policy (use_running_average=True) they are not
+inert: the subtracted running mean is an average of minibatch means computed with earlier
+parameters (biases included), so it follows the current bias only with a lag, and changing a
+bias by d shifts that unit's batch-norm output by scale * d / sqrt(var + eps). The biases are
+kept so that the parameter count matches the usual F1 ports.
 """
 
 from __future__ import annotations
