@@ -44,6 +44,9 @@ returned `SharpnessResult`):
 
 `method="pga"` is an independent cross-check on the same box: projected sign-gradient ascent in
 box coordinates, run entirely on the device in one jit-compiled `lax.fori_loop`.
+Every maximiser is one entry of `SOLVERS` ("lbfgsb", "lbfgsb-device", "pga"): a function
+(SharpnessProblem, maxiter, SolverOptions) -> SolverOutcome; `sharpness` validates its arguments,
+builds the problem (`sharpness_problem`), runs the solver and builds the `SharpnessResult`.
 
 Cost. Each evaluation is one compiled value_and_grad (compiled once per loss_fn and shapes), one
 host->device copy of the solver's point in the loss dtype and one device->host copy of the
@@ -83,6 +86,9 @@ __all__ = [
     "LBFGSB_DRIVERS",
     "SharpnessResult",
     "SharpnessProblem",
+    "SolverOptions",
+    "SolverOutcome",
+    "SOLVERS",
     "MethodComparison",
     "sharpness",
     "resolved_method",
@@ -217,8 +223,11 @@ def random_subspace(
     the full-space case, has unit columns; with unit columns y_i is a displacement of length
     |y_i| in parameter space along a random direction, exactly as in the full space, and for
     n >> p the columns are nearly orthonormal (A^+ x ~ A^T x). With raw Gaussian columns
-    (norm ~ sqrt(n) = 1209 for F1) the corner of the subspace box lies ~10x farther from x than
-    the full-space corner and subspace values exceed full-space ones, unlike the paper's Table 4.
+    (norm ~ sqrt(n) = 1209 for F1) a unit step in y_i moves the parameters ~sqrt(n) times as
+    far, so the subspace box's corner lies ~sqrt(p) = 10x (p = 100) farther from x than the
+    full-space corner, and the values rise by orders of magnitude over unit columns; they still
+    stay far below full-space ones, as in the paper's Table 4 (mnist10k LB minimizers, eps 1e-3,
+    paper_notes.md: 0.24 with Gaussian columns, 1.7e-6 with unit columns, 202 in the full space).
     The paper does not state its choice, so it is a parameter and is recorded in every result.
 
     The same key, n, p, scaling and dtype rebuild the same matrix (JAX's counter-based PRNG;
@@ -703,6 +712,157 @@ def _lbfgsb_public(
     return np.asarray(res.x), int(res.nit), int(res.nfev), str(res.message)
 
 
+@dataclasses.dataclass(frozen=True)
+class SolverOptions:
+    """The solvers' options; each solver reads only the ones that concern it.
+
+    driver    "lbfgsb" only: "setulb" (SciPy's compiled L-BFGS-B step, driven by this module),
+              "public" (`scipy.optimize.minimize`) or "auto" ("setulb" where SciPy's interface
+              is recognised, else "public").
+    pga_step  "pga" only: the step, as a fraction of each half-width, in (0, 2].
+    """
+
+    driver: str = "auto"
+    pga_step: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_choice("driver", self.driver, LBFGSB_DRIVERS)
+        step = self.pga_step
+        step = float(step) if isinstance(step, int | float | np.floating) else math.nan
+        if not (0.0 < step <= 2.0):
+            raise ValueError(f"pga_step must be in (0, 2], got {self.pga_step!r}")
+        object.__setattr__(self, "pga_step", step)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SolverOutcome:
+    """What one solver found on a `SharpnessProblem`, in the problem's solver variables z.
+
+    z_best      the best evaluated point (None: none recorded); `sharpness` reports z = 0 instead
+                when it is None or no better than x.
+    f_max       f at z_best.
+    f_final     f at the solver's last iterate (may be below f_max).
+    nit, nfev   iterations and function evaluations as the solver counts them.
+    message     the solver's own termination message.
+    solver      the solver, its settings and the library versions.
+    """
+
+    z_best: np.ndarray | None
+    f_max: float
+    f_final: float
+    nit: int
+    nfev: int
+    message: str
+    solver: str
+
+
+def _check_normalized(method: str, scaling: str) -> None:
+    """Only SciPy's L-BFGS-B solves the literal problem; the others work in box coordinates."""
+    if scaling == "literal" and method != "lbfgsb":
+        raise ValueError(
+            f"scaling='literal' is solved only by method='lbfgsb' (SciPy's L-BFGS-B), not by "
+            f"method={method!r}, which works in box coordinates: pass method='lbfgsb' for the "
+            f"paper's literal formulation, or scaling='normalized' with method={method!r}"
+        )
+
+
+def _lbfgsb_driver(driver: str) -> str:
+    """`driver` with "auto" resolved; ValueError where "setulb" is asked of a SciPy without it."""
+    if driver == "auto":
+        return "public" if _setulb() is None else "setulb"
+    if driver == "setulb" and _setulb() is None:
+        raise ValueError(
+            f"driver='setulb' needs SciPy 1.15-1.17's L-BFGS-B interface (have {scipy.__version__})"
+        )
+    return driver
+
+
+def _solve_lbfgsb(problem: SharpnessProblem, maxiter: int, options: SolverOptions) -> SolverOutcome:
+    """SciPy's L-BFGS-B on `problem.fun_and_grad` from z = 0, through `options.driver`."""
+    driver = _lbfgsb_driver(options.driver)
+    run = _lbfgsb_setulb if driver == "setulb" else _lbfgsb_public
+    _, nit, nfev, message = run(problem.fun_and_grad, problem.lower, problem.upper, maxiter)
+    solver = (
+        "scipy.optimize._lbfgsb.setulb (L-BFGS-B, direct driver)"
+        if driver == "setulb"
+        else "scipy.optimize.minimize(method='L-BFGS-B', bounds=Bounds)"
+    )
+    solver += f"; m={LBFGSB_MAXCOR}, maxls={LBFGSB_MAXLS}, ftol=gtol=0; SciPy {scipy.__version__}"
+    return SolverOutcome(problem.best_z, problem.best_f, problem.last_f, nit, nfev, message, solver)
+
+
+def _solve_lbfgsb_device(
+    problem: SharpnessProblem, maxiter: int, options: SolverOptions
+) -> SolverOutcome:
+    """jaxopt's L-BFGS-B (`_device_lbfgsb`) on the normalized problem, in one compiled loop on
+    the device; f is then evaluated once more at its final iterate. Uses no option."""
+    _check_normalized("lbfgsb-device", problem.scaling)
+    t_loop = time.perf_counter()
+    u, _, nit, nfev = problem._compiled.device_lbfgsb(
+        problem.params,
+        problem._h_dev,
+        problem.A,
+        jnp.asarray(problem.f0, dtype=problem.loss_dtype),
+        jnp.asarray(problem.objective_scale, dtype=problem.loss_dtype),
+        maxiter=maxiter,
+    )
+    u, nit, nfev = jax.device_get((u, nit, nfev))
+    problem.seconds_in_evals += time.perf_counter() - t_loop
+    problem.loss_evals += int(nfev)
+    f_final, _ = problem.evaluate(np.asarray(u, dtype=np.float64))  # the loss at u, exactly
+    nit = int(nit)
+    return SolverOutcome(
+        z_best=problem.best_z,
+        f_max=problem.best_f,
+        f_final=f_final,
+        nit=nit,
+        nfev=int(nfev) + 1,
+        message=f"jaxopt.LBFGSB: {nit} iterations on the device",
+        solver=(
+            f"jaxopt.LBFGSB (on the device); m={LBFGSB_MAXCOR}, maxls={LBFGSB_MAXLS}, tol=0; "
+            f"jaxopt {_jaxopt_version()}, JAX {jax.__version__}"
+        ),
+    )
+
+
+def _solve_pga(problem: SharpnessProblem, maxiter: int, options: SolverOptions) -> SolverOutcome:
+    """`maxiter` steps of projected sign-gradient ascent (`_pga_loop`, step `options.pga_step`)
+    on the normalized problem, in one compiled loop on the device; keeps the best point."""
+    _check_normalized("pga", problem.scaling)
+    step = options.pga_step
+    t_loop = time.perf_counter()
+    best_u, best_v, best_i, v_last = problem._compiled.pga(
+        problem.params,
+        problem._h_dev,
+        problem.A,
+        jnp.asarray(problem.f0, dtype=problem.loss_dtype),
+        jnp.asarray(problem.grad0.astype(problem.dtype)),
+        jnp.asarray(maxiter, dtype=jnp.int32),
+        jnp.asarray(step, dtype=problem.dtype),
+    )
+    best_u, best_v, best_i, v_last = jax.device_get((best_u, best_v, best_i, v_last))
+    problem.seconds_in_evals += time.perf_counter() - t_loop
+    problem.loss_evals += maxiter
+    return SolverOutcome(
+        z_best=np.asarray(best_u, dtype=np.float64),
+        f_max=float(best_v),
+        f_final=float(v_last),
+        nit=maxiter,
+        nfev=maxiter + 1,
+        message=f"PGA: completed {maxiter} steps; best point at step {int(best_i)}",
+        solver=f"projected sign-gradient ascent, step {step:g} half-widths; JAX {jax.__version__}",
+    )
+
+
+# The maximisers of Metric 2.1, by `method` name: solver(problem, maxiter, options). Each starts
+# at z = 0 (evaluated when the problem was built) and leaves problem's counters up to date.
+SOLVERS: dict[str, Callable[[SharpnessProblem, int, SolverOptions], SolverOutcome]] = {
+    "lbfgsb": _solve_lbfgsb,
+    "lbfgsb-device": _solve_lbfgsb_device,
+    "pga": _solve_pga,
+}
+
+
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
@@ -742,7 +902,8 @@ class SharpnessResult:
     loss_evals        evaluations of loss_fn actually made (including the one at x).
     maxiter           the iteration budget.
     message           the solver's own termination message.
-    method            "lbfgsb" or "pga".
+    method            the solver that ran, a key of `SOLVERS`: "lbfgsb", "lbfgsb-device" or "pga"
+                      (never "auto": `resolved_method` names the one it picks).
     solver            the solver, its driver and the library versions.
     scaling           "normalized" or "literal" (see the module docstring).
     objective_scale   s, the divisor of the normalised objective (1.0 when literal).
@@ -798,6 +959,46 @@ def _phi(f_max: float, f0: float) -> float:
     return 100.0 * (f_max - f0) / (1.0 + f0)
 
 
+def _result(
+    problem: SharpnessProblem, outcome: SolverOutcome, method: str, maxiter: int, t0: float
+) -> SharpnessResult:
+    """The `SharpnessResult` of a solver's `outcome` on `problem` (call started at `t0`)."""
+    z_best, f_max = outcome.z_best, outcome.f_max
+    if z_best is None or not f_max >= problem.f0:  # nothing better than x was evaluated
+        z_best, f_max = np.zeros(problem.p), problem.f0
+    y = problem.to_y(z_best)
+    u = z_best if problem.scaling == "normalized" else z_best / problem.halfwidth
+    linear_gain = float(np.sum(np.abs(problem.grad0)))
+    if problem.scaling == "literal":
+        linear_gain = float(np.sum(np.abs(problem.grad0) * problem.halfwidth))
+    return SharpnessResult(
+        value=_phi(f_max, problem.f0),
+        epsilon=problem.epsilon,
+        subspace_dim=problem.subspace_dim,
+        subspace_scaling=problem.subspace_scaling,
+        n_params=problem.n,
+        f0=problem.f0,
+        f_max=f_max,
+        f_final=outcome.f_final,
+        value_linear=_phi(problem.f0 + linear_gain, problem.f0),
+        nit=outcome.nit,
+        nfev=outcome.nfev,
+        loss_evals=problem.loss_evals,
+        maxiter=maxiter,
+        message=outcome.message,
+        method=method,
+        solver=outcome.solver,
+        scaling=problem.scaling,
+        objective_scale=problem.objective_scale,
+        frac_at_bound=float(np.mean(np.abs(u) >= 1.0 - _AT_BOUND_TOL)),
+        seconds=time.perf_counter() - t0,
+        seconds_setup=problem.seconds_setup,
+        seconds_in_evals=problem.seconds_in_evals,
+        y=y,
+        delta=problem.delta(z_best),
+    )
+
+
 def sharpness(
     loss_fn: Callable[[Any], jax.Array],
     params: Any,
@@ -845,23 +1046,22 @@ def sharpness(
     u <- clip(u + pga_step * sign(grad), -1, 1), on the device in one compiled loop, keeping the
     best point (pga_step is a fraction of each half-width). A cross-check for "lbfgsb".
 
-    Both return the best evaluated point, so f0 <= f_max = f(x + A y). Errors (ValueError, naming
-    the argument): epsilon <= 0, maxiter < 1, subspace_dim < 1 or > n, a subspace without key,
-    a non-scalar loss_fn, a non-finite loss or gradient at params, unknown option values.
+    Each method is one function of `SOLVERS` (problem, maxiter, options) -> `SolverOutcome`; all
+    return the best evaluated point (x itself if nothing better was found), so f0 <= f_max =
+    f(x + A y). Errors (ValueError, naming the argument): epsilon <= 0, maxiter < 1,
+    subspace_dim < 1 or > n, a subspace without key, a non-scalar loss_fn, a non-finite loss or
+    gradient at params, unknown option values, scaling="literal" with method "pga" or
+    "lbfgsb-device" (only SciPy's L-BFGS-B solves the literal problem), driver="setulb" on a
+    SciPy without its interface.
     """
     t0 = time.perf_counter()
     maxiter = _check_int("maxiter", maxiter, 1)
     method = resolved_method(method, scaling)
-    _check_choice("driver", driver, LBFGSB_DRIVERS)
-    step = float(pga_step) if isinstance(pga_step, int | float | np.floating) else math.nan
-    if not (0.0 < step <= 2.0):
-        raise ValueError(f"pga_step must be in (0, 2], got {pga_step!r}")
-    if driver == "auto":
-        driver = "public" if _setulb() is None else "setulb"
-    if method == "lbfgsb" and driver == "setulb" and _setulb() is None:
-        raise ValueError(
-            f"driver='setulb' needs SciPy 1.15-1.17's L-BFGS-B interface (have {scipy.__version__})"
-        )
+    _check_choice("scaling", scaling, SCALINGS)
+    _check_normalized(method, scaling)
+    options = SolverOptions(driver=driver, pga_step=pga_step)
+    if method == "lbfgsb":
+        _lbfgsb_driver(driver)  # a driver this SciPy lacks fails before any evaluation
     problem = sharpness_problem(
         loss_fn,
         params,
@@ -869,95 +1069,10 @@ def sharpness(
         subspace_dim=subspace_dim,
         key=key,
         subspace_scaling=subspace_scaling,
-        scaling="normalized" if method != "lbfgsb" else scaling,
+        scaling=scaling,
     )
-
-    if method == "lbfgsb":
-        run = _lbfgsb_setulb if driver == "setulb" else _lbfgsb_public
-        _, nit, nfev, message = run(problem.fun_and_grad, problem.lower, problem.upper, maxiter)
-        solver = (
-            "scipy.optimize.minimize(method='L-BFGS-B', bounds=Bounds)"
-            if driver == "public"
-            else "scipy.optimize._lbfgsb.setulb (L-BFGS-B, direct driver)"
-        )
-        solver += (
-            f"; m={LBFGSB_MAXCOR}, maxls={LBFGSB_MAXLS}, ftol=gtol=0; SciPy {scipy.__version__}"
-        )
-        z_best, f_max, f_final = problem.best_z, problem.best_f, problem.last_f
-    elif method == "lbfgsb-device":
-        t_loop = time.perf_counter()
-        u, _, nit, nfev = problem._compiled.device_lbfgsb(
-            problem.params,
-            problem._h_dev,
-            problem.A,
-            jnp.asarray(problem.f0, dtype=problem.loss_dtype),
-            jnp.asarray(problem.objective_scale, dtype=problem.loss_dtype),
-            maxiter=maxiter,
-        )
-        u, nit, nfev = jax.device_get((u, nit, nfev))
-        problem.seconds_in_evals += time.perf_counter() - t_loop
-        problem.loss_evals += int(nfev)
-        f_final, _ = problem.evaluate(np.asarray(u, dtype=np.float64))  # the loss at u, exactly
-        z_best, f_max = problem.best_z, problem.best_f
-        nit, nfev = int(nit), int(nfev) + 1
-        message = f"jaxopt.LBFGSB: {nit} iterations on the device"
-        solver = (
-            f"jaxopt.LBFGSB (on the device); m={LBFGSB_MAXCOR}, maxls={LBFGSB_MAXLS}, tol=0; "
-            f"jaxopt {_jaxopt_version()}, JAX {jax.__version__}"
-        )
-    else:
-        t_loop = time.perf_counter()
-        best_u, best_v, best_i, v_last = problem._compiled.pga(
-            problem.params,
-            problem._h_dev,
-            problem.A,
-            jnp.asarray(problem.f0, dtype=problem.loss_dtype),
-            jnp.asarray(problem.grad0.astype(problem.dtype)),
-            jnp.asarray(maxiter, dtype=jnp.int32),
-            jnp.asarray(step, dtype=problem.dtype),
-        )
-        best_u, best_v, best_i, v_last = jax.device_get((best_u, best_v, best_i, v_last))
-        problem.seconds_in_evals += time.perf_counter() - t_loop
-        problem.loss_evals += maxiter
-        z_best = np.asarray(best_u, dtype=np.float64)
-        f_max, f_final = float(best_v), float(v_last)
-        nit, nfev = maxiter, maxiter + 1
-        message = f"PGA: completed {maxiter} steps; best point at step {int(best_i)}"
-        solver = f"projected sign-gradient ascent, step {step:g} half-widths; JAX {jax.__version__}"
-
-    if z_best is None or not f_max >= problem.f0:  # nothing better than x was evaluated
-        z_best, f_max = np.zeros(problem.p), problem.f0
-    y = problem.to_y(z_best)
-    u = z_best if problem.scaling == "normalized" else z_best / problem.halfwidth
-    linear_gain = float(np.sum(np.abs(problem.grad0)))
-    if problem.scaling == "literal":
-        linear_gain = float(np.sum(np.abs(problem.grad0) * problem.halfwidth))
-    return SharpnessResult(
-        value=_phi(f_max, problem.f0),
-        epsilon=problem.epsilon,
-        subspace_dim=problem.subspace_dim,
-        subspace_scaling=problem.subspace_scaling,
-        n_params=problem.n,
-        f0=problem.f0,
-        f_max=f_max,
-        f_final=f_final,
-        value_linear=_phi(problem.f0 + linear_gain, problem.f0),
-        nit=nit,
-        nfev=nfev,
-        loss_evals=problem.loss_evals,
-        maxiter=maxiter,
-        message=message,
-        method=method,
-        solver=solver,
-        scaling=problem.scaling,
-        objective_scale=problem.objective_scale,
-        frac_at_bound=float(np.mean(np.abs(u) >= 1.0 - _AT_BOUND_TOL)),
-        seconds=time.perf_counter() - t0,
-        seconds_setup=problem.seconds_setup,
-        seconds_in_evals=problem.seconds_in_evals,
-        y=y,
-        delta=problem.delta(z_best),
-    )
+    outcome = SOLVERS[method](problem, maxiter, options)
+    return _result(problem, outcome, method, maxiter, t0)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
