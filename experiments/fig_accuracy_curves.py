@@ -10,6 +10,10 @@ over the whole train and test sets (BN policy "batch"). Writes, into --out:
 
     fig2_accuracy_<dataset>_<preset>.json     curves per run and mean/std per epoch
     fig2_accuracy_<dataset>_<preset>.{png,pdf}
+
+Runtime and result on the 2-core CPU: seconds when experiments/fig_sharpness.py has trained
+the runs (the quick preset on mnist10k: final test accuracy SB 96.35 +- 0.35, LB 96.65 +- 0.28,
+SB - LB -0.30 points); otherwise the training time of those runs.
 """
 
 from __future__ import annotations
@@ -19,35 +23,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro import experiment, paper, plots  # noqa: E402  (no JAX: --replot stays light)
+from keskar_repro import experiment, plots, stats  # noqa: E402  (no JAX at import)
 
 STEM = "fig2_accuracy"
 PRESETS = {"paper": {"seeds": 5, "epochs": 100}, "quick": {"seeds": 2, "epochs": 15}}
 KEYS = ("train_accuracy", "test_accuracy", "train_loss", "test_loss")
 
 
-def parse_args(argv=None):
-    p = experiment.parser(__doc__, PRESETS)
-    experiment.add_batch_args(p)
-    return experiment.parse(p, PRESETS, argv, experiment.batch_checks)
-
-
 def compute(args, dataset) -> dict:
-    from keskar_repro.runs import get_or_train, run_dir
+    from keskar_repro.runs import run_dir
 
     curves, runs = {}, []
     for regime, config in experiment.sb_lb_configs(args, dataset).items():
-        trained = get_or_train(
-            config,
-            dataset,
-            range(args.seeds),
-            root=args.runs_dir,
-            progress=not args.no_progress,
-        )
+        trained = experiment.seed_runs(args, dataset, config)
         curves[regime] = {
             "batch_size": config.batch_size,
             "n": len(trained),
-            **experiment.mean_std_curves([r.history for r in trained], KEYS),
+            **stats.mean_std_curves([r.history for r in trained], KEYS),
         }
         runs += [
             {
@@ -58,19 +50,19 @@ def compute(args, dataset) -> dict:
             }
             for r in trained
         ]
-    return {"curves": curves, "runs": runs, "summary": summarize(curves, runs)}
+    return {"curves": curves, "runs": runs}
 
 
-def summarize(curves: dict, runs: list[dict]) -> dict:
+def summarize(results: dict) -> dict:
     """Final and peak test accuracy per regime, and the SB - LB gap at the last epoch."""
-    out = {}
+    curves, runs, out = results["curves"], results["runs"], {}
     for regime, c in curves.items():
         test = c["test_accuracy_mean"]
         peak = max(range(len(test)), key=test.__getitem__)
         finals = [100 * r["history"]["test_accuracy"][-1] for r in runs if r["regime"] == regime]
         out[regime] = {
-            "final_test_accuracy": paper.mean_std(finals),
-            "final_train_accuracy": paper.mean_std(
+            "final_test_accuracy": stats.mean_std(finals),
+            "final_train_accuracy": stats.mean_std(
                 [100 * r["history"]["train_accuracy"][-1] for r in runs if r["regime"] == regime]
             ),
             "peak_mean_test_accuracy": 100 * test[peak],
@@ -109,10 +101,20 @@ def draw(results: dict, args) -> list[str]:
     return plots.save_figure(fig, experiment.figure_stem(args, STEM))
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return experiment.run(argv, args, __file__, STEM, compute, draw, text, ("sb_batch", "lb_batch"))
-
+SPEC = experiment.FigureSpec(
+    name="fig_accuracy_curves",
+    stem=STEM,
+    doc=__doc__,
+    order=1,
+    presets=PRESETS,
+    options=experiment.add_batch_options,
+    checks=experiment.batch_checks,
+    compute=compute,
+    summarize=summarize,
+    text=text,
+    draw=draw,
+    resolved=("sb_batch", "lb_batch"),
+)
 
 if __name__ == "__main__":
-    experiment.cli(main)
+    experiment.cli(SPEC)

@@ -14,6 +14,10 @@ max(2 standard errors, 0.1 points). Writes, into --out:
 
     fig4_batch_sweep_<dataset>_<preset>.json
     fig4_batch_sweep_<dataset>_<preset>.{png,pdf}
+
+Runtime and result on the 2-core CPU: the quick preset on mnist10k (batch 32, 256 and 2000,
+5 epochs, 1 seed) takes about 2 minutes; the paper preset (9 batch sizes x 2 seeds x 100
+epochs) about 40 minutes (figures/README.md).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro import experiment, plots  # noqa: E402  (no JAX: --replot stays light)
+from keskar_repro import experiment, plots, stats  # noqa: E402  (no JAX at import)
 
 STEM = "fig4_batch_sweep"
 PRESETS = {
@@ -41,8 +45,7 @@ def sweep_batch_sizes(n_train: int) -> list[int]:
     return sorted(set(powers) | {tenth, round(0.2 * n_train), round(0.5 * n_train), n_train})
 
 
-def parse_args(argv=None):
-    p = experiment.parser(__doc__, PRESETS)
+def options(p) -> None:
     p.add_argument("--seeds", type=int, help="number of seeds (0, 1, ..., n-1)")
     p.add_argument("--epochs", type=int, help="epoch budget of every run")
     p.add_argument(
@@ -50,30 +53,27 @@ def parse_args(argv=None):
         type=experiment.int_list,
         help="comma-separated; default (paper): 32, 64, ... up to 10%%, then 10, 20, 50, 100%%",
     )
-    p.add_argument("--epsilons", type=experiment.float_list, help="box sizes, e.g. 1e-3,5e-4")
+    experiment.add_epsilons_option(p)
 
-    def checks(args):
-        return {
-            "--seeds": args.seeds >= 1,
-            "--epochs": args.epochs >= 1,
-            "--batch-sizes": args.batch_sizes is None or min(args.batch_sizes) >= 1,
-            "--epsilons": bool(args.epsilons) and min(args.epsilons) > 0,
-        }
 
-    return experiment.parse(p, PRESETS, argv, checks)
+def checks(args) -> dict[str, bool]:
+    return {
+        "--seeds": args.seeds >= 1,
+        "--epochs": args.epochs >= 1,
+        "--batch-sizes": args.batch_sizes is None or min(args.batch_sizes) >= 1,
+        **experiment.epsilons_check(args),
+    }
 
 
 def compute(args, dataset) -> dict:
-    from tqdm.auto import tqdm
-
+    from keskar_repro.errors import UserError
     from keskar_repro.measurements import run_record
-    from keskar_repro.runs import get_or_train
     from keskar_repro.train import TrainConfig
 
     batches = args.batch_sizes or sweep_batch_sizes(dataset.n_train)
     too_big = [b for b in batches if b > dataset.n_train]
     if too_big:
-        raise ValueError(f"--batch-sizes {too_big} exceed the {dataset.n_train} training images")
+        raise UserError(f"--batch-sizes {too_big} exceed the {dataset.n_train} training images")
     args.batch_sizes = batches
     print(
         f"{dataset.name}: batch sizes {batches}, {args.seeds} seeds x {args.epochs} epochs",
@@ -84,23 +84,23 @@ def compute(args, dataset) -> dict:
         config = TrainConfig(
             dataset=dataset.name, batch_size=batch, epochs=args.epochs, hidden=args.hidden
         )
-        runs += get_or_train(
-            config,
-            dataset,
-            range(args.seeds),
-            root=args.runs_dir,
-            progress=not args.no_progress,
-            vmap_seeds=experiment.runs_per_program(args) != 1,
-        )
+        runs += experiment.seed_runs(args, dataset, config)
+    bar = experiment.progress_bar(args, len(runs), "sharpness")
     rows = []
-    for run in tqdm(runs, desc="sharpness", disable=args.no_progress):
+    for run in runs:
         rows.append(run_record(run, dataset, args.epsilons, root=args.runs_dir))
-    return {"rows": rows, "summary": summarize(batches, rows)}
+        bar.update(1)
+    bar.close()
+    return {"rows": rows}
 
 
-def summarize(batches: list[int], rows: list[dict]) -> dict:
+def summarize(results: dict) -> dict:
+    """Mean +- std per batch size of accuracy and sharpness, and where accuracy starts to fall
+    (the first batch above the best whose mean is below it by more than max(2 standard errors,
+    MIN_DROP_POINTS))."""
+    batches, rows = results["config"]["batch_sizes"], results["rows"]
     by_batch = [[r for r in rows if r["batch_size"] == b] for b in batches]
-    acc = [experiment.regime_stats(group, "test_accuracy") for group in by_batch]
+    acc = [stats.record_stats(group, "test_accuracy") for group in by_batch]
     epsilons = list(rows[0]["sharpness"])
     best = max(range(len(batches)), key=lambda i: acc[i]["mean"])
     falls_at, rule_detail = None, []
@@ -115,10 +115,9 @@ def summarize(batches: list[int], rows: list[dict]) -> dict:
     return {
         "batch_sizes": batches,
         "test_accuracy": acc,
-        "train_accuracy": [experiment.regime_stats(g, "train_accuracy") for g in by_batch],
+        "train_accuracy": [stats.record_stats(g, "train_accuracy") for g in by_batch],
         "sharpness": {
-            eps: [experiment.regime_stats(g, f"sharpness/{eps}") for g in by_batch]
-            for eps in epsilons
+            eps: [stats.record_stats(g, f"sharpness/{eps}") for g in by_batch] for eps in epsilons
         },
         "best_batch_size": batches[best],
         "falls_at": falls_at,
@@ -165,10 +164,20 @@ def draw(results: dict, args) -> list[str]:
     return plots.save_figure(fig, experiment.figure_stem(args, STEM))
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return experiment.run(argv, args, __file__, STEM, compute, draw, text, ("batch_sizes",))
-
+SPEC = experiment.FigureSpec(
+    name="fig_batch_sweep",
+    stem=STEM,
+    doc=__doc__,
+    order=4,
+    presets=PRESETS,
+    options=options,
+    checks=checks,
+    compute=compute,
+    summarize=summarize,
+    text=text,
+    draw=draw,
+    resolved=("batch_sizes",),
+)
 
 if __name__ == "__main__":
-    experiment.cli(main)
+    experiment.cli(SPEC)

@@ -15,6 +15,10 @@ Writes, into --out:
 
     fig5_warm_start_<dataset>_<preset>.json
     fig5_warm_start_<dataset>_<preset>.{png,pdf}
+
+Runtime and result on the 2-core CPU: the quick preset on mnist10k (k = 0, 1, 2, 5, 10, 15,
+10 LB epochs each, 1 seed) takes about 4 minutes once experiments/fig_sharpness_training.py has
+kept the SB snapshots; the paper preset about 15 minutes (figures/README.md).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro import experiment, plots  # noqa: E402  (no JAX: --replot stays light)
+from keskar_repro import experiment, plots, stats  # noqa: E402  (no JAX at import)
 
 STEM = "fig5_warm_start"
 PRESETS = {
@@ -34,39 +38,28 @@ PRESETS = {
 }
 
 
-def parse_args(argv=None):
-    p = experiment.parser(__doc__, PRESETS)
-    experiment.add_batch_args(p)
+def options(p) -> None:
+    experiment.add_batch_options(p)
     p.add_argument("--lb-epochs", type=int, help="LB epochs after each warm start")
-    p.add_argument("--epsilons", type=experiment.float_list, help="box sizes, e.g. 1e-3,5e-4")
+    experiment.add_epsilons_option(p)
 
-    def checks(args):
-        return {
-            **experiment.batch_checks(args),
-            "--lb-epochs": args.lb_epochs >= 1,
-            "--epsilons": bool(args.epsilons) and min(args.epsilons) > 0,
-        }
 
-    return experiment.parse(p, PRESETS, argv, checks)
+def checks(args) -> dict[str, bool]:
+    return {
+        **experiment.batch_checks(args),
+        "--lb-epochs": args.lb_epochs >= 1,
+        **experiment.epsilons_check(args),
+    }
 
 
 def compute(args, dataset) -> dict:
-    from tqdm.auto import tqdm
-
-    from keskar_repro.measurements import run_record, snapshot_of
-    from keskar_repro.runs import get_or_train, get_or_train_runs, run_dir
+    from keskar_repro.measurements import run_record
+    from keskar_repro.protocol import snapshot_schedule
+    from keskar_repro.runs import run_dir
 
     configs = experiment.sb_lb_configs(args, dataset)
-    ks = experiment.snapshot_schedule(args.epochs)
-    sb_runs = get_or_train(
-        configs["SB"],
-        dataset,
-        range(args.seeds),
-        root=args.runs_dir,
-        progress=not args.no_progress,
-        vmap_seeds=experiment.runs_per_program(args) != 1,
-        snapshot_epochs=ks,
-    )
+    ks = snapshot_schedule(args.epochs)
+    sb_runs = experiment.seed_runs(args, dataset, configs["SB"], snapshot_epochs=ks)
     lb = dataclasses.replace(configs["LB"], epochs=args.lb_epochs)
     warm_configs = [
         dataclasses.replace(
@@ -75,14 +68,8 @@ def compute(args, dataset) -> dict:
         for run in sb_runs
         for k in ks
     ]
-    warm_runs = get_or_train_runs(
-        warm_configs,
-        dataset,
-        root=args.runs_dir,
-        progress=not args.no_progress,
-        group_size=experiment.runs_per_program(args),
-    )
-    bar = tqdm(total=len(warm_runs) + len(sb_runs), desc="sharpness", disable=args.no_progress)
+    warm_runs = experiment.get_runs(args, dataset, warm_configs)
+    bar = experiment.progress_bar(args, len(warm_runs) + len(sb_runs), "sharpness")
     rows = []
     for run in warm_runs:
         rows.append(
@@ -96,30 +83,28 @@ def compute(args, dataset) -> dict:
         bar.update(1)
         bar.set_postfix_str(f"seed {run.config.seed} k={rows[-1]['k']}")
     sb_rows = []
-    for run in sb_runs:  # the end of the trajectory whose snapshots were the warm starts
-        end = snapshot_of(run, run.epochs_run, args.runs_dir)
-        sb_rows.append(run_record(end, dataset, args.epsilons, root=args.runs_dir))
+    for run in sb_runs:  # the SB runs whose snapshots were the warm starts
+        sb_rows.append(run_record(run, dataset, args.epsilons, root=args.runs_dir))
         bar.update(1)
     bar.close()
-    return {"k": ks, "rows": rows, "sb_rows": sb_rows, "summary": summarize(ks, rows, sb_rows)}
+    return {"k": ks, "rows": rows, "sb_rows": sb_rows}
 
 
-def summarize(ks: list[int], rows: list[dict], sb_rows: list[dict]) -> dict:
+def summarize(results: dict) -> dict:
     """Mean +- std over seeds per k of test accuracy and sharpness; the SB reference."""
+    ks, rows, sb_rows = results["k"], results["rows"], results["sb_rows"]
     epsilons = list(sb_rows[0]["sharpness"])
     by_k = [[r for r in rows if r["k"] == k] for k in ks]
     return {
         "k": ks,
-        "test_accuracy": [experiment.regime_stats(group, "test_accuracy") for group in by_k],
-        "train_accuracy": [experiment.regime_stats(group, "train_accuracy") for group in by_k],
+        "test_accuracy": [stats.record_stats(group, "test_accuracy") for group in by_k],
+        "train_accuracy": [stats.record_stats(group, "train_accuracy") for group in by_k],
         "sharpness": {
-            eps: [experiment.regime_stats(group, f"sharpness/{eps}") for group in by_k]
+            eps: [stats.record_stats(group, f"sharpness/{eps}") for group in by_k]
             for eps in epsilons
         },
-        "sb_test_accuracy": experiment.regime_stats(sb_rows, "test_accuracy"),
-        "sb_sharpness": {
-            eps: experiment.regime_stats(sb_rows, f"sharpness/{eps}") for eps in epsilons
-        },
+        "sb_test_accuracy": stats.record_stats(sb_rows, "test_accuracy"),
+        "sb_sharpness": {eps: stats.record_stats(sb_rows, f"sharpness/{eps}") for eps in epsilons},
     }
 
 
@@ -160,10 +145,20 @@ def draw(results: dict, args) -> list[str]:
     return plots.save_figure(fig, experiment.figure_stem(args, STEM))
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return experiment.run(argv, args, __file__, STEM, compute, draw, text, ("sb_batch", "lb_batch"))
-
+SPEC = experiment.FigureSpec(
+    name="fig_warm_start",
+    stem=STEM,
+    doc=__doc__,
+    order=3,
+    presets=PRESETS,
+    options=options,
+    checks=checks,
+    compute=compute,
+    summarize=summarize,
+    text=text,
+    draw=draw,
+    resolved=("sb_batch", "lb_batch"),
+)
 
 if __name__ == "__main__":
-    experiment.cli(main)
+    experiment.cli(SPEC)

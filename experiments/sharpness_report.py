@@ -1,124 +1,164 @@
 """Sharpness of one SB and one LB F1 minimizer under every batch-norm policy and solver variant.
 
     python experiments/sharpness_report.py --dataset mnist10k
+    python experiments/sharpness_report.py --dataset mnist10k --preset quick
     python experiments/sharpness_report.py --dataset fashion_mnist --policies batch,running
+    python experiments/sharpness_report.py --dataset mnist10k --replot
 
-For the seed-`--seed` SB and LB runs of the paper preset (trained by, and shared with,
-experiments/fig_sharpness.py; trained here if missing), measures Metric 2.1 at eps 1e-3 and 5e-4,
-in the full space and in 100-d random subspaces, for each BN policy (batch, full, running), plus
-the paper-literal L-BFGS-B scaling and the PGA cross-check (full space, batch policy). Prints a
-table with phi, f0, f_max, nit, nfev and seconds, and writes it as JSON and Markdown into --out
-(sharpness_report_<dataset>.{json,md}). Every measurement is cached beside its run.
+For the SB and LB runs of seeds 0 .. --seeds - 1 (trained by, and shared with,
+experiments/fig_sharpness.py; trained here if missing), measures Metric 2.1 at each epsilon,
+in the full space and in 100-d random subspaces, for each BN policy (batch, full, running),
+plus the paper-literal L-BFGS-B scaling and the PGA cross-check (full space, batch policy).
+Prints a table with phi, f0, f_max, nit, nfev and seconds, and writes into --out:
+
+    sharpness_report_<dataset>_<preset>.json   every measurement and the solver's report
+    sharpness_report_<dataset>_<preset>.md     the table
+
+Every measurement is cached beside its run.
+
+Runtime and result on the 2-core CPU: the quick preset on mnist10k (seed 0, 15 epochs,
+eps 1e-3: 22 maximisations) takes about 3 minutes after experiments/fig_sharpness.py; the
+paper preset (100 epochs, both epsilons, 44 maximisations) about 10 minutes. LB is the sharper
+minimizer in the full space under every BN policy and solver (figures/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from keskar_repro import experiment  # noqa: E402  (no JAX at import)
+from keskar_repro.bn_policies import BN_POLICIES  # noqa: E402
+
+STEM = "sharpness_report"
+PRESETS = {
+    "paper": {"seeds": 1, "epochs": 100, "epsilons": [1e-3, 5e-4]},
+    "quick": {"seeds": 1, "epochs": 15, "epsilons": [1e-3]},
+}
+COLUMNS = "regime, seed, BN policy, space, eps, scaling, method, phi (%), f0, f_max, nit, nfev, s"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=["mnist", "mnist10k", "fashion_mnist"], required=True)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--hidden", default="512,512,512,512,512", help="hidden widths (F1)")
-    p.add_argument("--policies", default="batch,full,running")
-    p.add_argument("--epsilons", default="1e-3,5e-4")
-    p.add_argument("--subspace-dim", type=int, default=100)
-    p.add_argument("--subspace-scaling", default="unit,gaussian")
+def options(p: argparse.ArgumentParser) -> None:
+    experiment.add_batch_options(p)
+    experiment.add_epsilons_option(p)
+    p.add_argument(
+        "--policies",
+        type=lambda s: s.split(","),
+        default=list(BN_POLICIES),
+        help=f"BN policies, comma-separated (default: all of {', '.join(BN_POLICIES)})",
+    )
+    p.add_argument("--subspace-dim", type=int, default=100, help="p of the random subspaces")
+    p.add_argument(
+        "--subspace-scaling",
+        type=lambda s: s.split(","),
+        default=["unit", "gaussian"],
+        help="column scaling(s) of the random A: unit and/or gaussian",
+    )
     p.add_argument("--no-variants", action="store_true", help="skip the literal and PGA runs")
-    p.add_argument("--out", default=str(REPO / "figures"))
-    p.add_argument("--runs-dir", default=None)
-    return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from tqdm.auto import tqdm
+def checks(args: argparse.Namespace) -> dict[str, bool]:
+    return {
+        **experiment.batch_checks(args),
+        **experiment.epsilons_check(args),
+        "--policies": bool(args.policies) and set(args.policies) <= set(BN_POLICIES),
+        "--subspace-dim": args.subspace_dim >= 1,
+        "--subspace-scaling": set(args.subspace_scaling) <= {"unit", "gaussian"},
+    }
 
-    from keskar_repro.data import load
-    from keskar_repro.measurements import RunSharpness
-    from keskar_repro.runs import environment, get_or_train, write_atomic
-    from keskar_repro.train import TrainConfig, paper_batch_sizes
 
-    t0 = time.time()
-    dataset = load(args.dataset, data_dir=args.data_dir)
-    sb, lb, note = paper_batch_sizes(dataset.n_train)
-    epsilons = [float(e) for e in args.epsilons.split(",")]
-    policies = args.policies.split(",")
-    spaces = [(None, None)] + [(args.subspace_dim, s) for s in args.subspace_scaling.split(",")]
-    jobs = [
+def jobs(args: argparse.Namespace) -> list[dict]:
+    """The measurements of each run: every policy x space x epsilon, then the variants."""
+    spaces = [(None, None)] + [(args.subspace_dim, s) for s in args.subspace_scaling]
+    out = [
         {"epsilon": e, "subspace_dim": p, "subspace_scaling": s, "bn_policy": pol}
-        for pol in policies
+        for pol in args.policies
         for p, s in spaces
-        for e in epsilons
+        for e in args.epsilons
     ]
     if not args.no_variants:
-        jobs += [{"epsilon": e, "scaling": "literal"} for e in epsilons]
-        jobs += [{"epsilon": e, "method": "pga"} for e in epsilons]
+        out += [{"epsilon": e, "scaling": "literal"} for e in args.epsilons]
+        out += [{"epsilon": e, "method": "pga"} for e in args.epsilons]
+    return out
 
+
+def compute(args: argparse.Namespace, dataset) -> dict:
+    from keskar_repro.measurements import RunSharpness
+
+    configs = experiment.sb_lb_configs(args, dataset)
+    todo = jobs(args)
+    runs = {regime: experiment.seed_runs(args, dataset, c) for regime, c in configs.items()}
+    bar = experiment.progress_bar(args, 2 * args.seeds * len(todo), "sharpness")
     rows = []
-    bar = tqdm(total=2 * len(jobs), desc="sharpness", unit="max")
-    for regime, batch in (("SB", sb), ("LB", lb)):
-        config = TrainConfig(
-            dataset=dataset.name,
-            batch_size=batch,
-            epochs=args.epochs,
-            hidden=tuple(int(w) for w in args.hidden.split(",")),
-        )
-        (run,) = get_or_train(config, dataset, [args.seed], root=args.runs_dir)
-        meter = RunSharpness(run, dataset, args.runs_dir)
-        for job in jobs:
-            result = meter.measure(**job)
-            rows.append({"regime": regime, "batch_size": batch, **result})
-            bar.update(1)
+    for regime, regime_runs in runs.items():
+        for run in regime_runs:
+            meter = RunSharpness(run, dataset, args.runs_dir)
+            for job in todo:
+                result = meter.measure(**job)
+                rows.append({"regime": regime, "seed": run.config.seed, **result})
+                rows[-1]["batch_size"] = run.config.batch_size
+                bar.update(1)
     bar.close()
+    return {"rows": rows}
 
-    columns = "regime, BN policy, space, eps, scaling, method, phi (%), f0, f_max, nit, nfev, s"
-    header = "| " + " | ".join(columns.split(", ")) + " |"
-    lines = [header, "|" + "---|" * 12]
-    for r in rows:
+
+def summarize(results: dict) -> dict:
+    """Per (space, BN policy, scaling, method, epsilon): the SB and LB values of each seed and
+    whether LB is the sharper one."""
+    out = {}
+    for r in results["rows"]:
+        key = f"{r['space']}/{r['bn_policy']}/{r['scaling']}/{r['method']}/{r['epsilon']:g}"
+        out.setdefault(key, {}).setdefault(str(r["seed"]), {})[r["regime"]] = r["value"]
+    for per_seed in out.values():
+        for values in per_seed.values():
+            values["lb_sharper"] = values["LB"] > values["SB"]
+    return out
+
+
+def table(results: dict) -> str:
+    header = "| " + " | ".join(COLUMNS.split(", ")) + " |"
+    lines = [header, "|" + "---|" * len(COLUMNS.split(", "))]
+    for r in results["rows"]:
         lines.append(
-            f"| {r['regime']} | {r['bn_policy']} | {r['space']} | {r['epsilon']:g} | "
-            f"{r['scaling']} | {r['method']} | {r['value']:.4g} | {r['f0']:.3g} | "
-            f"{r['f_max']:.3g} | {r['nit']} | {r['nfev']} | {r['seconds']:.1f} |"
+            f"| {r['regime']} | {r['seed']} | {r['bn_policy']} | {r['space']} | "
+            f"{r['epsilon']:g} | {r['scaling']} | {r['method']} | {r['value']:.4g} | "
+            f"{r['f0']:.3g} | {r['f_max']:.3g} | {r['nit']} | {r['nfev']} | {r['seconds']:.1f} |"
         )
-    table = "\n".join(lines)
-    command = "python experiments/sharpness_report.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
-    report = {
-        "command": command,
-        "dataset": dataset.provenance,
-        "seed": args.seed,
-        "batch_note": note,
-        "rows": rows,
-        "environment": environment(),
-        "wall_seconds": time.time() - t0,
-    }
-    stem = Path(args.out) / f"sharpness_report_{dataset.name}"
-    write_atomic(f"{stem}.json", json.dumps(report, indent=1))
-    write_atomic(
-        f"{stem}.md",
-        f"Sharpness of the seed-{args.seed} SB and LB F1 minimizers on {dataset.name} "
-        f"({note}).\n\nCommand: `{command}`; device: {report['environment']['device']}; "
-        f"wall time {report['wall_seconds']:.0f} s.\n\n{table}\n",
-    )
-    print(table)
-    print(f"wrote {stem}.json and {stem}.md")
-    return 0
+    return "\n".join(lines)
 
+
+def draw(results: dict, args: argparse.Namespace) -> list[str]:
+    """The table as Markdown, with its command, data and device."""
+    from keskar_repro.files import write_atomic
+
+    path = experiment.figure_stem(args, STEM) + ".md"
+    device = results["environment"]["device"]
+    write_atomic(
+        path,
+        f"Sharpness of the SB and LB F1 minimizers on {results['dataset']['name']} "
+        f"({results['config']['batch_note']}).\n\nCommand: `{results['command']}`; device: "
+        f"{device}; wall time {results['wall_seconds']:.0f} s.\n\n{table(results)}\n",
+    )
+    return [path]
+
+
+SPEC = experiment.FigureSpec(
+    name="sharpness_report",
+    stem=STEM,
+    doc=__doc__,
+    order=1,
+    presets=PRESETS,
+    options=options,
+    checks=checks,
+    compute=compute,
+    summarize=summarize,
+    text=table,
+    draw=draw,
+    resolved=("sb_batch", "lb_batch", "batch_note"),
+)
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        sys.exit(f"error: {err}")
+    experiment.cli(SPEC)

@@ -54,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from keskar_repro.errors import UserError
+
 DATASET_NAMES: tuple[str, ...] = ("mnist10k", "mnist", "fashion_mnist")
 DEFAULT_DATASET = "mnist10k"
 SOURCES: tuple[str, ...] = ("auto", "package", "dir", "cache", "download", "tfds")
@@ -68,12 +70,16 @@ _NUM_CLASSES = 10
 _IMAGE_SHAPE = (28, 28)
 
 
-class DataFileError(ValueError):
+class DataFileError(UserError, ValueError):
     """A data file exists but is not what it should be (corrupt, truncated, wrong checksum)."""
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(UserError, RuntimeError):
     """The requested dataset is not present locally and could not be obtained."""
+
+
+class DataArgumentError(UserError, ValueError):
+    """An impossible `load` argument (unknown dataset or source, a folder where none applies)."""
 
 
 @dataclass(frozen=True)
@@ -697,7 +703,9 @@ def _load_tfds(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None) -> Da
 
 def _spec(name: str) -> DatasetSpec | None:
     if name not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}.")
+        raise DataArgumentError(
+            f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}."
+        )
     return None if name == "mnist10k" else _REGISTRY[name]
 
 
@@ -734,21 +742,25 @@ def load(
     """
     spec = _spec(name)
     if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}.")
+        raise DataArgumentError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}.")
     if spec is None:
         if source not in ("auto", "package"):
-            raise ValueError(f"mnist10k ships with the package; source={source!r} does not apply.")
+            raise DataArgumentError(
+                f"mnist10k ships with the package; source={source!r} does not apply."
+            )
         return _load_mnist10k()
     if source == "package":
-        raise ValueError(f"only mnist10k ships with the package, not {name}.")
+        raise DataArgumentError(f"only mnist10k ships with the package, not {name}.")
     if source == "tfds":
         return _load_tfds(spec, data_dir)
     if data_dir is not None:
         if source not in ("auto", "dir"):
-            raise ValueError(f"data_dir is used with source='auto' or 'dir', not {source!r}.")
+            raise DataArgumentError(
+                f"data_dir is used with source='auto' or 'dir', not {source!r}."
+            )
         return _load_folder(spec, Path(data_dir).expanduser(), "dir")
     if source == "dir":
-        raise ValueError("source='dir' needs data_dir=<folder with the IDX files>.")
+        raise DataArgumentError("source='dir' needs data_dir=<folder with the IDX files>.")
     if source == "auto":
         for system_dir in spec.system_dirs:
             if _complete(_find_all(spec, Path(system_dir))):

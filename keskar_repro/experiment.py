@@ -1,15 +1,25 @@
-"""The command-line plumbing shared by the experiments/fig_*.py scripts (no JAX at import).
+"""The figure scripts' runner: each script declares one `FigureSpec`, and this runs it.
 
-Every script has the same skeleton: common options (--dataset, --data-dir, --preset, --out,
---runs-dir, --replot, --no-progress, --hidden) whose defaults come from a preset, a results JSON
-`<out>/<stem>_<dataset>_<preset>.json` holding every number, the command, the configuration,
-dataset provenance, versions, device and wall time, and figures drawn from that JSON alone, so
-`--replot` redraws them without JAX.
+A spec says everything about its figure once: the presets, the script's own options and their
+checks, `compute` (train or load runs, measure), `summarize` (the numbers its text and figures
+report), `text` (what the terminal shows), and `draw` (the figures, from the results JSON
+alone). The runner gives every script the same command line (--dataset, --data-dir, --preset,
+--out, --runs-dir, --runs-per-program, --replot, --no-progress, --hidden), writes one results
+JSON `<out>/<stem>_<dataset>_<preset>.json` holding every number, the command, the
+configuration, dataset provenance, versions, device and wall time, and lets `--replot` redraw
+the figures from that JSON without importing JAX. `specs()` finds every script's spec (for
+make_all and the tests), so adding a figure is adding one file to experiments/.
+
+Errors: a `UserError` (bad input, a missing or corrupt file, a diverged run) is printed as one
+line on stderr with exit status 2, as argparse does for impossible options; any other exception
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import json
 import sys
 import time
@@ -17,9 +27,39 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from keskar_repro.bn_policies import BN_POLICIES, DEFAULT_BN_POLICY
+from keskar_repro.errors import UserError
+
 REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
 DEFAULT_OUT = REPO / "figures"
 DATASETS = ("mnist", "mnist10k", "fashion_mnist")
+
+
+def _no_options(parser: argparse.ArgumentParser) -> None:
+    return None
+
+
+def _no_checks(args: argparse.Namespace) -> dict[str, bool]:
+    return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureSpec:
+    """One figure script, declared once; `main(spec)` runs it."""
+
+    name: str  # the script: experiments/<name>.py
+    stem: str  # results <out>/<stem>_<dataset>_<preset>.json
+    doc: str  # the script's docstring: --help shows its first paragraph
+    order: int  # position in make_all: scripts whose runs others reuse come first
+    presets: dict[str, dict[str, Any]]  # option defaults per --preset ("paper", "quick")
+    compute: Callable[[argparse.Namespace, Any], dict]  # (args, dataset) -> results
+    summarize: Callable[[dict], dict]  # results -> results["summary"]
+    text: Callable[[dict], str]  # results -> what the terminal shows
+    draw: Callable[[dict, argparse.Namespace], list[str]]  # results, args -> files written
+    options: Callable[[argparse.ArgumentParser], None] = _no_options  # the script's own flags
+    checks: Callable[[argparse.Namespace], dict[str, bool]] = _no_checks  # "--flag" -> possible
+    resolved: tuple[str, ...] = ()  # options `compute` fills in, added to the JSON's config
 
 
 def int_list(text: str) -> list[int]:
@@ -30,14 +70,15 @@ def float_list(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v]
 
 
-def parser(doc: str, presets: dict[str, dict[str, Any]]) -> argparse.ArgumentParser:
-    """An ArgumentParser with the common options; the script adds its own, with default None
-    where a preset supplies the value."""
+def parser(spec: FigureSpec) -> argparse.ArgumentParser:
+    """The script's ArgumentParser: the common options, then the spec's own (default None
+    where a preset supplies the value)."""
     p = argparse.ArgumentParser(
-        description=doc.split("\n\n")[0],
+        prog=f"{spec.name}.py",
+        description=spec.doc.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Defaults come from --preset; any option given overrides it. Presets: "
-        + "; ".join(f"{name}: {_describe(values)}" for name, values in presets.items()),
+        + "; ".join(f"{name}: {_describe(values)}" for name, values in spec.presets.items()),
     )
     p.add_argument(
         "--dataset",
@@ -46,7 +87,7 @@ def parser(doc: str, presets: dict[str, dict[str, Any]]) -> argparse.ArgumentPar
         help="default: full MNIST when present locally or downloadable, else mnist10k",
     )
     p.add_argument("--data-dir", default=None, help="folder with the four IDX files")
-    p.add_argument("--preset", choices=sorted(presets), default="paper")
+    p.add_argument("--preset", choices=sorted(spec.presets), default="paper")
     p.add_argument(
         "--hidden",
         type=lambda s: tuple(int_list(s)),
@@ -62,11 +103,12 @@ def parser(doc: str, presets: dict[str, dict[str, Any]]) -> argparse.ArgumentPar
         type=int,
         default=None,
         help="runs of one shape (seeds, learning rates, warm starts) trained in one vmapped "
-        "program; default: all of them on a GPU/TPU, 1 on a CPU, where vmapping small batches "
-        "was measured slower than training the runs one after another",
+        "program; default: 1 on a CPU, where vmapping was measured slower than training runs "
+        "one after another, all of them on a GPU/TPU (keskar_repro.train)",
     )
     p.add_argument("--replot", action="store_true", help="redraw figures from the JSON only")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    spec.options(p)
     return p
 
 
@@ -74,22 +116,18 @@ def _describe(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
-def parse(
-    p: argparse.ArgumentParser,
-    presets: dict[str, dict[str, Any]],
-    argv: list[str] | None,
-    checks: Callable[[argparse.Namespace], dict[str, bool]],
-) -> argparse.Namespace:
+def parse(spec: FigureSpec, argv: list[str] | None) -> argparse.Namespace:
     """Parse, fill unset options from the preset, and reject impossible settings with one line
-    naming the option (`checks(args)` maps "--flag" to whether its value is possible)."""
+    naming the option (exit status 2)."""
+    p = parser(spec)
     args = p.parse_args(argv)
-    for name, value in presets[args.preset].items():
+    for name, value in spec.presets[args.preset].items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
     problems = {
         "--hidden": len(args.hidden) >= 1 and min(args.hidden) >= 1,
         "--runs-per-program": args.runs_per_program is None or args.runs_per_program >= 1,
-        **checks(args),
+        **spec.checks(args),
     }
     for flag, ok in problems.items():
         if not ok:
@@ -117,30 +155,20 @@ def load_dataset(args: argparse.Namespace):
     return dataset
 
 
-def runs_per_program(args: argparse.Namespace) -> int | None:
-    """--runs-per-program, else None (all together) on accelerators and 1 on a CPU: there, at
-    batch 32, 5 vmapped F1 runs took 1.28x as long as 5 runs one after another (2-core Xeon)."""
-    if args.runs_per_program is not None:
-        return args.runs_per_program
-    import jax
-
-    return 1 if jax.default_backend() == "cpu" else None
-
-
 def results_path(args: argparse.Namespace, stem: str) -> Path:
     return Path(args.out) / f"{stem}_{args.dataset}_{args.preset}.json"
 
 
 def figure_stem(args: argparse.Namespace, name: str) -> str:
-    """<out>/<name>_<dataset>_<preset> (save_figure adds .png and .pdf)."""
+    """<out>/<name>_<dataset>_<preset> (plots.save_figure adds .png and .pdf)."""
     return str(Path(args.out) / f"{name}_{args.dataset}_{args.preset}")
 
 
-def start_results(args: argparse.Namespace, script: str, argv: list[str] | None, dataset) -> dict:
-    """The header of a results JSON: command, configuration and dataset provenance."""
+def _header(spec: FigureSpec, args: argparse.Namespace, argv: list[str] | None, dataset) -> dict:
+    """The start of a results JSON: command, configuration and dataset provenance."""
     hidden = {"replot", "no_progress"}
     return {
-        "command": f"python experiments/{script} "
+        "command": f"python experiments/{spec.name}.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "config": {k: v for k, v in vars(args).items() if k not in hidden},
         "dataset": dataset.provenance,
@@ -148,81 +176,74 @@ def start_results(args: argparse.Namespace, script: str, argv: list[str] | None,
     }
 
 
-def finish(
-    results: dict,
-    args: argparse.Namespace,
-    stem: str,
-    t0: float,
-    draw: Callable[[dict, argparse.Namespace], list[str]],
-    text: Callable[[dict], str] | None = None,
-) -> int:
-    """Add environment and wall time, write the JSON atomically, print the summary, draw."""
-    from keskar_repro.runs import environment, write_atomic
+def _show(spec: FigureSpec, results: dict, args: argparse.Namespace) -> None:
+    print(spec.text(results))
+    for f in spec.draw(results, args):
+        print(f"wrote {f}")
 
+
+def replot(spec: FigureSpec, args: argparse.Namespace) -> int:
+    """Redraw the figures (and reprint the summary) from the results JSON alone."""
+    if args.dataset is None:
+        raise UserError("--replot needs --dataset (and the --preset) of the results to draw")
+    path = results_path(args, spec.stem)
+    if not path.is_file():
+        raise UserError(f"no results at {path}; run without --replot first")
+    from keskar_repro.files import read_json
+
+    _show(spec, read_json(path), args)
+    return 0
+
+
+def main(spec: FigureSpec, argv: list[str] | None = None) -> int:
+    """The whole script: parse; --replot, or load the data, compute, summarize, write the JSON
+    atomically (with the options in `spec.resolved` added to its config), print, draw."""
+    args = parse(spec, argv)
+    if args.replot:
+        return replot(spec, args)
+    from keskar_repro.files import environment, write_atomic
+
+    t0 = time.time()
+    dataset = load_dataset(args)
+    results = _header(spec, args, argv, dataset)
+    results.update(spec.compute(args, dataset))
+    results["config"].update({name: getattr(args, name) for name in spec.resolved})
+    results["summary"] = spec.summarize(results)
     results["environment"] = environment()
     results["wall_seconds"] = time.time() - t0
-    path = results_path(args, stem)
+    path = results_path(args, spec.stem)
     write_atomic(path, json.dumps(results, indent=1))
-    if text is not None:
-        print(text(results))
     print(f"wrote {path}")
-    for f in draw(results, args):
-        print(f"wrote {f}")
+    _show(spec, results, args)
     print(f"wall time {results['wall_seconds']:.0f} s")
     return 0
 
 
-def replot(
-    args: argparse.Namespace,
-    stem: str,
-    draw: Callable[[dict, argparse.Namespace], list[str]],
-    text: Callable[[dict], str] | None = None,
-) -> int:
-    """Redraw the figures (and reprint the summary) from the results JSON alone."""
-    if args.dataset is None:
-        raise ValueError("--replot needs --dataset (and the --preset) of the results to draw")
-    path = results_path(args, stem)
-    if not path.is_file():
-        raise FileNotFoundError(f"no results at {path}; run without --replot first")
-    results = json.loads(path.read_text())
-    if text is not None:
-        print(text(results))
-    for f in draw(results, args):
-        print(f"wrote {f}")
-    return 0
-
-
-def run(
-    argv: list[str] | None,
-    args: argparse.Namespace,
-    script: str,
-    stem: str,
-    compute: Callable[[argparse.Namespace, Any], dict],
-    draw: Callable[[dict, argparse.Namespace], list[str]],
-    text: Callable[[dict], str],
-    resolved: tuple[str, ...] = (),
-) -> int:
-    """The body of every figure script's main: --replot, or load the data, compute, write the
-    JSON (with the options in `resolved`, which compute fills in, added to its config), draw."""
-    if args.replot:
-        return replot(args, stem, draw, text)
-    t0 = time.time()
-    dataset = load_dataset(args)
-    results = start_results(args, Path(script).name, argv, dataset)
-    results.update(compute(args, dataset))
-    results["config"].update({name: getattr(args, name) for name in resolved})
-    return finish(results, args, stem, t0, draw, text)
-
-
-def cli(main: Callable[[], int]) -> None:
-    """Run `main`, turning the errors a user can fix into one line on stderr and exit code 1."""
+def cli(spec: FigureSpec, argv: list[str] | None = None) -> None:
+    """Run `spec` as a program: a UserError is one line on stderr and exit status 2."""
     try:
-        sys.exit(main())
-    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as err:
-        sys.exit(f"error: {err}")
+        sys.exit(main(spec, argv))
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
-def add_batch_args(p: argparse.ArgumentParser) -> None:
+def specs() -> list[FigureSpec]:
+    """The spec of every script in experiments/ (each module's `SPEC`), in make_all order."""
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.insert(0, str(EXPERIMENTS))
+    found = []
+    for path in sorted(EXPERIMENTS.glob("*.py")):
+        spec = getattr(importlib.import_module(path.stem), "SPEC", None)
+        if isinstance(spec, FigureSpec):
+            found.append(spec)
+    return sorted(found, key=lambda s: (s.order, s.name))
+
+
+# -- options and helpers shared by several scripts -------------------------------------------
+
+
+def add_batch_options(p: argparse.ArgumentParser) -> None:
     """--seeds, --epochs, --sb-batch, --lb-batch (SB/LB default: the paper's sizes)."""
     p.add_argument("--seeds", type=int, help="number of seeds (0, 1, ..., n-1)")
     p.add_argument("--epochs", type=int, help="training epochs of every run")
@@ -241,57 +262,71 @@ def batch_checks(args: argparse.Namespace) -> dict[str, bool]:
     }
 
 
-def sb_lb_configs(args: argparse.Namespace, dataset) -> dict[str, Any]:
-    """{"SB": TrainConfig, "LB": TrainConfig} of the paper's protocol for `dataset` (printing
-    the batch-size choice), as experiments/fig_sharpness.py trains them, so runs are shared."""
-    from keskar_repro.train import TrainConfig, paper_batch_sizes
+def add_epsilons_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epsilons", type=float_list, help="comma-separated box sizes, e.g. 1e-3,5e-4")
 
-    sb, lb, note = paper_batch_sizes(dataset.n_train, args.sb_batch, args.lb_batch)
+
+def epsilons_check(args: argparse.Namespace) -> dict[str, bool]:
+    return {"--epsilons": bool(args.epsilons) and min(args.epsilons) > 0}
+
+
+def add_bn_policy_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bn-policy",
+        choices=BN_POLICIES,
+        default=DEFAULT_BN_POLICY,
+        help="batch-norm statistics for sharpness, accuracy and paths (default: batch "
+        "statistics of chunks of 5000, as the authors' Keras code; keskar_repro.bn_policies)",
+    )
+
+
+def sb_lb_configs(args: argparse.Namespace, dataset) -> dict[str, Any]:
+    """{"SB": TrainConfig, "LB": TrainConfig} of the paper's protocol (keskar_repro.protocol)
+    for `dataset`, printing the batch-size choice and filling args.sb_batch, args.lb_batch and
+    args.batch_note; the same configurations in every script, so runs are shared."""
+    from keskar_repro.protocol import sb_lb_configs as protocol_configs
+
+    configs, note = protocol_configs(
+        dataset.name,
+        dataset.n_train,
+        epochs=args.epochs,
+        hidden=args.hidden,
+        sb_batch=args.sb_batch,
+        lb_batch=args.lb_batch,
+    )
     print(
         f"{dataset.name}: {dataset.n_train} train / {dataset.n_test} test; preset "
         f"{args.preset}; {args.seeds} seeds x {args.epochs} epochs; {note}",
         file=sys.stderr,
     )
-    args.sb_batch, args.lb_batch = sb, lb
-    return {
-        regime: TrainConfig(
-            dataset=dataset.name, batch_size=batch, epochs=args.epochs, hidden=args.hidden
-        )
-        for regime, batch in (("SB", sb), ("LB", lb))
-    }
+    args.sb_batch, args.lb_batch = configs["SB"].batch_size, configs["LB"].batch_size
+    args.batch_note = note
+    return configs
 
 
-def mean_std_curves(histories: list[dict], keys: tuple[str, ...]) -> dict[str, list[float]]:
-    """Per-epoch mean and std (ddof 1; 0 for one run) over runs of each history key, over the
-    epochs all runs reached: {"epoch", "<key>_mean", "<key>_std"}."""
-    import numpy as np
+def get_runs(args: argparse.Namespace, dataset, configs, **kwargs) -> list:
+    """`runs.get_or_train(configs, ...)` with the script's --runs-dir, --runs-per-program and
+    --no-progress."""
+    from keskar_repro.runs import get_or_train
 
-    n = min(len(h[keys[0]]) for h in histories)
-    out: dict[str, list[float]] = {"epoch": list(range(1, n + 1))}
-    for key in keys:
-        values = np.asarray([h[key][:n] for h in histories], float)
-        out[f"{key}_mean"] = values.mean(0).tolist()
-        out[f"{key}_std"] = (values.std(0, ddof=1) if len(values) > 1 else 0 * values[0]).tolist()
-    return out
-
-
-SNAPSHOT_GRID = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+    return get_or_train(
+        list(configs),
+        dataset,
+        root=args.runs_dir,
+        runs_per_program=args.runs_per_program,
+        progress=not args.no_progress,
+        **kwargs,
+    )
 
 
-def snapshot_schedule(epochs: int) -> list[int]:
-    """Epochs at which training snapshots are kept: 0, 1, 2, 5, 10, 20, 50, ... up to `epochs`,
-    and `epochs` itself (0 is the initial point)."""
-    return sorted({e for e in SNAPSHOT_GRID if e <= epochs} | {epochs})
+def seed_runs(args: argparse.Namespace, dataset, config, **kwargs) -> list:
+    """The runs of `config` for seeds 0 .. args.seeds - 1 (`get_runs`)."""
+    from keskar_repro.protocol import with_seeds
+
+    return get_runs(args, dataset, with_seeds(config, range(args.seeds)), **kwargs)
 
 
-def regime_stats(records: list[dict], key: str, scale: float = 1.0) -> dict[str, float]:
-    """{"mean", "std", "n"} of `key` (optionally scaled, e.g. 100 for %) over `records`;
-    `key` may be "sharpness/<eps>"."""
-    from keskar_repro.paper import mean_std
+def progress_bar(args: argparse.Namespace, total: int, desc: str):
+    from tqdm.auto import tqdm
 
-    values = [
-        scale * (r["sharpness"][key.split("/", 1)[1]] if key.startswith("sharpness/") else r[key])
-        for r in records
-    ]
-    mean, std = mean_std(values)
-    return {"mean": mean, "std": std, "n": len(values)}
+    return tqdm(total=total, desc=desc, disable=args.no_progress)

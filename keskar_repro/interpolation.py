@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from keskar_repro.bn_policies import DEFAULT_CHUNK_SIZE, check_bn_policy
 from keskar_repro.memory import (
     DEFAULT_FRACTION,
     budget_bytes,
@@ -54,7 +55,7 @@ from keskar_repro.memory import (
     largest_fitting,
     program_bytes,
 )
-from keskar_repro.objective import DEFAULT_CHUNK_SIZE, check_bn_policy, split_metrics
+from keskar_repro.objective import split_metrics
 from keskar_repro.parallel import replicate
 
 PATHS = ("linear", "curvilinear")

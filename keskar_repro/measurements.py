@@ -1,5 +1,6 @@
 """Measurements of saved runs (accuracy, sharpness, paths), each computed once and kept beside
-its run (`runs.cached_measurement`), so experiments share them and resume after interruption.
+its run (`files.cached_json` in <run dir>/measurements/), so experiments share them and resume
+after interruption.
 
 Every measurement is a JSON-ready dict; its spec (what was measured, how) names its file.
 """
@@ -9,33 +10,33 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import jax
 import numpy as np
 
+from keskar_repro.files import cached_json
 from keskar_repro.interpolation import evaluate_path
 from keskar_repro.objective import make_loss_fn, split_metrics
-from keskar_repro.runs import cached_measurement, load_snapshot, run_dir, snapshot_path
+from keskar_repro.protocol import SHARPNESS_MAXITER, SUBSPACE_KEY, subspace_key
+from keskar_repro.runs import load_snapshot, run_dir, snapshot_name
 from keskar_repro.sharpness import resolved_method, sharpness
 from keskar_repro.train import TrainedRun
 
-SUBSPACE_KEY = 20170101  # A of the run with seed s: random_subspace(fold_in(key(this), s), ...)
-SHARPNESS_MAXITER = 10  # the paper's 10 iterations of L-BFGS-B
+
+def cached_measurement(
+    run: TrainedRun, kind: str, spec: dict, compute, root: str | os.PathLike | None = None
+):
+    """`compute()`'s result for `run`, cached in <measurement_dir(run)>/measurements/."""
+    return cached_json(measurement_dir(run, root) / "measurements", kind, spec, compute)
 
 
 def splits_of(dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {"train": (dataset.x_train, dataset.y_train), "test": (dataset.x_test, dataset.y_test)}
 
 
-SNAPSHOT = "snapshot after epoch"
-
-
 def snapshot_of(run: TrainedRun, epoch: int, root: str | os.PathLike | None = None) -> TrainedRun:
-    """The run's saved snapshot after `epoch` epochs, with the history cut there (the run
-    itself at its last epoch when it has no snapshot there). Measurements of a snapshot are
-    cached in its own folder (`measurement_dir`). Snapshots added to a saved run by a later
-    retraining form one trajectory that may end away from the saved parameters (see
-    runs._add_snapshots), so a trajectory is measured on its own snapshots throughout."""
-    if epoch == run.epochs_run and not snapshot_path(run.config, epoch, root).is_file():
+    """The run's saved snapshot after `epoch` epochs (`snapshot` set, the history cut there);
+    the run itself for its own last epoch. Measurements of a snapshot are cached in its own
+    folder (`measurement_dir`)."""
+    if epoch == run.epochs_run:
         return run
     variables = load_snapshot(run.config, epoch, root)
     history = {k: v[:epoch] for k, v in run.history.items()}
@@ -44,7 +45,8 @@ def snapshot_of(run: TrainedRun, epoch: int, root: str | os.PathLike | None = No
         batch_stats=variables["batch_stats"],
         history=history,
         epochs_run=epoch,
-        stop_reason=f"{SNAPSHOT} {epoch}",
+        stop_reason=f"snapshot after epoch {epoch}",
+        snapshot=True,
     )
 
 
@@ -52,9 +54,7 @@ def measurement_dir(run: TrainedRun, root: str | os.PathLike | None = None) -> P
     """Where the measurements of `run` are cached: its run directory, or for a snapshot
     (`snapshot_of`) <run dir>/snapshots/epoch-<k>/."""
     path = run_dir(run.config, root)
-    if run.stop_reason.startswith(SNAPSHOT):
-        path = path / "snapshots" / f"epoch-{run.epochs_run:04d}"
-    return path
+    return path / "snapshots" / snapshot_name(run.epochs_run) if run.snapshot else path
 
 
 def final_metrics(
@@ -71,9 +71,7 @@ def final_metrics(
             out[f"{name}_loss"], out[f"{name}_accuracy"] = float(loss), float(acc)
         return out
 
-    return cached_measurement(
-        measurement_dir(run, root), "metrics", {"bn_policy": bn_policy}, compute
-    )
+    return cached_measurement(run, "metrics", {"bn_policy": bn_policy}, compute, root)
 
 
 class RunSharpness:
@@ -124,9 +122,7 @@ class RunSharpness:
         }
 
         def compute():
-            key = None
-            if subspace_dim:
-                key = jax.random.fold_in(jax.random.key(SUBSPACE_KEY), self.run.config.seed)
+            key = subspace_key(self.run.config.seed) if subspace_dim else None
             result = sharpness(
                 self.loss_fn(bn_policy),
                 self.run.params,
@@ -140,8 +136,7 @@ class RunSharpness:
             )
             return result.to_dict()
 
-        path = measurement_dir(self.run, self.root)
-        result = cached_measurement(path, "sharpness", spec, compute)
+        result = cached_measurement(self.run, "sharpness", spec, compute, self.root)
         return {"space": space, "bn_policy": bn_policy, **result}
 
 
@@ -176,7 +171,7 @@ def pair_path(
         )
         return {k: v.tolist() for k, v in out.items()}
 
-    result = cached_measurement(run_dir(sb_run.config, root), "path", spec, compute)
+    result = cached_measurement(sb_run, "path", spec, compute, root)
     return {"kind": kind, "bn_policy": bn_policy, "pair_seed": sb_run.config.seed, **result}
 
 

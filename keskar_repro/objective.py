@@ -4,15 +4,7 @@ The training objective of the paper is the mean softmax cross-entropy over the t
 
     f(params) = (1/N) sum_{i=1..N} CE(softmax(net(params, x_i)), y_i),
 
-with pixels scaled to [0, 1]. A batch-normalised network's output depends on which statistics
-normalise it, so the batch-norm policy is an explicit argument:
-
-- "batch":   each fixed chunk of `chunk_size` consecutive examples is normalised with its own
-             batch statistics (the authors' Keras 1 code, BN mode=2, evaluated in batches of
-             5000); the last, smaller chunk uses its own statistics too.
-- "full":    the whole split is one batch: statistics over all N examples.
-- "running": the running averages stored during training (standard "eval mode"); chunking then
-             only bounds memory and does not change the value.
+with pixels scaled to [0, 1], under an explicit batch-norm policy (keskar_repro.bn_policies).
 
 Everything here is a pure function of the parameters and is jit-compiled: one call evaluates the
 whole split (a `lax.scan` over chunks), with no Python loop and no host-device copy. With several
@@ -39,16 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from keskar_repro.bn_policies import DEFAULT_CHUNK_SIZE, apply_model, check_bn_policy, chunk_length
 from keskar_repro.parallel import replicate, shard_examples
-
-BN_POLICIES: tuple[str, ...] = ("batch", "full", "running")
-DEFAULT_CHUNK_SIZE = 5000
-
-
-def check_bn_policy(bn_policy: str) -> None:
-    """Raise a ValueError naming `bn_policy` unless it is one of BN_POLICIES."""
-    if bn_policy not in BN_POLICIES:
-        raise ValueError(f"bn_policy={bn_policy!r} is not one of {BN_POLICIES}")
 
 
 def scale_pixels(x_uint8: jax.Array) -> jax.Array:
@@ -61,11 +45,7 @@ def chunk_sums(
 ) -> tuple[jax.Array, jax.Array]:
     """(sum of cross-entropies, number correct) over one chunk under `bn_policy`."""
     variables = {"params": params, "batch_stats": batch_stats}
-    x = shard_examples(scale_pixels(x_uint8))
-    if bn_policy == "running":
-        logits = model.apply(variables, x, use_running_average=True)
-    else:
-        logits, _ = model.apply(variables, x, use_running_average=False, mutable=["batch_stats"])
+    logits = apply_model(model, variables, shard_examples(scale_pixels(x_uint8)), bn_policy)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, shard_examples(y))
     correct = jnp.sum(jnp.argmax(logits, axis=-1) == y)
     return jnp.sum(losses), correct
@@ -91,13 +71,6 @@ def _sum_over_chunks(chunk_fn: Callable, x_uint8: jax.Array, y: jax.Array, chunk
     return total
 
 
-def _chunk_length(n: int, bn_policy: str, chunk_size: int) -> int:
-    check_bn_policy(bn_policy)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size} must be a positive number of examples")
-    return n if bn_policy == "full" else min(chunk_size, n)
-
-
 def split_metrics(
     model,
     params,
@@ -116,7 +89,7 @@ def split_metrics(
     mode; for one gradient, `split_loss_and_grad` is faster and needs less memory).
     """
     n = x_uint8.shape[0]
-    chunk = _chunk_length(n, bn_policy, chunk_size)
+    chunk = chunk_length(n, bn_policy, chunk_size)
     loss_sum, correct = _sum_over_chunks(
         lambda xc, yc: chunk_sums(model, params, batch_stats, xc, yc, bn_policy), x_uint8, y, chunk
     )
@@ -139,7 +112,7 @@ def split_loss_and_grad(
     backward pass run right after its forward pass inside one `lax.scan`.
     """
     n = x_uint8.shape[0]
-    chunk = _chunk_length(n, bn_policy, chunk_size)
+    chunk = chunk_length(n, bn_policy, chunk_size)
 
     def chunk_loss_sum(p, xc, yc):
         return chunk_sums(model, p, batch_stats, xc, yc, bn_policy)[0]

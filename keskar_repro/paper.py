@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 # (mean, std) over 5 runs, as printed in the paper; accuracies in %, sharpness in %.
 PAPER_F1: dict[str, dict[str, tuple[float, float]]] = {
@@ -25,15 +24,6 @@ PAPER_TABLE_OF = {
 def sharpness_key(space: str, epsilon: float) -> str:
     """Key of PAPER_F1 for a sharpness entry, e.g. "sharpness/full/0.001"."""
     return f"sharpness/{space}/{float(epsilon)}"
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof = 1; 0 for a single value)."""
-    values = [float(v) for v in values]
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def _pm(mean_std_pair: tuple[float, float] | None, digits: int) -> str:

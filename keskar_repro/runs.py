@@ -1,40 +1,61 @@
-"""Trained runs on disk: one directory per (config, seed), named by a hash of the config.
+"""The run store: trained runs on disk, one directory per (config, seed), named by a config hash.
 
 A run directory holds
 
     config.json        the TrainConfig (its sha256 names the directory)
     variables.msgpack  {"params", "batch_stats"} (flax.serialization msgpack)
     history.json       per-epoch train/test loss and accuracy, minibatch averages, wall time
-    meta.json          dataset provenance, package versions, device, epochs run, stop reason
+    meta.json          dataset provenance, versions, device, epochs run, whether it diverged,
+                       and the group of runs it was trained with in one compiled program
     snapshots/         epoch-<k>.msgpack: the variables after k epochs, when asked for
     measurements/      cached measurements of the run (see measurements.py)
 
 Writes are atomic: a run is written into a temporary sibling directory and renamed into place
 as the last step, so a killed process never leaves a directory that loads. `get_or_train` loads
-the runs that exist and trains only the missing seeds (together, vmapped); while it trains it
-checkpoints the whole group (parameters, Adam state, history) at most every
-`checkpoint_seconds`, so an interrupted job resumes from its last checkpoint.
+the runs that exist and trains only the missing ones, in groups of `runs_per_program` runs per
+compiled program (default: `train.default_runs_per_program()`); while a group trains it is
+checkpointed (parameters, Adam state, history) at most every `checkpoint_seconds`, so an
+interrupted job resumes from its last checkpoint. Two processes sharing a runs directory never
+train the same run at once: each run is locked while it trains (`files.file_lock`), the second
+process waits and then loads what the first saved. A saved run that lacks a snapshot is trained
+again together with the same group it was first trained with, so the retraining follows the
+saved run's float trajectory exactly and its snapshots belong to the saved run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
-import json
 import os
-import platform
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from importlib import metadata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import flax.serialization
 import jax
+import numpy as np
 
-from keskar_repro.train import TrainConfig, TrainedRun, train_runs
+from keskar_repro.errors import CorruptFileError, UserError
+from keskar_repro.files import (
+    environment,
+    file_lock,
+    read_json,
+    spec_hash,
+    write_atomic,
+    write_json,
+)
+from keskar_repro.train import (
+    LoopState,
+    TrainConfig,
+    TrainedRun,
+    TrainState,
+    default_runs_per_program,
+    train_runs,
+)
 
 RUN_FILES = ("config.json", "variables.msgpack", "history.json", "meta.json")
 
@@ -44,48 +65,52 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get("KESKAR_REPRO_RUNS", "runs"))
 
 
+def _root(root: str | os.PathLike | None) -> Path:
+    return Path(root) if root is not None else default_runs_dir()
+
+
 def config_hash(config: TrainConfig) -> str:
     """First 16 hex digits of the sha256 of the config's canonical JSON."""
-    blob = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return spec_hash(config.to_dict())
 
 
 def run_dir(config: TrainConfig, root: str | os.PathLike | None = None) -> Path:
     """Directory of the run of `config`: <root>/<dataset>-b<batch>-s<seed>-<hash>."""
-    root = Path(root) if root is not None else default_runs_dir()
     name = f"{config.dataset}-b{config.batch_size}-s{config.seed}-{config_hash(config)}"
-    return root / name
+    return _root(root) / name
 
 
-def environment() -> dict[str, Any]:
-    """Versions of the packages that shape a result, and the device that computed it."""
-    versions = {}
-    for package in ("keskar-repro", "jax", "jaxlib", "flax", "optax", "numpy", "scipy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    device = jax.devices()[0]
-    return {
-        "versions": versions,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": {
-            "platform": device.platform,
-            "kind": device.device_kind,
-            "count": jax.device_count(),
-        },
-    }
+def snapshot_name(epoch: int) -> str:
+    """The name of the snapshot after `epoch` epochs: "epoch-<epoch, 4 digits>" (the stem of
+    its msgpack file and the folder of its measurements)."""
+    return f"epoch-{int(epoch):04d}"
 
 
-def _atomic_dir(final: Path):
-    """A fresh temporary directory beside `final`, to be renamed onto it when complete."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+def snapshot_file(run_path: str | os.PathLike, epoch: int) -> Path:
+    """<run dir>/snapshots/epoch-<k>.msgpack."""
+    return Path(run_path) / "snapshots" / f"{snapshot_name(epoch)}.msgpack"
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=1, sort_keys=True))
+def snapshot_path(config: TrainConfig, epoch: int, root: str | os.PathLike | None = None) -> Path:
+    """The file of `config`'s run's variables after `epoch` epochs."""
+    return snapshot_file(run_dir(config, root), epoch)
+
+
+def _read_msgpack(path: Path) -> dict[str, Any]:
+    try:
+        return flax.serialization.msgpack_restore(path.read_bytes())
+    except (ValueError, TypeError, KeyError) as err:
+        raise CorruptFileError(f"{path} is corrupt ({err}); delete it") from err
+
+
+def load_snapshot(
+    config: TrainConfig, epoch: int, root: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """{"params", "batch_stats"} of `config`'s run after `epoch` epochs (0: the initial point)."""
+    path = snapshot_path(config, epoch, root)
+    if not path.is_file():
+        raise UserError(f"no snapshot {path}; train the run with snapshot_epochs including {epoch}")
+    return _read_msgpack(path)
 
 
 def save_run(
@@ -94,28 +119,33 @@ def save_run(
     root: str | os.PathLike | None = None,
     *,
     snapshots: Path | None = None,
+    trained_with: Sequence[TrainConfig] = (),
 ) -> Path:
     """Write `run` atomically and return its directory (an existing one is replaced).
 
-    `snapshots`, a folder of epoch-<k>.msgpack files, becomes the run's snapshots/ folder."""
+    `snapshots`, a folder of epoch-<k>.msgpack files, becomes the run's snapshots/ folder;
+    `trained_with` (default: the run alone) is recorded as the group of its compiled program."""
     final = run_dir(run.config, root)
-    tmp = _atomic_dir(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         if snapshots is not None and snapshots.is_dir():
             shutil.copytree(snapshots, tmp / "snapshots")
-        _write_json(tmp / "config.json", run.config.to_dict())
+        write_json(tmp / "config.json", run.config.to_dict())
         variables = {"params": run.params, "batch_stats": run.batch_stats}
         (tmp / "variables.msgpack").write_bytes(flax.serialization.msgpack_serialize(variables))
-        _write_json(tmp / "history.json", run.history)
+        write_json(tmp / "history.json", run.history)
         meta = {
             "epochs_run": run.epochs_run,
             "stop_reason": run.stop_reason,
+            "diverged": run.diverged,
             "train_seconds": run.train_seconds,
+            "trained_with": [c.to_dict() for c in (trained_with or [run.config])],
             "dataset": provenance,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **environment(),
         }
-        _write_json(tmp / "meta.json", meta)
+        write_json(tmp / "meta.json", meta)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -126,77 +156,30 @@ def save_run(
 
 
 def load_run(path: str | os.PathLike) -> tuple[TrainedRun, dict]:
-    """(run, meta) from a run directory; a clear error if it is incomplete or corrupt."""
+    """(run, meta) from a run directory; a CorruptFileError naming it if incomplete or corrupt."""
     path = Path(path)
     missing = [f for f in RUN_FILES if not (path / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"run {path} is incomplete (missing {missing}); delete it")
+        raise CorruptFileError(f"run {path} is incomplete (missing {missing}); delete it")
     try:
-        config = TrainConfig.from_dict(json.loads((path / "config.json").read_text()))
-        raw = (path / "variables.msgpack").read_bytes()
-        variables = flax.serialization.msgpack_restore(raw)
-        history = json.loads((path / "history.json").read_text())
-        meta = json.loads((path / "meta.json").read_text())
-    except (ValueError, TypeError, KeyError) as err:
-        raise ValueError(f"run {path} is corrupt ({err}); delete it to retrain") from err
-    run = TrainedRun(
-        config=config,
-        params=variables["params"],
-        batch_stats=variables["batch_stats"],
-        history=history,
-        epochs_run=int(meta["epochs_run"]),
-        stop_reason=meta["stop_reason"],
-        train_seconds=float(meta["train_seconds"]),
-    )
-    return run, meta
-
-
-def cached_measurement(
-    path: str | os.PathLike, kind: str, spec: dict, compute: Callable[[], dict]
-) -> dict:
-    """A measurement of the run at `path`, computed once and kept beside it.
-
-    Stored as <path>/measurements/<kind>-<sha256(spec)[:16]>.json holding {"spec", "result"};
-    `compute()` returns the JSON-ready result. The file is written atomically, so an interrupted
-    sweep of measurements resumes where it stopped.
-    """
-    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    target = (
-        Path(path)
-        / "measurements"
-        / f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
-    )
-    if target.is_file():
-        try:
-            return json.loads(target.read_text())["result"]
-        except (ValueError, KeyError):
-            target.unlink()  # unreadable: recompute
-    result = compute()
-    write_atomic(target, json.dumps({"spec": spec, "result": result}, indent=1).encode())
-    return result
-
-
-def _checkpoint_path(configs: Sequence[TrainConfig], root: Path) -> Path:
-    names = ",".join(sorted(run_dir(c, root).name for c in configs))
-    tag = hashlib.sha256(names.encode()).hexdigest()[:16]
-    return root / "checkpoints" / f"{configs[0].dataset}-b{configs[0].batch_size}-{tag}.msgpack"
-
-
-def snapshot_path(config: TrainConfig, epoch: int, root: str | os.PathLike | None = None) -> Path:
-    """<run dir>/snapshots/epoch-<epoch>.msgpack: the run's variables after `epoch` epochs."""
-    return run_dir(config, root) / "snapshots" / f"epoch-{epoch:04d}.msgpack"
-
-
-def load_snapshot(
-    config: TrainConfig, epoch: int, root: str | os.PathLike | None = None
-) -> dict[str, Any]:
-    """{"params", "batch_stats"} of `config`'s run after `epoch` epochs (0: the initial point)."""
-    path = snapshot_path(config, epoch, root)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no snapshot {path}; train the run with snapshot_epochs including {epoch}"
+        config = TrainConfig.from_dict(read_json(path / "config.json"))
+        variables = _read_msgpack(path / "variables.msgpack")
+        history = read_json(path / "history.json")
+        meta = read_json(path / "meta.json")
+        run = TrainedRun(
+            config=config,
+            params=variables["params"],
+            batch_stats=variables["batch_stats"],
+            history=history,
+            epochs_run=int(meta["epochs_run"]),
+            stop_reason=meta["stop_reason"],
+            train_seconds=float(meta["train_seconds"]),
+            # runs saved before the field existed: their stop_reason began with "diverged"
+            diverged=bool(meta.get("diverged", meta["stop_reason"].startswith("diverged"))),
         )
-    return flax.serialization.msgpack_restore(path.read_bytes())
+    except (ValueError, TypeError, KeyError) as err:
+        raise CorruptFileError(f"run {path} is corrupt ({err}); delete it to retrain") from err
+    return run, meta
 
 
 def _warm_start_variables(config: TrainConfig, root: Path) -> dict | None:
@@ -204,77 +187,52 @@ def _warm_start_variables(config: TrainConfig, root: Path) -> dict | None:
     if source is None:
         return None
     name, epoch = source
-    path = root / name / "snapshots" / f"epoch-{epoch:04d}.msgpack"
+    path = snapshot_file(root / name, epoch)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise UserError(
             f"warm start {config.warm_start!r} needs {path}; train run {name} with a snapshot "
             f"at epoch {epoch} first"
         )
-    return flax.serialization.msgpack_restore(path.read_bytes())
+    return _read_msgpack(path)
 
 
-def write_atomic(path: str | os.PathLike, blob: bytes | str) -> None:
-    """Write `blob` to `path` through a temporary file and a rename: all or nothing."""
-    path = Path(path)
-    if isinstance(blob, str):
-        blob = blob.encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(blob)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _group_tag(configs: Sequence[TrainConfig], root: Path) -> str:
+    names = ",".join(sorted(run_dir(c, root).name for c in configs))
+    return f"{configs[0].dataset}-b{configs[0].batch_size}-{spec_hash(names)}"
 
 
-def _read_checkpoint(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        ckpt = flax.serialization.msgpack_restore(path.read_bytes())
-        histories = json.loads(ckpt["meta"])
-    except Exception:  # a checkpoint is an optimisation: an unreadable one is ignored
-        return None
-    return {"state": ckpt["state"], **histories}
+@dataclasses.dataclass
+class GroupCheckpoint:
+    """The checkpoint file of a group of runs trained together (a `train.Checkpointer`): read
+    once to resume, written atomically at most every `seconds` while the group trains."""
+
+    path: Path
+    seconds: float
+    _last_save: float = dataclasses.field(default_factory=time.monotonic)
+
+    def load(self, template: TrainState) -> LoopState | None:
+        if not self.path.is_file():
+            return None
+        try:
+            return LoopState.from_checkpoint(self.path.read_bytes(), template)
+        except (ValueError, TypeError, KeyError) as err:
+            raise CorruptFileError(
+                f"checkpoint {self.path} is corrupt ({err}); delete it to restart the group"
+            ) from err
+
+    def save(self, loop: LoopState, done: bool) -> None:
+        if done or time.monotonic() - self._last_save < self.seconds:
+            return
+        write_atomic(self.path, loop.to_checkpoint())
+        self._last_save = time.monotonic()
 
 
 def get_or_train(
-    config: TrainConfig,
-    dataset,
-    seeds: Sequence[int],
-    *,
-    root: str | os.PathLike | None = None,
-    vmap_seeds: bool = True,
-    progress: bool = True,
-    checkpoint_seconds: float = 60.0,
-    snapshot_epochs: Sequence[int] = (),
-) -> list[TrainedRun]:
-    """The runs of `config` for each seed: loaded when saved, else trained, saved and returned.
-
-    Missing seeds train together (one by one without `vmap_seeds`); see `get_or_train_runs`.
-    """
-    configs = [dataclasses.replace(config, seed=int(s)) for s in seeds]
-    if not configs:
-        raise ValueError("seeds is empty: give at least one seed")
-    return get_or_train_runs(
-        configs,
-        dataset,
-        root=root,
-        group_size=None if vmap_seeds else 1,
-        progress=progress,
-        checkpoint_seconds=checkpoint_seconds,
-        snapshot_epochs=snapshot_epochs,
-    )
-
-
-def get_or_train_runs(
     configs: Sequence[TrainConfig],
     dataset,
     *,
     root: str | os.PathLike | None = None,
-    group_size: int | None = None,
+    runs_per_program: int | None = None,
     progress: bool = True,
     checkpoint_seconds: float = 60.0,
     snapshot_epochs: Sequence[int] = (),
@@ -284,120 +242,145 @@ def get_or_train_runs(
 
     `dataset` is a keskar_repro.data.Dataset whose name must equal each config's dataset. The
     missing runs are grouped by `TrainConfig.shape_key()` (configs that differ only in seed,
-    learning rate and warm start) and each group, up to `group_size` runs, trains in one
-    compiled program, checkpointed at most every `checkpoint_seconds` and resumed from its
-    checkpoint after an interruption. Warm starts load their source snapshot from `root`.
-    A saved run that lacks a snapshot in `snapshot_epochs` is retrained (training is
-    deterministic) and only its snapshots are added. `on_divergence` is as in `train_runs`.
+    learning rate and warm start); each group trains in programs of `runs_per_program` runs
+    (default `train.default_runs_per_program()`; None: the whole group), checkpointed at most
+    every `checkpoint_seconds`. Warm starts load their source snapshot from `root`. A saved run
+    that lacks a snapshot in `snapshot_epochs` is retrained with its original group (training
+    is deterministic) and only the snapshots are added. `on_divergence` is as in `train_runs`.
     """
-    root = Path(root) if root is not None else default_runs_dir()
-    for config in configs:
-        if dataset.name != config.dataset:
-            raise ValueError(
-                f"config.dataset={config.dataset!r} but the dataset given is {dataset.name!r}"
-            )
-    snapshot_epochs = sorted({int(e) for e in snapshot_epochs})
-    runs: dict[str, TrainedRun] = {}
-    missing: dict[TrainConfig, list[TrainConfig]] = {}
-    seen: set[str] = set()
+    root = _root(root)
+    wrong = [c.dataset for c in configs if c.dataset != dataset.name]
+    if wrong:
+        raise ValueError(f"config.dataset={wrong[0]!r} but the dataset given is {dataset.name!r}")
+    options = dict(
+        dataset=dataset,
+        root=root,
+        progress=progress,
+        checkpoint_seconds=checkpoint_seconds,
+        snapshot_epochs=sorted({int(e) for e in snapshot_epochs}),
+        on_divergence=on_divergence,
+    )
+    size = runs_per_program if runs_per_program is not None else default_runs_per_program()
+    for program in _programs(_missing(configs, root, options["snapshot_epochs"]), size):
+        with _locked(program, root):
+            program = _missing(program, root, options["snapshot_epochs"])  # another process?
+            if program:
+                _train_program(program, **options)
+    return [load_run(run_dir(c, root))[0] for c in configs]
+
+
+def _missing(configs: Sequence[TrainConfig], root: Path, snapshot_epochs: list[int]):
+    """The configs (each once) without a saved run that has every snapshot asked for."""
+    out: dict[str, TrainConfig] = {}
     for config in configs:
         path = run_dir(config, root)
-        if path.name in seen:
-            continue
-        seen.add(path.name)
-        complete = all(snapshot_path(config, e, root).is_file() for e in snapshot_epochs)
-        if path.is_dir() and complete:
-            runs[path.name] = load_run(path)[0]
-        else:
-            missing.setdefault(config.shape_key(), []).append(config)
-    for group in missing.values():
-        size = group_size or len(group)
-        for start in range(0, len(group), size):
-            chunk = group[start : start + size]
-            for run in _train_group(
-                chunk, dataset, root, progress, checkpoint_seconds, snapshot_epochs, on_divergence
-            ):
-                runs[run_dir(run.config, root).name] = run
-    return [runs[run_dir(c, root).name] for c in configs]
+        complete = all(snapshot_file(path, e).is_file() for e in snapshot_epochs)
+        if not (path.is_dir() and complete):
+            out.setdefault(path.name, config)
+    return list(out.values())
 
 
-def _train_group(
+def _programs(configs: list[TrainConfig], size: int | None) -> list[list[TrainConfig]]:
+    """`configs` grouped by shape, each group cut into programs of at most `size` runs."""
+    groups: dict[TrainConfig, list[TrainConfig]] = {}
+    for config in configs:
+        groups.setdefault(config.shape_key(), []).append(config)
+    return [
+        group[i : i + (size or len(group))]
+        for group in groups.values()
+        for i in range(0, len(group), size or len(group))
+    ]
+
+
+@contextlib.contextmanager
+def _locked(configs: Sequence[TrainConfig], root: Path):
+    """Hold the lock of every run of `configs` (taken in name order, so two processes never
+    deadlock) while they train."""
+    with contextlib.ExitStack() as stack:
+        for name in sorted(run_dir(c, root).name for c in configs):
+            stack.enter_context(file_lock(root / "locks" / f"{name}.lock", f"training {name}"))
+        yield
+
+
+def _saved_group(config: TrainConfig, root: Path) -> list[TrainConfig] | None:
+    """The group a saved run was first trained with, or None if it is not saved."""
+    path = run_dir(config, root)
+    if not path.is_dir():
+        return None
+    meta = load_run(path)[1]
+    group = [TrainConfig.from_dict(d) for d in meta.get("trained_with", [])]
+    return group or [config]
+
+
+def _train_program(
     configs: list[TrainConfig],
+    *,
     dataset,
     root: Path,
     progress: bool,
     checkpoint_seconds: float,
     snapshot_epochs: list[int],
     on_divergence: str,
-) -> list[TrainedRun]:
-    """Train `configs` together, checkpointing and resuming through one checkpoint file, then
-    save each run with its snapshots."""
-    ckpt_path = _checkpoint_path(configs, root)
-    staging = ckpt_path.with_suffix(".snapshots")
-    epochs = configs[0].epochs
-    last_save = [time.monotonic()]
+) -> None:
+    """Train `configs` in one program (or, for saved runs retrained for their snapshots, the
+    groups they were first trained with), checkpointed, then save each run with its snapshots."""
+    saved_groups = {tuple(g) for c in configs if (g := _saved_group(c, root)) is not None}
+    fresh = [c for c in configs if not run_dir(c, root).is_dir()]
+    programs = [list(g) for g in saved_groups] + ([fresh] if fresh else [])
+    for program in programs:
+        tag = _group_tag(program, root)
+        checkpoint = GroupCheckpoint(root / "checkpoints" / f"{tag}.msgpack", checkpoint_seconds)
+        staging = checkpoint.path.with_suffix(".snapshots")
 
-    def save_checkpoint(ckpt: dict) -> None:
-        done = ckpt["epoch"] == epochs or not any(ckpt["active"])
-        if done or time.monotonic() - last_save[0] < checkpoint_seconds:
-            return
-        meta = {k: ckpt[k] for k in ("epoch", "histories", "active", "stop_reasons", "seconds")}
-        blob = {"state": ckpt["state"], "meta": json.dumps(meta)}
-        write_atomic(ckpt_path, flax.serialization.msgpack_serialize(blob))
-        last_save[0] = time.monotonic()
+        def save_snapshots(epoch: int, variables: list[dict], program=program, staging=staging):
+            for config, v in zip(program, variables, strict=True):
+                target = staging / run_dir(config, root).name / f"{snapshot_name(epoch)}.msgpack"
+                write_atomic(target, flax.serialization.msgpack_serialize(v))
 
-    def save_snapshots(epoch: int, variables: list[dict]) -> None:
-        for config, v in zip(configs, variables, strict=True):
-            target = staging / run_dir(config, root).name / f"epoch-{epoch:04d}.msgpack"
-            write_atomic(target, flax.serialization.msgpack_serialize(v))
-
-    trained = train_runs(
-        configs,
-        dataset.x_train,
-        dataset.y_train,
-        dataset.x_test,
-        dataset.y_test,
-        initial_variables=[_warm_start_variables(c, root) for c in configs],
-        snapshot_epochs=snapshot_epochs,
-        on_snapshot=save_snapshots,
-        progress=progress,
-        resume=_read_checkpoint(ckpt_path),
-        on_epoch_end=save_checkpoint,
-        on_divergence=on_divergence,
-    )
-    group = [run_dir(c, root).name for c in configs]
-    for run in trained:
-        path = run_dir(run.config, root)
-        if path.is_dir():  # a saved run retrained for its snapshots: it stays, snapshots are added
-            _add_snapshots(path, staging / path.name, run, group)
-        else:
-            save_run(run, dataset.provenance, root, snapshots=staging / path.name)
-    ckpt_path.unlink(missing_ok=True)
-    shutil.rmtree(staging, ignore_errors=True)
-    return trained
+        trained = train_runs(
+            program,
+            dataset.x_train,
+            dataset.y_train,
+            dataset.x_test,
+            dataset.y_test,
+            initial_variables=[_warm_start_variables(c, root) for c in program],
+            snapshot_epochs=snapshot_epochs,
+            on_snapshot=save_snapshots,
+            progress=progress,
+            checkpoint=checkpoint,
+            on_divergence=on_divergence,
+        )
+        for run in trained:
+            path = run_dir(run.config, root)
+            if path.is_dir():  # a saved run retrained for its snapshots: only they are added
+                _add_snapshots(path, staging / path.name, run)
+            else:
+                save_run(run, dataset.provenance, root, snapshots=staging / path.name,
+                         trained_with=program)  # fmt: skip
+        checkpoint.path.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
-def _add_snapshots(path: Path, snapshots: Path, retrained: TrainedRun, group: list[str]) -> None:
-    """Move the snapshots of a retraining into the saved run at `path`, noting in
-    snapshots/trajectory.json whether the retraining ended exactly at the saved parameters: a
-    different group of runs vmapped together rounds differently, and 100 epochs amplify that,
-    so the snapshots are a trajectory of the same configuration, not always of the saved run."""
+def _add_snapshots(path: Path, snapshots: Path, retrained: TrainedRun) -> None:
+    """Move the snapshots of a retraining into the saved run at `path`. The retraining ran in
+    the run's original group, so it ends exactly at the saved variables; if it does not (a run
+    saved by an older version in another group, or a non-deterministic device), the snapshots
+    are not added and a notice says so."""
+    if not _same_variables(load_run(path)[0], retrained):
+        print(
+            f"notice: retraining {path.name} did not reproduce its saved variables (it was "
+            "trained in another group of runs or on another device); its snapshots are not "
+            "saved. Delete the run to train it afresh with snapshots.",
+            file=sys.stderr,
+        )
+        return
     target = path / "snapshots"
     target.mkdir(exist_ok=True)
     for f in sorted(snapshots.iterdir()):
         os.replace(f, target / f.name)
-    note = {
-        "trained_with": group,
-        "final_matches_saved_run": _same_variables(load_run(path)[0], retrained),
-        "final_epoch": retrained.epochs_run,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    write_atomic(target / "trajectory.json", json.dumps(note, indent=1))
 
 
 def _same_variables(a: TrainedRun, b: TrainedRun) -> bool:
-    import numpy as np
-
     leaves_a = jax.tree_util.tree_leaves((a.params, a.batch_stats))
     leaves_b = jax.tree_util.tree_leaves((b.params, b.batch_stats))
     return len(leaves_a) == len(leaves_b) and all(

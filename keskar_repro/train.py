@@ -38,9 +38,10 @@ see objective.py), plus the mean minibatch loss and accuracy seen during the epo
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import flax.serialization
 import jax
@@ -48,8 +49,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from keskar_repro.bn_policies import BN_POLICIES, DEFAULT_CHUNK_SIZE
+from keskar_repro.errors import DivergenceError, UserError
 from keskar_repro.models import MLP, init_variables
-from keskar_repro.objective import BN_POLICIES, DEFAULT_CHUNK_SIZE, scale_pixels, split_metrics
+from keskar_repro.objective import scale_pixels, split_metrics
 from keskar_repro.parallel import replicate, shard_examples
 
 STOPPING_RULES = ("epochs", "patience")
@@ -137,33 +140,6 @@ def _parse_warm_start(text: str) -> tuple[str, int] | None:
     return name, int(epoch)
 
 
-PAPER_SB_BATCH, PAPER_LB_FRACTION = 256, 0.10
-PAPER_LB_SB_RATIO = 60000 * PAPER_LB_FRACTION / PAPER_SB_BATCH  # 6000 / 256 = 23.4
-
-
-def paper_batch_sizes(
-    n_train: int, sb_batch: int | None = None, lb_batch: int | None = None
-) -> tuple[int, int, str]:
-    """(SB, LB, explanation) for `n_train` training images.
-
-    LB = 10% of the training set; SB = LB / 23.4, the paper's ratio (256 on 60,000 images, 34 on
-    mnist10k's 8,000, where the literal 256 would be only 3x smaller than LB). Either can be
-    given explicitly; a batch larger than the training set is a ValueError.
-    """
-    lb = lb_batch or round(PAPER_LB_FRACTION * n_train)
-    sb = sb_batch or max(1, round(lb / PAPER_LB_SB_RATIO))
-    note = f"SB batch {sb}, LB batch {lb} (LB/SB = {lb / sb:.1f}; the paper: 256 and 6000, 23.4)"
-    if sb_batch is None and sb != PAPER_SB_BATCH:
-        note += (
-            f"; SB scaled from 256 to {sb} to keep the paper's LB/SB ratio on "
-            f"{n_train} training images"
-        )
-    for name, b in (("--sb-batch", sb), ("--lb-batch", lb)):
-        if b > n_train:
-            raise ValueError(f"{name}={b} exceeds the {n_train} training images")
-    return sb, lb, note
-
-
 class TrainState(NamedTuple):
     params: Any
     batch_stats: Any
@@ -171,7 +147,13 @@ class TrainState(NamedTuple):
 
 
 class TrainedRun(NamedTuple):
-    """One seed's result: final variables (numpy), per-epoch history, and how training ended."""
+    """One run's result: variables (numpy), per-epoch history, and how training ended.
+
+    `epochs_run` is the run's epoch (for a snapshot, the epoch it was taken after);
+    `diverged` is True when the training loss became NaN or infinite (the run was stopped
+    there); `snapshot` is True when the variables are a saved snapshot of a longer run
+    (measurements.snapshot_of). `stop_reason` is prose for people, never parsed.
+    """
 
     config: TrainConfig
     params: Any
@@ -180,6 +162,8 @@ class TrainedRun(NamedTuple):
     epochs_run: int
     stop_reason: str
     train_seconds: float
+    diverged: bool = False
+    snapshot: bool = False
 
 
 def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
@@ -188,12 +172,7 @@ def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
     return init_key, shuffle_key
 
 
-def init_state(config: TrainConfig) -> TrainState:
-    """Initial parameters from the seed, fresh BN statistics and fresh Adam state."""
-    return initial_state(config, None)
-
-
-def initial_state(config: TrainConfig, variables: dict | None) -> TrainState:
+def initial_state(config: TrainConfig, variables: dict | None = None) -> TrainState:
     """`variables` ({"params", "batch_stats"}; default: the seed's initial point) with a fresh
     Adam state at the config's learning rate."""
     if variables is None:
@@ -201,6 +180,15 @@ def initial_state(config: TrainConfig, variables: dict | None) -> TrainState:
     params = jax.tree_util.tree_map(jnp.asarray, variables["params"])
     batch_stats = jax.tree_util.tree_map(jnp.asarray, variables["batch_stats"])
     return TrainState(params, batch_stats, config.optimizer().init(params))
+
+
+def stacked_initial_state(
+    configs: Sequence[TrainConfig], variables: Sequence[dict | None] | None = None
+) -> TrainState:
+    """The initial states of `configs` stacked along a leading run axis."""
+    variables = list(variables or [None] * len(configs))
+    states = [initial_state(c, v) for c, v in zip(configs, variables, strict=True)]
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
 
 
 def make_epoch_fn(config: TrainConfig, n_train: int) -> Callable:
@@ -211,7 +199,7 @@ def make_epoch_fn(config: TrainConfig, n_train: int) -> Callable:
     model, optimizer, batch = config.model(), config.optimizer(), config.batch_size
     steps = n_train // batch
     if steps < 1:
-        raise ValueError(
+        raise UserError(
             f"batch_size={batch} exceeds the {n_train} training examples; use a smaller batch"
         )
 
@@ -246,6 +234,23 @@ def make_epoch_fn(config: TrainConfig, n_train: int) -> Callable:
     return epoch
 
 
+def runs_epoch_fn(config: TrainConfig, n_runs: int, n_train: int) -> Callable:
+    """`epochs(state, x_uint8, y, shuffle_keys, epoch) -> (state, (mean_losses, mean_accs))`:
+    one epoch of `n_runs` runs whose states and shuffle keys are stacked along a leading run
+    axis, vmapped over runs; a lone run (n_runs = 1) runs unbatched, so its matmuls have no
+    run axis. Pure and jit-able; the training loop and the benchmarks compile this."""
+    epoch_fn = make_epoch_fn(config, n_train)
+    if n_runs > 1:
+        return jax.vmap(epoch_fn, in_axes=(0, None, None, 0, None))
+
+    def lone(state, x_uint8, y, shuffle_keys, epoch_index):
+        single = jax.tree_util.tree_map(lambda leaf: leaf[0], state)
+        new, metrics = epoch_fn(single, x_uint8, y, shuffle_keys[0], epoch_index)
+        return jax.tree_util.tree_map(lambda leaf: leaf[None], new), tuple(m[None] for m in metrics)
+
+    return lone
+
+
 def make_eval_fn(config: TrainConfig) -> Callable:
     """`evaluate(params, batch_stats, x, y) -> (loss, accuracy)` under the config's BN policy."""
     model = config.model()
@@ -264,21 +269,12 @@ def make_eval_fn(config: TrainConfig) -> Callable:
     return evaluate
 
 
-def _mask_tree(active, new, old):
-    """Per-seed select: `new` where the seed is active, `old` where it has stopped."""
-
-    def pick(n, o):
-        return jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
-
-    return jax.tree_util.tree_map(pick, new, old)
-
-
-def _stack(trees):
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
-
-
-def _unstack(tree, i):
-    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[i]), tree)
+def default_runs_per_program() -> int | None:
+    """How many runs of one shape share a compiled program unless told otherwise: 1 on a CPU,
+    where vmapping F1 runs measured slower than training them one after another
+    (benchmarks/README.md), and all of them (None) on a GPU/TPU. Every script and
+    `runs.get_or_train` use this one default."""
+    return 1 if jax.default_backend() == "cpu" else None
 
 
 HISTORY_KEYS = (
@@ -290,34 +286,120 @@ HISTORY_KEYS = (
     "minibatch_accuracy",
     "seconds",
 )
+_LOOP_META = ("epoch", "histories", "active", "stop_reasons", "diverged", "seconds")
 
 
-def train_seeds(
-    config: TrainConfig,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    seeds: Sequence[int],
-    *,
-    vmap_seeds: bool = True,
-    progress: bool = True,
-    resume: dict | None = None,
-    on_epoch_end: Callable[[dict], None] | None = None,
-) -> list[TrainedRun]:
-    """Train `config` once per seed (config.seed is replaced) and return one TrainedRun each.
+@dataclasses.dataclass
+class LoopState:
+    """Where a group of runs trained in one program stands after `epoch` epochs."""
 
-    With `vmap_seeds`, all seeds train in one compiled program (`train_runs`); otherwise one
-    after another. `resume` and `on_epoch_end` are as in `train_runs`.
-    """
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds is empty: give at least one seed")
-    data = (x_train, y_train, x_test, y_test)
-    configs = [dataclasses.replace(config, seed=s) for s in seeds]
-    if not vmap_seeds and len(seeds) > 1:
-        return [run for c in configs for run in train_runs([c], *data, progress=progress)]
-    return train_runs(configs, *data, progress=progress, resume=resume, on_epoch_end=on_epoch_end)
+    state: TrainState  # stacked along a leading run axis, on the device
+    epoch: int  # epochs completed
+    histories: list[dict[str, list[float]]]  # per run, HISTORY_KEYS -> one value per epoch
+    active: np.ndarray  # per run: still training (stopped runs are frozen)
+    stop_reasons: list[str]  # per run: "" while training
+    diverged: list[bool]  # per run: stopped because its loss became NaN or infinite
+    seconds: float  # training wall time so far
+
+    @classmethod
+    def start(cls, state: TrainState) -> LoopState:
+        n = int(jax.tree_util.tree_leaves(state)[0].shape[0])
+        histories = [{k: [] for k in HISTORY_KEYS} for _ in range(n)]
+        return cls(state, 0, histories, np.ones(n, bool), [""] * n, [False] * n, 0.0)
+
+    def to_checkpoint(self) -> bytes:
+        """msgpack bytes of the whole state (parameters, BN statistics, Adam state, history)."""
+        meta = {k: getattr(self, k) for k in _LOOP_META}
+        meta["active"] = self.active.tolist()
+        state = jax.tree_util.tree_map(np.asarray, flax.serialization.to_state_dict(self.state))
+        return flax.serialization.msgpack_serialize({"state": state, "meta": json.dumps(meta)})
+
+    @classmethod
+    def from_checkpoint(cls, blob: bytes, template: TrainState) -> LoopState:
+        """The state written by `to_checkpoint`; `template` (e.g. the initial stacked state)
+        gives the pytree structure. Raises ValueError/KeyError/TypeError if `blob` is not one."""
+        raw = flax.serialization.msgpack_restore(blob)
+        meta = json.loads(raw["meta"])
+        state = flax.serialization.from_state_dict(template, raw["state"])
+        return cls(
+            state=jax.tree_util.tree_map(jnp.asarray, state),
+            epoch=int(meta["epoch"]),
+            histories=meta["histories"],
+            active=np.asarray(meta["active"], bool),
+            stop_reasons=list(meta["stop_reasons"]),
+            diverged=list(meta["diverged"]),
+            seconds=float(meta["seconds"]),
+        )
+
+    def variables(self, i: int) -> dict[str, Any]:
+        """{"params", "batch_stats"} of run i as numpy arrays."""
+        return {
+            "params": _unstack(self.state.params, i),
+            "batch_stats": _unstack(self.state.batch_stats, i),
+        }
+
+
+class Checkpointer(Protocol):
+    """Where `train_runs` resumes from and saves to (runs.py keeps one file per group)."""
+
+    def load(self, template: TrainState) -> LoopState | None: ...
+
+    def save(self, loop: LoopState, done: bool) -> None: ...
+
+
+def _mask_tree(active, new, old):
+    """Per-run select: `new` where the run is active, `old` where it has stopped."""
+
+    def pick(n, o):
+        return jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+
+    return jax.tree_util.tree_map(pick, new, old)
+
+
+def _unstack(tree, i):
+    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[i]), tree)
+
+
+def _compiled_epoch(configs: list[TrainConfig], x_tr, y_tr, x_te, y_te) -> Callable:
+    """The jitted `(state, active, epoch) -> (state, metrics)`: one epoch of every run (frozen
+    where not active), then the exact train and test loss and accuracy of each."""
+    config, n_train = configs[0], int(x_tr.shape[0])
+    epochs = runs_epoch_fn(config, len(configs), n_train)
+    evaluate = jax.vmap(make_eval_fn(config), in_axes=(0, 0, None, None))
+    shuffle_keys = jnp.stack([seed_keys(c.seed)[1] for c in configs])
+
+    @jax.jit
+    def run_epoch(state, active, epoch_index):
+        new_state, (mb_loss, mb_acc) = epochs(state, x_tr, y_tr, shuffle_keys, epoch_index)
+        state = _mask_tree(active, new_state, state)
+        train_loss, train_acc = evaluate(state.params, state.batch_stats, x_tr, y_tr)
+        test_loss, test_acc = evaluate(state.params, state.batch_stats, x_te, y_te)
+        return state, (train_loss, train_acc, test_loss, test_acc, mb_loss, mb_acc)
+
+    return run_epoch
+
+
+def record_epoch(
+    loop: LoopState, metrics: Sequence[np.ndarray], configs: list[TrainConfig], on_divergence: str
+) -> None:
+    """Append one epoch's metrics to the history of every active run and apply the stopping
+    rules: patience, and a non-finite training loss (raised as a DivergenceError under
+    on_divergence="raise", else the run is stopped and marked diverged)."""
+    loop.epoch += 1
+    for i, history in enumerate(loop.histories):
+        if not loop.active[i]:
+            continue
+        for key, values in zip(HISTORY_KEYS[:-1], metrics, strict=True):
+            history[key].append(float(values[i]))
+        history["seconds"].append(loop.seconds)
+        reason = _stop_reason(history["train_loss"], configs[i])
+        if not np.isfinite(history["minibatch_loss"][-1]):
+            if on_divergence == "raise":
+                raise _divergence_error(history, configs[i])
+            reason = f"{DIVERGED}: training loss became nan or inf in epoch {loop.epoch}"
+            loop.diverged[i] = True
+        if reason:
+            loop.active[i], loop.stop_reasons[i] = False, reason
 
 
 def train_runs(
@@ -331,8 +413,7 @@ def train_runs(
     snapshot_epochs: Sequence[int] = (),
     on_snapshot: Callable[[int, list[dict]], None] | None = None,
     progress: bool = True,
-    resume: dict | None = None,
-    on_epoch_end: Callable[[dict], None] | None = None,
+    checkpoint: Checkpointer | None = None,
     on_divergence: str = "raise",
 ) -> list[TrainedRun]:
     """Train several runs in one compiled program (`vmap` over runs) and return a TrainedRun each.
@@ -342,150 +423,83 @@ def train_runs(
     `initial_variables[i]` ({"params", "batch_stats"}) replaces the seed's initial point of run i
     (a warm start; its Adam state starts fresh). `on_snapshot(epoch, variables)` receives every
     run's {"params", "batch_stats"} (numpy) after each epoch in `snapshot_epochs` (0 = the
-    initial point). `resume` is a checkpoint dict as passed to `on_epoch_end` (keys "state",
-    "epoch", "histories", "active", "stop_reasons", "seconds"), to continue an interrupted job.
-    A run whose training loss becomes NaN or infinite raises FloatingPointError
-    (`on_divergence="raise"`) or is stopped with stop_reason "diverged ..." (`"stop"`, for
-    sweeps over learning rates, where divergence is a result).
+    initial point). `checkpoint` resumes an interrupted job and is saved after every epoch.
+    A run whose training loss becomes NaN or infinite raises a DivergenceError
+    (`on_divergence="raise"`) or is stopped and marked `diverged` (`"stop"`, for sweeps over
+    learning rates, where divergence is a result).
     """
-    if on_divergence not in ("raise", "stop"):
-        raise ValueError(f"on_divergence={on_divergence!r} is not 'raise' or 'stop'")
     configs = list(configs)
-    if not configs:
-        raise ValueError("configs is empty: give at least one run to train")
+    snapshot_epochs = _check_group(configs, initial_variables, snapshot_epochs, on_divergence)
     config = configs[0]
-    mismatched = [c for c in configs if c.shape_key() != config.shape_key()]
-    if mismatched:
-        raise ValueError(
-            "runs trained together may differ only in seed, learning_rate and warm_start; "
-            f"{mismatched[0]} differs from {config}"
-        )
-    initial_variables = list(initial_variables or [None] * len(configs))
-    if len(initial_variables) != len(configs):
-        raise ValueError("initial_variables needs one entry (or None) per config")
-    snapshot_epochs = sorted({int(e) for e in snapshot_epochs})
-    if snapshot_epochs and not 0 <= snapshot_epochs[0] <= snapshot_epochs[-1] <= config.epochs:
-        raise ValueError(f"snapshot_epochs {snapshot_epochs} must lie in [0, {config.epochs}]")
-
-    n_train = int(x_train.shape[0])
-    x_tr, y_tr = replicate(x_train), replicate(np.asarray(y_train, np.int32))
-    x_te, y_te = replicate(x_test), replicate(np.asarray(y_test, np.int32))
-    shuffle_keys = jnp.stack([seed_keys(c.seed)[1] for c in configs])
-
-    epoch_fn = make_epoch_fn(config, n_train)
-    eval_fn = make_eval_fn(config)
-    lone = len(configs) == 1
-
-    @jax.jit
-    def run_epoch(state, active, epoch_index):
-        if lone:  # no batch axis in the matmuls of a lone run
-            single = jax.tree_util.tree_map(lambda leaf: leaf[0], state)
-            new_single, metrics = epoch_fn(single, x_tr, y_tr, shuffle_keys[0], epoch_index)
-            new_state = jax.tree_util.tree_map(lambda leaf: leaf[None], new_single)
-            mb_loss, mb_acc = (m[None] for m in metrics)
-        else:
-            new_state, (mb_loss, mb_acc) = jax.vmap(epoch_fn, in_axes=(0, None, None, 0, None))(
-                state, x_tr, y_tr, shuffle_keys, epoch_index
-            )
-        state = _mask_tree(active, new_state, state)
-        evaluate = jax.vmap(eval_fn, in_axes=(0, 0, None, None))
-        train_loss, train_acc = evaluate(state.params, state.batch_stats, x_tr, y_tr)
-        test_loss, test_acc = evaluate(state.params, state.batch_stats, x_te, y_te)
-        return state, (train_loss, train_acc, test_loss, test_acc, mb_loss, mb_acc)
-
-    state = _stack([initial_state(c, v) for c, v in zip(configs, initial_variables, strict=True)])
+    data = [replicate(x_train), replicate(np.asarray(y_train, np.int32))]
+    data += [replicate(x_test), replicate(np.asarray(y_test, np.int32))]
+    run_epoch = _compiled_epoch(configs, *data)
+    initial = stacked_initial_state(configs, initial_variables)
+    loop = checkpoint.load(initial) if checkpoint is not None else None
 
     def snapshot(epoch: int) -> None:
         if on_snapshot is not None and epoch in snapshot_epochs:
-            on_snapshot(
-                epoch,
-                [
-                    {
-                        "params": _unstack(state.params, i),
-                        "batch_stats": _unstack(state.batch_stats, i),
-                    }
-                    for i in range(len(configs))
-                ],
-            )
+            on_snapshot(epoch, [loop.variables(i) for i in range(len(configs))])
 
-    if resume is None:
-        start_epoch, seconds = 0, 0.0
-        histories = [{k: [] for k in HISTORY_KEYS} for _ in configs]
-        active = np.ones(len(configs), bool)
-        stop_reasons = [""] * len(configs)
+    if loop is None:
+        loop = LoopState.start(initial)
         snapshot(0)
-    else:
-        state = flax.serialization.from_state_dict(state, resume["state"])
-        state = jax.tree_util.tree_map(jnp.asarray, state)
-        start_epoch, seconds = int(resume["epoch"]), float(resume["seconds"])
-        histories, stop_reasons = resume["histories"], list(resume["stop_reasons"])
-        active = np.asarray(resume["active"], bool)
-
-    label = f"train B={config.batch_size} runs={len(configs)}"
-    bar = _progress_bar(config.epochs, start_epoch, label, progress)
-    completed = start_epoch
-    for epoch in range(start_epoch, config.epochs):
-        if not active.any():
-            break
-        completed = epoch + 1
+    bar = _progress_bar(
+        config.epochs, loop.epoch, f"train B={config.batch_size} runs={len(configs)}", progress
+    )
+    while loop.epoch < config.epochs and loop.active.any():
         t0 = time.perf_counter()
-        state, metrics = run_epoch(state, jnp.asarray(active), epoch)
+        loop.state, metrics = run_epoch(loop.state, jnp.asarray(loop.active), loop.epoch)
         metrics = [np.asarray(m, np.float64) for m in metrics]
-        seconds += time.perf_counter() - t0
-        for i, history in enumerate(histories):
-            if not active[i]:
-                continue
-            for key, values in zip(HISTORY_KEYS[:-1], metrics, strict=True):
-                history[key].append(float(values[i]))
-            history["seconds"].append(seconds)
-            reason = _stop_reason(history["train_loss"], configs[i])
-            if on_divergence == "stop" and not np.isfinite(history["minibatch_loss"][-1]):
-                reason = f"{DIVERGED}: training loss became nan or inf in epoch {epoch + 1}"
-            if reason:
-                active[i], stop_reasons[i] = False, reason
-        if on_divergence == "raise":
-            _check_finite(histories, configs)
-        snapshot(epoch + 1)
+        loop.seconds += time.perf_counter() - t0
+        record_epoch(loop, metrics, configs, on_divergence)
+        snapshot(loop.epoch)
         bar.update(1)
         bar.set_postfix_str(
-            " ".join(
-                f"{loss:.3g}/{acc:.4f}" for loss, acc in zip(metrics[0], metrics[3], strict=True)
-            )
+            " ".join(f"{lo:.3g}/{acc:.4f}" for lo, acc in zip(metrics[0], metrics[3], strict=True))
             + " (train CE / test acc)"
         )
-        if on_epoch_end is not None:
-            on_epoch_end(
-                {
-                    "state": jax.tree_util.tree_map(
-                        np.asarray, flax.serialization.to_state_dict(state)
-                    ),
-                    "epoch": epoch + 1,
-                    "histories": histories,
-                    "active": active.tolist(),
-                    "stop_reasons": stop_reasons,
-                    "seconds": seconds,
-                }
-            )
+        if checkpoint is not None:
+            checkpoint.save(loop, done=loop.epoch == config.epochs or not loop.active.any())
     bar.close()
     for later in snapshot_epochs:  # all runs stopped early: their final state stands in
-        if later > completed:
+        if later > loop.epoch:
             snapshot(later)
+    return [_trained_run(loop, i, c) for i, c in enumerate(configs)]
 
-    runs = []
-    for i, c in enumerate(configs):
-        reason = stop_reasons[i] or f"reached {config.epochs} epochs"
-        runs.append(
-            TrainedRun(
-                config=c,
-                params=_unstack(state.params, i),
-                batch_stats=_unstack(state.batch_stats, i),
-                history=histories[i],
-                epochs_run=len(histories[i]["train_loss"]),
-                stop_reason=reason,
-                train_seconds=seconds,
-            )
+
+def _check_group(configs, initial_variables, snapshot_epochs, on_divergence) -> list[int]:
+    """Validate `train_runs`' arguments; returns the sorted snapshot epochs."""
+    if on_divergence not in ("raise", "stop"):
+        raise ValueError(f"on_divergence={on_divergence!r} is not 'raise' or 'stop'")
+    if not configs:
+        raise ValueError("configs is empty: give at least one run to train")
+    mismatched = [c for c in configs if c.shape_key() != configs[0].shape_key()]
+    if mismatched:
+        raise ValueError(
+            "runs trained together may differ only in seed, learning_rate and warm_start; "
+            f"{mismatched[0]} differs from {configs[0]}"
         )
-    return runs
+    if initial_variables is not None and len(initial_variables) != len(configs):
+        raise ValueError("initial_variables needs one entry (or None) per config")
+    epochs = sorted({int(e) for e in snapshot_epochs})
+    if epochs and not 0 <= epochs[0] <= epochs[-1] <= configs[0].epochs:
+        raise ValueError(f"snapshot_epochs {epochs} must lie in [0, {configs[0].epochs}]")
+    return epochs
+
+
+def _trained_run(loop: LoopState, i: int, config: TrainConfig) -> TrainedRun:
+    variables = loop.variables(i)
+    return TrainedRun(
+        config=config,
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        history=loop.histories[i],
+        epochs_run=len(loop.histories[i]["train_loss"]),
+        stop_reason=loop.stop_reasons[i] or f"reached {config.epochs} epochs",
+        train_seconds=loop.seconds,
+        diverged=loop.diverged[i],
+    )
 
 
 def _stop_reason(train_losses: list[float], config: TrainConfig) -> str:
@@ -502,17 +516,15 @@ def _stop_reason(train_losses: list[float], config: TrainConfig) -> str:
     return ""
 
 
-DIVERGED = "diverged"
+DIVERGED = "diverged"  # first word of a diverged run's stop_reason (prose; see TrainedRun)
 
 
-def _check_finite(histories: list[dict], configs: list[TrainConfig]) -> None:
-    for config, history in zip(configs, histories, strict=True):
-        if history["minibatch_loss"] and not np.isfinite(history["minibatch_loss"][-1]):
-            raise FloatingPointError(
-                f"training loss became {history['minibatch_loss'][-1]} at epoch "
-                f"{len(history['minibatch_loss'])} (seed {config.seed}, batch "
-                f"{config.batch_size}, lr {config.learning_rate}): lower the learning rate"
-            )
+def _divergence_error(history: dict, config: TrainConfig) -> DivergenceError:
+    return DivergenceError(
+        f"training loss became {history['minibatch_loss'][-1]} at epoch "
+        f"{len(history['minibatch_loss'])} (seed {config.seed}, batch "
+        f"{config.batch_size}, lr {config.learning_rate}): lower the learning rate"
+    )
 
 
 def _progress_bar(total: int, initial: int, label: str, enabled: bool):

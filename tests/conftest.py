@@ -46,3 +46,27 @@ def small_data(mnist10k) -> SmallData:
 def tiny_config() -> TrainConfig:
     """A two-layer, 32-wide MLP trained for 2 epochs at batch 100: compiles and runs in seconds."""
     return TrainConfig(dataset="mnist10k", batch_size=100, epochs=2, hidden=(32, 32))
+
+
+def tiny_runs_job(root: str, out: str) -> dict:
+    """Get (train or load) seed 0 of a tiny config in `root` and write a fingerprint of its
+    variables to `out`; used by two processes at once in tests/test_runs.py."""
+    import json
+
+    import jax
+
+    from keskar_repro.data import load
+    from keskar_repro.runs import get_or_train
+
+    data = load("mnist10k")
+    small = SmallData("mnist10k", data.x_train[:1000], data.y_train[:1000],
+                      data.x_test[:500], data.y_test[:500], data.provenance)  # fmt: skip
+    config = TrainConfig(dataset="mnist10k", batch_size=100, epochs=3, hidden=(32, 32))
+    (run,) = get_or_train([config], small, root=root, progress=False, checkpoint_seconds=0)
+    sums = [
+        float(np.asarray(leaf, np.float64).sum()) for leaf in jax.tree_util.tree_leaves(run.params)
+    ]
+    fingerprint = {"sums": sums, "history": run.history["train_loss"]}
+    with open(out, "w") as handle:
+        json.dump(fingerprint, handle)
+    return fingerprint

@@ -1,5 +1,6 @@
-"""The figure scripts of issue 5 end to end (one tiny make_all), their replot without JAX, and
-the pure rules inside them (batch-size ranges, where accuracy starts to fall)."""
+"""Every figure script end to end (one tiny make_all over every spec), their replot without JAX,
+their errors, and the pure rules inside them (batch-size ranges, where accuracy starts to
+fall). The scripts are found from their specs (keskar_repro.experiment.specs)."""
 
 import json
 import subprocess
@@ -14,23 +15,17 @@ sys.path.insert(0, str(EXPERIMENTS))
 import fig_batch_sweep  # noqa: E402
 import fig_lr_batch  # noqa: E402
 
-from keskar_repro.experiment import snapshot_schedule  # noqa: E402
+from keskar_repro import experiment  # noqa: E402
+from keskar_repro.protocol import snapshot_schedule  # noqa: E402
 
-NEW = "fig_accuracy_curves,fig_sharpness_training,fig_warm_start,fig_batch_sweep,fig_lr_batch"
-OUTPUTS = {
-    "fig2_accuracy": ["fig2_accuracy"],
-    "fig6_sharpness_training": ["fig6_sharpness_training"],
-    "fig5_warm_start": ["fig5_warm_start"],
-    "fig4_batch_sweep": ["fig4_batch_sweep"],
-    "fig_lr_batch": ["fig_lr_batch_heatmaps", "fig_lr_batch_curves"],
-}
+SPECS = experiment.specs()
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     root = tmp_path_factory.mktemp("make_all")
     out, runs = root / "out", root / "runs"
-    args = ["--quick", "--only", NEW, "--dataset", "mnist10k", "--hidden", "16"]
+    args = ["--quick", "--dataset", "mnist10k", "--hidden", "16"]
     args += ["--epochs", "2", "--seeds", "1", "--out", str(out), "--runs-dir", str(runs)]
     proc = subprocess.run(
         [sys.executable, str(EXPERIMENTS / "make_all.py"), *args, "--no-progress"],
@@ -46,15 +41,15 @@ def results(out: Path, stem: str) -> dict:
     return json.loads((out / f"{stem}_mnist10k_quick.json").read_text())
 
 
-def test_make_all_quick_writes_every_json_and_figure(made):
+def test_make_all_runs_every_spec_and_writes_its_json(made):
     out, _, proc = made
-    for stem, figures in OUTPUTS.items():
-        r = results(out, stem)
+    assert [s.name for s in SPECS][:1] == ["fig_sharpness"]  # the runs the others reuse
+    for spec in SPECS:
+        r = results(out, spec.stem)
         assert r["dataset"]["name"] == "mnist10k" and r["wall_seconds"] > 0
-        assert r["command"].startswith("python experiments/") and r["environment"]["versions"]
-        for figure in figures:
-            for ext in ("png", "pdf"):
-                assert (out / f"{figure}_mnist10k_quick.{ext}").stat().st_size > 1000
+        assert r["command"].startswith(f"python experiments/{spec.name}.py")
+        assert r["environment"]["versions"] and r["summary"]
+        assert f"=== {spec.name} " in proc.stdout
     assert "=== done" in proc.stdout
 
 
@@ -94,9 +89,22 @@ def test_figure_4_and_the_grid_cover_their_ranges(made):
     assert len(grid["test_accuracy"]) == 3 and len(grid["test_accuracy"][0]) == 2
 
 
+def test_sharpness_report_is_one_of_them(made):
+    r = results(made[0], "sharpness_report")
+    assert len(r["rows"]) == 2 * (3 * 3 + 2)  # SB, LB x (3 policies x 3 spaces + 2 variants)
+    f0 = {(row["regime"], row["bn_policy"]) for row in r["rows"]}
+    assert len(f0) == 6
+    for regime in ("SB", "LB"):  # one objective per policy: every space sees the same f(x)
+        for policy in ("batch", "full", "running"):
+            values = {row["f0"] for row in r["rows"] if (row["regime"], row["bn_policy"]) ==
+                      (regime, policy)}  # fmt: skip
+            assert len(values) == 1
+    assert (made[0] / "sharpness_report_mnist10k_quick.md").read_text().count("\n| ") == 23
+
+
 def test_replot_of_every_figure_needs_no_jax(made):
     out = made[0]
-    scripts = NEW.split(",")
+    scripts = [spec.name for spec in SPECS]
     code = "import runpy, sys\n"
     for script in scripts:
         code += (
@@ -109,6 +117,12 @@ def test_replot_of_every_figure_needs_no_jax(made):
     code += "assert 'jax' not in sys.modules, 'replot imported jax'\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    written = [
+        line.split(" ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("wrote ")
+    ]
+    assert len(written) >= 2 * len(scripts)  # every script draws at least one PNG and PDF
+    for f in written:
+        assert Path(f).stat().st_size > 1000, f
 
 
 def test_bad_settings_fail_with_one_clear_line(tmp_path):
@@ -129,7 +143,7 @@ def test_bad_settings_fail_with_one_clear_line(tmp_path):
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: --batch-sizes [9000] exceed the 8000 training images"
     )
@@ -144,23 +158,23 @@ def test_batch_size_ranges():
     assert snapshot_schedule(15) == [0, 1, 2, 5, 10, 15]
 
 
-def rows(accuracies: dict[int, list[float]]) -> list[dict]:
-    return [
+def sweep(accuracies: dict[int, list[float]]) -> dict:
+    """fig_batch_sweep.summarize of results with these test accuracies per batch size."""
+    rows = [
         {"batch_size": b, "test_accuracy": a, "train_accuracy": 1.0, "sharpness": {"0.001": 1.0}}
         for b, values in accuracies.items()
         for a in values
     ]
+    return fig_batch_sweep.summarize({"config": {"batch_sizes": list(accuracies)}, "rows": rows})
 
 
 def test_accuracy_falls_where_the_drop_exceeds_two_standard_errors():
     # best 0.98 (std 0); at 256 the drop (0.05 points) is under the 0.1-point floor; at 1024
     # (std 0.002 / sqrt(2), ddof 1) the standard error is sqrt(0 + 0.002^2 / 2 / 2) = 0.001, so
     # the margin is 2 * 0.001 * 100 = 0.2 points, and the drop of 0.4 points exceeds it
-    summary = fig_batch_sweep.summarize(
-        [32, 256, 1024], rows({32: [0.98, 0.98], 256: [0.9795, 0.9795], 1024: [0.975, 0.977]})
-    )
+    summary = sweep({32: [0.98, 0.98], 256: [0.9795, 0.9795], 1024: [0.975, 0.977]})
     assert summary["best_batch_size"] == 32 and summary["falls_at"] == 1024
     assert summary["falls_detail"][1]["margin"] == pytest.approx(0.2)
     assert summary["falls_detail"][0]["margin"] == pytest.approx(0.1)
-    flat = fig_batch_sweep.summarize([32, 256], rows({32: [0.98], 256: [0.98]}))
+    flat = sweep({32: [0.98], 256: [0.98]})
     assert flat["falls_at"] is None

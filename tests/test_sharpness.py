@@ -639,25 +639,3 @@ def test_trained_mlp_end_to_end():
     assert big.value > small.value > 0
     assert big.value > sub.value
     assert cmp.lbfgsb.value >= 0.5 * cmp.pga.value
-
-
-def test_large_batch_f1_minimizer_is_sharper_than_small_batch_one():
-    """Integration: F1 trained on 2,000 mnist10k images from one initial point with batch 20
-    (20 epochs) and batch 1000 (150 epochs); the LB minimizer is sharper (Metric 2.1, full
-    space, eps 1e-3, training objective with the "batch" BN policy). Measured here: SB 31, LB 171.
-    One seed's example, not a statistical claim: experiments/fig_sharpness.py makes that."""
-    from keskar_repro.data import load
-    from keskar_repro.objective import make_loss_fn
-    from keskar_repro.train import TrainConfig, train_seeds
-
-    data = load("mnist10k")
-    x, y = data.x_train[:2000], data.y_train[:2000]
-    values = {}
-    for batch, epochs in ((20, 20), (1000, 150)):
-        config = TrainConfig(dataset="mnist10k", batch_size=batch, epochs=epochs, seed=0)
-        (run,) = train_seeds(
-            config, x, y, data.x_test[:500], data.y_test[:500], [0], progress=False
-        )
-        loss_fn = make_loss_fn(config.model(), run.batch_stats, x, y, bn_policy="batch")
-        values[batch] = sharpness(loss_fn, run.params, 1e-3).value
-    assert values[1000] > 2 * values[20] > 0

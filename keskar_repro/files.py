@@ -1,0 +1,124 @@
+"""Generic file writing: atomic writes, cached JSON results, locks, and the environment record.
+
+Nothing here knows about runs or experiments. Every write goes through a temporary file in the
+target's folder and a rename, so a killed process never leaves a half-written file behind, and
+two processes writing the same file leave one complete copy. `file_lock` (the `filelock`
+package: an OS-level lock released when its process dies) serialises work that two processes
+sharing a folder must not do twice at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from keskar_repro.errors import CorruptFileError
+
+
+def write_atomic(path: str | os.PathLike, blob: bytes | str) -> None:
+    """Write `blob` to `path` through a temporary file and a rename: all or nothing."""
+    path = Path(path)
+    if isinstance(blob, str):
+        blob = blob.encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(blob)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """`obj` as indented, key-sorted JSON, written atomically."""
+    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON in `path`; a `CorruptFileError` naming the file if it does not parse."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CorruptFileError(f"{path} is not valid JSON ({err}); delete it") from err
+
+
+def spec_hash(spec: Any) -> str:
+    """First 16 hex digits of the sha256 of `spec`'s canonical JSON."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached_json(folder: str | os.PathLike, kind: str, spec: dict, compute: Callable[[], Any]):
+    """`compute()`'s JSON-ready result, computed once and kept as
+    <folder>/<kind>-<spec_hash(spec)>.json = {"spec", "result"}.
+
+    A present file is read back (a corrupt one is a `CorruptFileError` naming it); a missing
+    one is computed and written atomically, so an interrupted sweep resumes where it stopped
+    and two processes computing the same entry leave one complete file.
+    """
+    target = Path(folder) / f"{kind}-{spec_hash(spec)}.json"
+    if target.is_file():
+        stored = read_json(target)
+        if not isinstance(stored, dict) or "result" not in stored:
+            raise CorruptFileError(f"{target} has no 'result'; delete it to recompute")
+        return stored["result"]
+    result = compute()
+    write_atomic(target, json.dumps({"spec": spec, "result": result}, indent=1))
+    return result
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, what: str, *, poll: float = 1.0) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing) while the block runs; if another
+    process holds it, say so once on stderr (naming `what`) and wait for it."""
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for another process to finish {what} ({path})", file=sys.stderr)
+        lock.acquire(poll_interval=poll)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+PACKAGES = ("keskar-repro", "jax", "jaxlib", "flax", "optax", "numpy", "scipy")
+
+
+def environment() -> dict[str, Any]:
+    """Versions of the packages that shape a result, and the device that computed it."""
+    import jax
+
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    device = jax.devices()[0]
+    return {
+        "versions": versions,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": {
+            "platform": device.platform,
+            "kind": device.device_kind,
+            "count": jax.device_count(),
+        },
+    }
