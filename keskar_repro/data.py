@@ -741,31 +741,38 @@ def load(
       DataFileError: a file is present but truncated, corrupt, of the wrong checksum or shape.
     """
     spec = _spec(name)
-    if source not in SOURCES:
-        raise DataArgumentError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}.")
+    _check_source(name, spec, source, data_dir)
     if spec is None:
-        if source not in ("auto", "package"):
-            raise DataArgumentError(
-                f"mnist10k ships with the package; source={source!r} does not apply."
-            )
         return _load_mnist10k()
-    if source == "package":
-        raise DataArgumentError(f"only mnist10k ships with the package, not {name}.")
     if source == "tfds":
         return _load_tfds(spec, data_dir)
     if data_dir is not None:
-        if source not in ("auto", "dir"):
-            raise DataArgumentError(
-                f"data_dir is used with source='auto' or 'dir', not {source!r}."
-            )
         return _load_folder(spec, Path(data_dir).expanduser(), "dir")
-    if source == "dir":
-        raise DataArgumentError("source='dir' needs data_dir=<folder with the IDX files>.")
     if source == "auto":
         for system_dir in spec.system_dirs:
             if _complete(_find_all(spec, Path(system_dir))):
                 return _load_folder(spec, Path(system_dir), "dir")
-    folder = cache_folder(name, cache_dir)
+    return _load_cache(spec, name, cache_folder(name, cache_dir), source, mirrors, connect_timeout)
+
+
+def _check_source(name: str, spec, source: str, data_dir) -> None:
+    """A DataArgumentError for a source that does not exist or does not fit the name."""
+    if source not in SOURCES:
+        raise DataArgumentError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}.")
+    if spec is None and source not in ("auto", "package"):
+        raise DataArgumentError(
+            f"mnist10k ships with the package; source={source!r} does not apply."
+        )
+    if spec is not None and source == "package":
+        raise DataArgumentError(f"only mnist10k ships with the package, not {name}.")
+    if spec is not None and data_dir is not None and source not in ("auto", "dir", "tfds"):
+        raise DataArgumentError(f"data_dir is used with source='auto' or 'dir', not {source!r}.")
+    if spec is not None and data_dir is None and source == "dir":
+        raise DataArgumentError("source='dir' needs data_dir=<folder with the IDX files>.")
+
+
+def _load_cache(spec, name: str, folder: Path, source: str, mirrors, connect_timeout: float):
+    """The dataset from the cache folder, downloading the missing files (not for "cache")."""
     found = _find_all(spec, folder)
     missing = [f for f in spec.files if found[f.filename] is None]
     if missing and source == "cache":
