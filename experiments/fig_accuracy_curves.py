@@ -28,6 +28,7 @@ from keskar_repro import experiment, plots, stats  # noqa: E402  (no JAX at impo
 STEM = "fig2_accuracy"
 PRESETS = {"paper": {"seeds": 5, "epochs": 100}, "quick": {"seeds": 2, "epochs": 15}}
 KEYS = ("train_accuracy", "test_accuracy", "train_loss", "test_loss")
+options, checks = experiment.add_batch_options, experiment.batch_checks
 
 
 def compute(args, dataset) -> dict:
@@ -101,20 +102,7 @@ def draw(results: dict, args) -> list[str]:
     return plots.save_figure(fig, experiment.figure_stem(args, STEM))
 
 
-SPEC = experiment.FigureSpec(
-    name="fig_accuracy_curves",
-    stem=STEM,
-    doc=__doc__,
-    order=1,
-    presets=PRESETS,
-    options=experiment.add_batch_options,
-    checks=experiment.batch_checks,
-    compute=compute,
-    summarize=summarize,
-    text=text,
-    draw=draw,
-    resolved=("sb_batch", "lb_batch"),
-)
+SPEC = experiment.figure(globals(), order=1, resolved=("sb_batch", "lb_batch"))
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

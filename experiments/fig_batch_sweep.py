@@ -164,20 +164,7 @@ def draw(results: dict, args) -> list[str]:
     return plots.save_figure(fig, experiment.figure_stem(args, STEM))
 
 
-SPEC = experiment.FigureSpec(
-    name="fig_batch_sweep",
-    stem=STEM,
-    doc=__doc__,
-    order=4,
-    presets=PRESETS,
-    options=options,
-    checks=checks,
-    compute=compute,
-    summarize=summarize,
-    text=text,
-    draw=draw,
-    resolved=("batch_sizes",),
-)
+SPEC = experiment.figure(globals(), order=4, resolved=("batch_sizes",))
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

@@ -207,20 +207,7 @@ def draw(results: dict, args) -> list[str]:
     return files
 
 
-SPEC = experiment.FigureSpec(
-    name="fig_lr_batch",
-    stem=STEM,
-    doc=__doc__,
-    order=5,
-    presets=PRESETS,
-    options=options,
-    checks=checks,
-    compute=compute,
-    summarize=summarize,
-    text=text,
-    draw=draw,
-    resolved=("batch_sizes",),
-)
+SPEC = experiment.figure(globals(), order=5, resolved=("batch_sizes",))
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

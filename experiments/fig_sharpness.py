@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from keskar_repro import experiment, paper, plots, stats  # noqa: E402  (no JAX at import)
 
+STEM = "fig_sharpness"
 PRESETS = {
     # 5 seeds, the paper's batch sizes, 100 epochs (the paper's figures; see paper_notes.md for
     # why not its "until the loss ceased to improve"), both epsilons, full space and p = 100.
@@ -212,7 +213,8 @@ def summarize(results: dict) -> dict:
     }
 
 
-def tables_text(results: dict) -> str:
+def text(results: dict) -> str:
+    """Tables 2, 3 and 4 beside the paper's numbers, the accuracy gap and the verdicts."""
     s = results["summary"]
     acc = s["accuracy"]
     text = [
@@ -288,18 +290,9 @@ def draw(results: dict, args: argparse.Namespace) -> list[str]:
     return files
 
 
-SPEC = experiment.FigureSpec(
-    name="fig_sharpness",
-    stem="fig_sharpness",
-    doc=__doc__,
+SPEC = experiment.figure(
+    globals(),
     order=0,
-    presets=PRESETS,
-    options=options,
-    checks=checks,
-    compute=compute,
-    summarize=summarize,
-    text=tables_text,
-    draw=draw,
     resolved=(
         "sb_batch",
         "lb_batch",

@@ -130,20 +130,7 @@ def draw(results: dict, args) -> list[str]:
     return plots.save_figure(fig, experiment.figure_stem(args, STEM))
 
 
-SPEC = experiment.FigureSpec(
-    name="fig_sharpness_training",
-    stem=STEM,
-    doc=__doc__,
-    order=2,
-    presets=PRESETS,
-    options=options,
-    checks=checks,
-    compute=compute,
-    summarize=summarize,
-    text=text,
-    draw=draw,
-    resolved=("sb_batch", "lb_batch"),
-)
+SPEC = experiment.figure(globals(), order=2, resolved=("sb_batch", "lb_batch"))
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

@@ -118,7 +118,8 @@ def summarize(results: dict) -> dict:
     return out
 
 
-def table(results: dict) -> str:
+def text(results: dict) -> str:
+    """The table of every measurement, in Markdown."""
     header = "| " + " | ".join(COLUMNS.split(", ")) + " |"
     lines = [header, "|" + "---|" * len(COLUMNS.split(", "))]
     for r in results["rows"]:
@@ -140,25 +141,12 @@ def draw(results: dict, args: argparse.Namespace) -> list[str]:
         path,
         f"Sharpness of the SB and LB F1 minimizers on {results['dataset']['name']} "
         f"({results['config']['batch_note']}).\n\nCommand: `{results['command']}`; device: "
-        f"{device}; wall time {results['wall_seconds']:.0f} s.\n\n{table(results)}\n",
+        f"{device}; wall time {results['wall_seconds']:.0f} s.\n\n{text(results)}\n",
     )
     return [path]
 
 
-SPEC = experiment.FigureSpec(
-    name="sharpness_report",
-    stem=STEM,
-    doc=__doc__,
-    order=1,
-    presets=PRESETS,
-    options=options,
-    checks=checks,
-    compute=compute,
-    summarize=summarize,
-    text=table,
-    draw=draw,
-    resolved=("sb_batch", "lb_batch", "batch_note"),
-)
+SPEC = experiment.figure(globals(), order=1, resolved=("sb_batch", "lb_batch", "batch_note"))
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

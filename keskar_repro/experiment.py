@@ -62,6 +62,27 @@ class FigureSpec:
     resolved: tuple[str, ...] = ()  # options `compute` fills in, added to the JSON's config
 
 
+def figure(namespace: dict[str, Any], *, order: int, resolved: tuple[str, ...] = ()) -> FigureSpec:
+    """The FigureSpec of the script whose module globals are `namespace`: a figure script
+    defines STEM, PRESETS, compute, summarize, text and draw (and, if it has options of its own,
+    options and checks) at module level and ends with `SPEC = experiment.figure(globals(),
+    order=...)`; its name is its file's, its --help its docstring."""
+    return FigureSpec(
+        name=Path(namespace["__file__"]).stem,
+        stem=namespace["STEM"],
+        doc=namespace["__doc__"],
+        order=order,
+        presets=namespace["PRESETS"],
+        compute=namespace["compute"],
+        summarize=namespace["summarize"],
+        text=namespace["text"],
+        draw=namespace["draw"],
+        options=namespace.get("options", _no_options),
+        checks=namespace.get("checks", _no_checks),
+        resolved=resolved,
+    )
+
+
 def int_list(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
 

@@ -178,3 +178,15 @@ def test_accuracy_falls_where_the_drop_exceeds_two_standard_errors():
     assert summary["falls_detail"][0]["margin"] == pytest.approx(0.1)
     flat = sweep({32: [0.98], 256: [0.98]})
     assert flat["falls_at"] is None
+
+
+def test_compare_results_finds_the_one_number_that_moved():
+    import compare_results
+
+    before = {"runs": [{"test_loss": [0.5, 0.25], "seconds": 3.0}], "note": "x", "command": "a"}
+    after = {"runs": [{"test_loss": [0.5, 0.3], "seconds": 9.0}], "note": "x", "new": 1}
+    r = compare_results.compare(before, after)
+    assert r["shared"] == 3 and r["only_after"] == ["new"] and r["only_before"] == []
+    ((leaf, (a, b, (absolute, relative))),) = r["diffs"].items()
+    assert (leaf, a, b) == ("runs[0].test_loss[1]", 0.25, 0.3)
+    assert absolute == pytest.approx(0.05) and relative == pytest.approx(0.05 / 0.3)

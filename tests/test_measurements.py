@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from conftest import SmallData
 
 import keskar_repro.measurements as measurements
 from keskar_repro.measurements import RunSharpness, measurement_dir, run_record, snapshot_of
@@ -67,27 +68,13 @@ def test_large_batch_f1_minimizer_is_sharper_than_small_batch_one(tmp_path):
     from keskar_repro.train import TrainConfig
 
     data = load("mnist10k")
-    small = dataclasses.replace(
-        _Split.of(data), x_train=data.x_train[:2000], y_train=data.y_train[:2000]
-    )
+    small = SmallData(
+        data.name, data.x_train[:2000], data.y_train[:2000], data.x_test[:500], data.y_test[:500],
+        data.provenance,
+    )  # fmt: skip
     values = {}
     for batch, epochs in ((20, 20), (1000, 150)):
         config = TrainConfig(dataset="mnist10k", batch_size=batch, epochs=epochs, seed=0)
         (run,) = get_or_train(with_seeds(config, [0]), small, root=tmp_path, progress=False)
         values[batch] = RunSharpness(run, small, tmp_path).measure(1e-3, method="lbfgsb")["value"]
     assert values[1000] > 2 * values[20] > 0
-
-
-@dataclasses.dataclass(frozen=True)
-class _Split:
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    provenance: dict
-
-    @classmethod
-    def of(cls, data):
-        return cls(data.name, data.x_train, data.y_train, data.x_test[:500], data.y_test[:500],
-                   data.provenance)  # fmt: skip

@@ -2,7 +2,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from keskar_repro.models import MLP, count_params, f1, init_variables, matmul_flops_per_example
+from keskar_repro.models import (
+    MLP,
+    count_params,
+    f1,
+    init_variables,
+    matmul_flops_per_example,
+    train_step_flops_per_example,
+)
 
 
 def test_f1_parameter_count_is_pinned():
@@ -83,3 +90,8 @@ def test_width_and_depth_are_parameters():
 
 def test_flop_count_of_f1():
     assert matmul_flops_per_example(f1()) == 2 * (784 * 512 + 4 * 512 * 512 + 512 * 10)
+
+
+def test_train_step_flops_of_f1():
+    # 3F - 2*784*512 with F = 2 * (784*512 + 4*512*512 + 512*10) = 2,910,208
+    assert train_step_flops_per_example(f1()) == 7_927_808
