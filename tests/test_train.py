@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keskar_repro.errors import DivergenceError, UserError
-from keskar_repro.protocol import paper_batch_sizes, with_seeds
+from keskar_repro.protocol import with_seeds
 from keskar_repro.train import (
     LoopState,
     TrainConfig,
@@ -138,15 +138,6 @@ def test_impossible_settings_are_rejected(field, value):
 def test_batch_larger_than_the_data_is_rejected(tiny_config, small_data):
     with pytest.raises(UserError, match="batch_size=5000 exceeds"):
         train(dataclasses.replace(tiny_config, batch_size=5000), small_data, [0])
-
-
-def test_paper_batch_sizes_keep_the_paper_ratio():
-    assert paper_batch_sizes(60000)[:2] == (256, 6000)
-    sb, lb, note = paper_batch_sizes(8000)
-    assert (sb, lb) == (34, 800) and "scaled from 256 to 34" in note
-    assert paper_batch_sizes(8000, 100, 500)[:2] == (100, 500)
-    with pytest.raises(UserError, match="--lb-batch=9000 exceeds"):
-        paper_batch_sizes(8000, None, 9000)
 
 
 def test_learning_rate_grid_in_one_program_equals_separate_runs(tiny_config, small_data):

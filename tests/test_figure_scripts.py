@@ -16,7 +16,6 @@ import fig_batch_sweep  # noqa: E402
 import fig_lr_batch  # noqa: E402
 
 from keskar_repro import experiment  # noqa: E402
-from keskar_repro.protocol import snapshot_schedule  # noqa: E402
 
 SPECS = experiment.specs()
 
@@ -154,8 +153,6 @@ def test_batch_size_ranges():
     assert fig_batch_sweep.sweep_batch_sizes(8000) == [32, 64, 128, 256, 512, 800, 1600, 4000, 8000]
     assert fig_batch_sweep.sweep_batch_sizes(60000)[-4:] == [6000, 12000, 30000, 60000]
     assert fig_lr_batch.grid_batch_sizes(60000, "paper") == [32, 128, 512, 2048, 6000]
-    assert snapshot_schedule(100) == [0, 1, 2, 5, 10, 20, 50, 100]
-    assert snapshot_schedule(15) == [0, 1, 2, 5, 10, 15]
 
 
 def sweep(accuracies: dict[int, list[float]]) -> dict:

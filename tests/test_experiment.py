@@ -1,0 +1,219 @@
+"""keskar_repro.experiment, the figure scripts' runner, on a fake figure that touches neither JAX
+nor data: presets and options, impossible settings, the results JSON, --replot, the error
+policy of `cli`, `figure` and the real scripts' `specs()`. (The scripts themselves:
+tests/test_figure_scripts.py.)"""
+
+import argparse
+import json
+import types
+from pathlib import Path
+
+import pytest
+
+from keskar_repro import experiment, files
+from keskar_repro.errors import UserError
+from keskar_repro.experiment import FigureSpec
+
+FAKE_ENVIRONMENT = {"versions": {"jax": "fake"}, "device": {"platform": "fake"}}
+
+
+def options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n", type=int, help="number of values")
+
+
+def checks(args: argparse.Namespace) -> dict[str, bool]:
+    return {"--n": args.n >= 1}
+
+
+def compute(args: argparse.Namespace, dataset) -> dict:
+    assert dataset.provenance == {"name": "fake"}
+    args.resolved_note = f"{args.n} values"  # an option compute fills in (FigureSpec.resolved)
+    return {"values": list(range(args.n))}
+
+
+def summarize(results: dict) -> dict:
+    return {"count": len(results["values"])}
+
+
+def text(results: dict) -> str:
+    return f"fake figure: {results['summary']['count']} values"
+
+
+def draw(results: dict, args: argparse.Namespace) -> list[str]:
+    path = experiment.figure_stem(args, "fake_values") + ".txt"
+    Path(path).write_text(" ".join(map(str, results["values"])))
+    return [path]
+
+
+def make_spec(**changes) -> FigureSpec:
+    fields = dict(
+        name="fig_fake",
+        stem="fake",
+        doc="A fake figure.\n\nNot shown by --help.",
+        order=9,
+        presets={"paper": {"n": 3}, "quick": {"n": 1}},
+        compute=compute,
+        summarize=summarize,
+        text=text,
+        draw=draw,
+        options=options,
+        checks=checks,
+        resolved=("resolved_note",),
+    )
+    return FigureSpec(**{**fields, **changes})
+
+
+@pytest.fixture
+def fake_data(monkeypatch):
+    """experiment.load_dataset replaced by a stand-in (default dataset: mnist10k), and the
+    environment record by a constant: nothing imports JAX."""
+    loaded = []
+
+    def load_dataset(args):
+        loaded.append(args.dataset)
+        args.dataset = args.dataset or "mnist10k"
+        return types.SimpleNamespace(provenance={"name": "fake"})
+
+    monkeypatch.setattr(experiment, "load_dataset", load_dataset)
+    monkeypatch.setattr(files, "environment", lambda: FAKE_ENVIRONMENT)
+    return loaded
+
+
+def test_parse_fills_from_the_preset_and_an_option_overrides_it():
+    spec = make_spec()
+    assert experiment.parse(spec, []).n == 3  # --preset paper by default
+    assert experiment.parse(spec, ["--preset", "quick"]).n == 1
+    args = experiment.parse(spec, ["--preset", "quick", "--n", "5", "--hidden", "8,4"])
+    assert args.n == 5 and args.hidden == (8, 4) and args.preset == "quick"
+    assert args.dataset is None and args.runs_per_program is None and not args.replot
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--n", "0"], "--n=0 is impossible"),
+        (["--hidden", "8,0"], "--hidden=(8, 0) is impossible"),
+        (["--runs-per-program", "0"], "--runs-per-program=0 is impossible"),
+        (["--preset", "huge"], "--preset: invalid choice: 'huge'"),
+    ],
+)
+def test_an_impossible_setting_exits_with_status_2_naming_the_flag(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        experiment.parse(make_spec(), argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: fig_fake.py") and message in err.splitlines()[-1]
+
+
+def test_main_writes_one_results_json(tmp_path, fake_data, capsys):
+    argv = ["--preset", "quick", "--n", "2", "--out", str(tmp_path), "--no-progress"]
+    assert experiment.main(make_spec(), argv) == 0
+    assert fake_data == [None]  # the default dataset was asked for, once
+    path = tmp_path / "fake_mnist10k_quick.json"
+    r = json.loads(path.read_text())
+    assert r["command"] == "python experiments/fig_fake.py " + " ".join(argv)
+    assert r["config"]["n"] == 2 and r["config"]["dataset"] == "mnist10k"
+    assert r["config"]["preset"] == "quick" and r["config"]["hidden"] == [512] * 5
+    assert r["config"]["resolved_note"] == "2 values"
+    assert "replot" not in r["config"] and "no_progress" not in r["config"]
+    assert r["dataset"] == {"name": "fake"}
+    assert r["values"] == [0, 1] and r["summary"] == {"count": 2}
+    assert r["environment"] == FAKE_ENVIRONMENT
+    assert 0 <= r["wall_seconds"] < 60
+    drawn = tmp_path / "fake_values_mnist10k_quick.txt"
+    assert drawn.read_text() == "0 1"
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == [f"wrote {path}", "fake figure: 2 values", f"wrote {drawn}"]
+    assert out[3].startswith("wall time ")
+
+
+def test_replot_redraws_from_the_json_alone(tmp_path, fake_data, capsys):
+    common = ["--dataset", "fashion_mnist", "--out", str(tmp_path)]
+    experiment.main(make_spec(), common)  # paper preset: n = 3
+    drawn = tmp_path / "fake_values_fashion_mnist_paper.txt"
+    drawn.unlink()
+    capsys.readouterr()
+
+    def no_compute(args, dataset):
+        raise AssertionError("--replot computed")
+
+    assert experiment.main(make_spec(compute=no_compute), [*common, "--replot"]) == 0
+    assert fake_data == ["fashion_mnist"]  # the replot loaded no data
+    assert drawn.read_text() == "0 1 2"
+    assert capsys.readouterr().out == f"fake figure: 3 values\nwrote {drawn}\n"
+
+
+def test_replot_without_results_is_a_user_error(tmp_path, fake_data):
+    with pytest.raises(UserError, match="no results at .*fake_mnist_quick.json; run without"):
+        experiment.main(make_spec(), ["--replot", "--dataset", "mnist", "--preset", "quick",
+                                      "--out", str(tmp_path)])  # fmt: skip
+    with pytest.raises(UserError, match="--replot needs --dataset"):
+        experiment.main(make_spec(), ["--replot", "--out", str(tmp_path)])
+    assert fake_data == [] and not list(tmp_path.iterdir())
+
+
+def test_cli_prints_a_user_error_as_one_line_and_keeps_other_tracebacks(
+    tmp_path, fake_data, capsys
+):
+    argv = ["--dataset", "mnist", "--out", str(tmp_path)]
+
+    def user_error(args, dataset):
+        raise UserError("--n=3 needs more data; use --n 1")
+
+    with pytest.raises(SystemExit) as exit_:
+        experiment.cli(make_spec(compute=user_error), argv)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "error: --n=3 needs more data; use --n 1\n"
+
+    def bug(args, dataset):
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        experiment.cli(make_spec(compute=bug), argv)
+    assert not list(tmp_path.iterdir())  # neither wrote a results JSON
+
+    with pytest.raises(SystemExit) as exit_:
+        experiment.cli(make_spec(), argv)
+    assert exit_.value.code == 0 and (tmp_path / "fake_mnist_paper.json").is_file()
+
+
+def test_figure_builds_the_spec_from_a_scripts_globals():
+    namespace = {
+        "__file__": "/x/fig_fake.py",
+        "__doc__": "A fake figure.\n\nMore.",
+        "STEM": "fake",
+        "PRESETS": {"paper": {"n": 3}, "quick": {"n": 1}},
+        "compute": compute,
+        "summarize": summarize,
+        "text": text,
+        "draw": draw,
+    }
+    plain = experiment.figure(namespace, order=4)
+    assert (plain.name, plain.stem, plain.order, plain.resolved) == ("fig_fake", "fake", 4, ())
+    assert plain.presets is namespace["PRESETS"] and plain.compute is compute
+    assert plain.draw is draw and plain.text is text and plain.summarize is summarize
+    assert plain.checks(argparse.Namespace()) == {}  # no options of its own
+    assert experiment.parser(plain).description == "A fake figure."
+    with pytest.raises(SystemExit):
+        experiment.parse(plain, ["--n", "2"])  # not an option of this script
+    full = experiment.figure({**namespace, "options": options, "checks": checks}, order=1,
+                             resolved=("resolved_note",))  # fmt: skip
+    assert full.options is options and full.checks is checks
+    assert full.resolved == ("resolved_note",)
+    assert experiment.parse(full, ["--preset", "quick"]).n == 1
+
+
+def test_specs_are_the_scripts_in_make_all_order():
+    specs = experiment.specs()
+    names = [s.name for s in specs]
+    assert names[0] == "fig_sharpness"  # the runs every other figure reuses
+    assert len(set(names)) == len(names) and len({s.stem for s in specs}) == len(specs)
+    assert [s.order for s in specs] == sorted(s.order for s in specs)
+    assert {"fig_accuracy_curves", "fig_batch_sweep", "sharpness_report"} <= set(names)
+    for spec in specs:
+        assert (experiment.EXPERIMENTS / f"{spec.name}.py").is_file()
+        assert sorted(spec.presets) == ["paper", "quick"], spec.name
+        dests = vars(experiment.parser(spec).parse_args([]))
+        for preset, values in spec.presets.items():
+            assert set(values) <= set(dests), (spec.name, preset)  # every key is an option
+            experiment.parse(spec, ["--preset", preset])  # and passes the script's checks
