@@ -3,7 +3,8 @@
 The protocol (Keskar et al. 2017, Section 2.2 and Table 1):
 
 - Adam with optax's defaults (lr 1e-3, b1 0.9, b2 0.999, eps 1e-8), no weight decay, no schedule;
-- mean softmax cross-entropy over the minibatch; pixels scaled to [0, 1], nothing else;
+- mean softmax cross-entropy over the minibatch (objective.cross_entropy, precise at tiny
+  values); pixels scaled to [0, 1], nothing else;
 - small batch (SB) = 256, large batch (LB) = 10% of the training set;
 - SB and LB with the same seed start from the same initial parameters and a fresh optimizer state
   (the initial point depends only on the seed and the architecture, never on the batch size).
@@ -51,8 +52,8 @@ import optax
 
 from keskar_repro.bn_policies import BN_POLICIES, DEFAULT_CHUNK_SIZE
 from keskar_repro.errors import DivergenceError, UserError
-from keskar_repro.models import MLP, init_variables
-from keskar_repro.objective import scale_pixels, split_metrics
+from keskar_repro.models import KERNEL_INITS, MLP, init_variables
+from keskar_repro.objective import cross_entropy, scale_pixels, split_metrics
 from keskar_repro.parallel import replicate, shard_examples
 
 STOPPING_RULES = ("epochs", "patience")
@@ -71,6 +72,7 @@ class TrainConfig:
     b2: float = 0.999  # Adam second-moment decay
     adam_eps: float = 1e-8  # Adam denominator epsilon
     hidden: tuple[int, ...] = (512,) * 5  # hidden widths (F1)
+    init: str = "glorot_uniform"  # Dense kernel initialiser (models.KERNEL_INITS; the authors')
     bn_momentum: float = 0.99  # decay of BN running averages
     bn_epsilon: float = 1e-3  # added to BN variances
     stopping: str = "epochs"  # "epochs" or "patience"
@@ -92,6 +94,7 @@ class TrainConfig:
             "stopping": self.stopping in STOPPING_RULES,
             "patience": self.patience >= 1,
             "eval_bn_policy": self.eval_bn_policy in BN_POLICIES,
+            "init": self.init in KERNEL_INITS,
             "eval_chunk_size": self.eval_chunk_size >= 1,
             "warm_start": not self.warm_start or _parse_warm_start(self.warm_start) is not None,
         }
@@ -100,7 +103,12 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is invalid")
 
     def model(self) -> MLP:
-        return MLP(hidden=self.hidden, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
+        return MLP(
+            hidden=self.hidden,
+            bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon,
+            kernel_init=self.init,
+        )
 
     def optimizer(self) -> optax.GradientTransformation:
         """Adam whose learning rate lives in the optimizer state (`inject_hyperparams`), so that
@@ -120,17 +128,23 @@ class TrainConfig:
         return dataclasses.replace(self, seed=0, learning_rate=1.0, warm_start="")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields; fields added after the first release (warm_start) appear only when
-        set, so the hashes (run directory names) of earlier runs do not change."""
+        """JSON-ready fields. Fields added after the first release appear only where they differ
+        from what every earlier run had (`_LEGACY`: no warm start, Flax's lecun_normal init),
+        so the hashes (run directory names) of earlier runs do not change."""
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
-        if not d["warm_start"]:
-            del d["warm_start"]
+        for name, value in _LEGACY.items():
+            if d[name] == value:
+                del d[name]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        return cls(**{**d, "hidden": tuple(d["hidden"])})
+        """The config of `to_dict`'s output (a missing later field has its legacy value)."""
+        return cls(**{**_LEGACY, **d, "hidden": tuple(d["hidden"])})
+
+
+_LEGACY = {"warm_start": "", "init": "lecun_normal"}  # later fields: what earlier runs had
 
 
 def _parse_warm_start(text: str) -> tuple[str, int] | None:
@@ -210,7 +224,7 @@ def make_epoch_fn(config: TrainConfig, n_train: int) -> Callable:
             use_running_average=False,
             mutable=["batch_stats"],
         )
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+        loss = cross_entropy(logits, yb).mean()
         accuracy = jnp.mean(jnp.argmax(logits, -1) == yb)
         return loss, (updates["batch_stats"], accuracy)
 

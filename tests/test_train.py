@@ -190,3 +190,20 @@ def test_loop_state_round_trips_through_a_checkpoint(tiny_config):
     assert back.active.tolist() == [False, True] and back.diverged == [True, False]
     for a, b in zip(leaves(back.state), leaves(state), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_authors_initialisation_is_the_default_and_hashes_stay_honest():
+    """Keras 1's Dense default, glorot_uniform: kernels uniform in +-sqrt(6 / (fan_in +
+    fan_out)), zero biases. Runs saved before the field existed (Flax's lecun_normal) keep
+    their config dicts, hence their hashes."""
+    config = TrainConfig(hidden=(512,))
+    kernel = np.asarray(initial_state(config).params["Dense_0"]["kernel"])
+    limit = np.sqrt(6 / (784 + 512))
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.99 * limit
+    np.testing.assert_allclose(kernel.var(), limit**2 / 3, rtol=0.01)  # a uniform's variance
+    assert not np.any(initial_state(config).params["Dense_0"]["bias"])
+    legacy = dataclasses.replace(config, init="lecun_normal")
+    assert "init" not in legacy.to_dict() and config.to_dict()["init"] == "glorot_uniform"
+    assert TrainConfig.from_dict(legacy.to_dict()) == legacy
+    lecun = np.asarray(initial_state(legacy).params["Dense_0"]["kernel"])
+    assert np.abs(lecun).max() > limit  # truncated normal of std 1/sqrt(784) reaches 2 std
