@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check: the tests that matter and the speed table, on a GPU host with no network.
+# GPU check: every test file and the speed table, on a GPU host with no network.
 #
 # The host needs what a JAX GPU machine typically has: python3 with jax[cuda], flax, optax,
 # scipy, matplotlib and pytest. The package's other pure-Python dependencies travel as wheels
@@ -8,10 +8,12 @@
 #         pooch tqdm jaxopt platformdirs packaging requests urllib3 idna certifi charset-normalizer
 # ) and are installed with --no-deps, only when missing, so the host's jax[cuda] is never
 # replaced. Run from the repository root:
-#     bash benchmarks/gpu_check.sh            # ~5-8 minutes on one H100 (budget: 8)
-#     QUICK=1 bash benchmarks/gpu_check.sh    # smoke run anywhere (small table, few tests)
-# The speed table is printed last; its JSON lands in benchmarks/table_gpu.json (and $OUT/ when
-# $OUT is set).
+#     bash benchmarks/gpu_check.sh            # every file of tests/, then the speed table
+#     QUICK=1 bash benchmarks/gpu_check.sh    # smoke run anywhere (small table, two test files)
+# Each test file runs to its end in its own pytest process (at most $TEST_TIMEOUT seconds,
+# default 300); a failing or timed-out file does not stop the others or the table. The failures
+# are listed at the end, and the script then exits 1. The speed table is printed last; its JSON
+# lands in benchmarks/table_gpu.json (and $OUT/ when $OUT is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -39,15 +41,29 @@ if [ -n "${QUICK:-}" ]; then
   TESTS=(tests/test_objective.py tests/test_parallel.py)
   TABLE=(--data random --quick)
 else
-  TESTS=(tests/test_objective.py tests/test_train.py tests/test_interpolation.py
-         tests/test_sharpness.py tests/test_parallel.py tests/test_runs.py tests/test_memory.py)
+  TESTS=(tests/test_*.py)
   TABLE=(--data random)
 fi
-echo "== tests: ${TESTS[*]}"
-timeout 300 python3 -m pytest -q -x -p no:cacheprovider "${TESTS[@]}" 2>&1 | tail -5 \
-  || echo "TESTS FAILED OR TIMED OUT"
+FAILED=()
+for test in "${TESTS[@]}"; do
+  echo "== $test"
+  if ! timeout "${TEST_TIMEOUT:-300}" python3 -m pytest -q -rfE -p no:cacheprovider "$test" 2>&1 \
+      | tail -n 20; then
+    echo "FAILED OR TIMED OUT: $test"
+    FAILED+=("$test")
+  fi
+done
 
 echo "== speed table"
-timeout 300 python3 -m benchmarks.table "${TABLE[@]}" --out benchmarks/table_gpu.json 2>&1 \
-  | grep -v '^{' || echo "TABLE FAILED OR TIMED OUT"
+if ! timeout 300 python3 -m benchmarks.table "${TABLE[@]}" --out benchmarks/table_gpu.json 2>&1 \
+    | grep -v '^{'; then
+  echo "TABLE FAILED OR TIMED OUT"
+  FAILED+=("benchmarks.table")
+fi
 if [ -n "${OUT:-}" ]; then cp benchmarks/table_gpu.json "$OUT/" 2>/dev/null || true; fi
+
+if [ "${#FAILED[@]}" -gt 0 ]; then
+  echo "== FAILED: ${FAILED[*]}"
+  exit 1
+fi
+echo "== all passed"

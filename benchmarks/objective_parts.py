@@ -1,9 +1,11 @@
 """Timing by parts of one value-and-gradient of F1's full-split objective (issue 6's profile).
 
     python -m benchmarks.objective_parts                 # Fashion-MNIST, 60,000 images
+    python benchmarks/objective_parts.py --data random --n 5000 --repeats 1   # a smoke run
 
 Rows, each one value-and-gradient over N images in chunks of 5000 (BN policy "batch"), median
-of --repeats after a compiling call, as a ratio to the FLOP bound N x (3F - 2 x 784 x 512):
+of --repeats after a compiling call, as a ratio to the FLOP bound
+N x `models.train_step_flops_per_example` (3F - 2 x 784 x 512 for F1):
 
 - plain chain, matmuls only: x -> W1 -> ... -> W6 with no bias, batch norm or ReLU, written in
   plain jax.numpy; the chunk gradients summed in a `lax.scan`. What the matmuls alone cost at
@@ -20,40 +22,39 @@ backward pass (`jax.custom_vjp`), and the plain chain under three XLA CPU flags.
 
 Peak memory is measured per row in a fresh subprocess (resident set on a CPU, device memory on
 a GPU), so it is that row's alone. Prints a markdown table; the JSON goes to
-benchmarks/objective_parts_<platform>.json.
+benchmarks/objective_parts_<platform>.json (or --out). The measured tables are in
+benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from a checkout
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
-from benchmarks.hardware import (  # noqa: E402
-    device_description,
+from benchmarks.common import (  # noqa: E402
+    HERE,
+    load_images,
+    markdown_table,
     matmul_flops_per_second,
+    peak_memory_gb,
+    record,
     run_row_in_subprocess,
-    time_call,
+    spread,
+    timed,
 )
-from benchmarks.table import load_images, peak_memory_gb  # noqa: E402
-from keskar_repro.models import INPUT_DIM, matmul_flops_per_example  # noqa: E402
-from keskar_repro.objective import (  # noqa: E402
-    DEFAULT_CHUNK_SIZE,
-    make_loss_fn,
-    replicate,
-    split_metrics,
-)
-from keskar_repro.train import TrainConfig, init_state  # noqa: E402
+from keskar_repro.bn_policies import DEFAULT_CHUNK_SIZE  # noqa: E402
+from keskar_repro.models import INPUT_DIM, train_step_flops_per_example  # noqa: E402
+from keskar_repro.objective import make_loss_fn, scale_pixels, split_metrics  # noqa: E402
+from keskar_repro.parallel import replicate  # noqa: E402
+from keskar_repro.train import TrainConfig, initial_state  # noqa: E402
 
 ROWS = ("matmuls", "matmuls+relu", "matmuls+bn+relu", "package scan-gradient", "package chunk-wise")
 # --experiments: attempts at the elementwise part, none adopted (benchmarks/README.md)
@@ -105,7 +106,7 @@ def plain_chain_gradient(activation: str, images: jax.Array, widths: list[int]):
     act = ACTIVATIONS[activation]
 
     def chunk_sum(weights, x_uint8):
-        h = x_uint8.reshape((x_uint8.shape[0], -1)).astype(jnp.float32) / 255.0
+        h = scale_pixels(x_uint8)
         for w in weights[:-1]:
             h = act(h @ w)
         return jnp.sum(h @ weights[-1])
@@ -139,7 +140,7 @@ def row_call(row: str, x: np.ndarray, y: np.ndarray):
             activation = "bn+relu by hand"
         widths = [INPUT_DIM, *config.hidden, model.n_classes]
         return plain_chain_gradient(activation, replicate(x), widths)
-    state = init_state(config)
+    state = initial_state(config)
     if row == "package chunk-wise":
         value_and_grad = jax.jit(jax.value_and_grad(make_loss_fn(model, state.batch_stats, x, y)))
     else:
@@ -152,40 +153,35 @@ def row_call(row: str, x: np.ndarray, y: np.ndarray):
     return lambda: value_and_grad(state.params)
 
 
-def measure(row: str, data: str, repeats: int) -> dict:
-    """{"seconds", "min", "max", "peak_memory_gb"} of `row` in this process."""
-    _, x, y, _, _ = load_images(data, 60000, 0)
+def measure(row: str, data: str, n_images: int, repeats: int) -> dict:
+    """{"row", "n", "seconds", "min", "max", "peak_memory_gb"} of `row` in this process."""
+    _, x, y, _, _ = load_images(data, n_images, 0)
     n = len(x) - len(x) % DEFAULT_CHUNK_SIZE
-    call = row_call(row, x[:n], y[:n].astype(np.int32))
-    times = time_call(call, repeats=repeats)
-    return {
-        "row": row,
-        "n": n,
-        "seconds": statistics.median(times),
-        "min": min(times),
-        "max": max(times),
-        "peak_memory_gb": peak_memory_gb(),
-    }
+    if n == 0:
+        raise SystemExit(f"--n {n_images}: need at least one chunk of {DEFAULT_CHUNK_SIZE}")
+    times = timed(row_call(row, x[:n], y[:n]), repeats)[1]
+    return {"row": row, "n": n, **spread(times), "peak_memory_gb": peak_memory_gb()}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="fashion_mnist", help="fashion_mnist, mnist or random")
+    p.add_argument("--n", type=int, default=60000, help="images (whole chunks of 5000)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--experiments", action="store_true", help="also the rejected attempts")
+    p.add_argument("--out", default=None, help="default: benchmarks/objective_parts_<platform>")
     p.add_argument("--row", default=None, help=argparse.SUPPRESS)  # one row, in a subprocess
     args = p.parse_args(argv)
     if args.row:
-        print(json.dumps(measure(args.row, args.data, args.repeats)))
+        print(json.dumps(measure(args.row, args.data, args.n, args.repeats)))
         return 0
 
     rate = matmul_flops_per_second()
-    model = TrainConfig().model()
-    step = 3 * matmul_flops_per_example(model) - 2 * INPUT_DIM * model.hidden[0]
+    step = train_step_flops_per_example(TrainConfig().model())
     rows = []
     flags = {row: "" for row in ROWS} | (EXPERIMENTS if args.experiments else {})
     for row, xla_flags in flags.items():
-        options = ("--data", args.data, "--repeats", str(args.repeats))
+        options = ("--data", args.data, "--n", str(args.n), "--repeats", str(args.repeats))
         env = {"XLA_FLAGS": xla_flags} if xla_flags else None
         r = run_row_in_subprocess("benchmarks.objective_parts", row, *options, env=env)
         r["flop_bound_seconds"] = r["n"] * step / rate
@@ -193,27 +189,22 @@ def main(argv=None) -> int:
         rows.append(r)
         print(json.dumps(r), flush=True)
 
-    device = device_description()
-    result = {
-        "command": "python -m benchmarks.objective_parts " + " ".join(argv or sys.argv[1:]),
-        "device": device,
-        "data": args.data,
-        "matmul_gflops": rate / 1e9,
-        "rows": rows,
-        "jax": jax.__version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    result = record("objective_parts", argv, data=args.data, matmul_gflops=rate / 1e9, rows=rows)
     suffix = "_experiments" if args.experiments else ""
-    out_path = HERE / f"objective_parts_{jax.default_backend()}{suffix}.json"
+    out_path = Path(args.out or HERE / f"objective_parts_{jax.default_backend()}{suffix}.json")
     out_path.write_text(json.dumps(result, indent=1))
-    print(f"\n{device}, {args.data}, matmul {rate / 1e9:.0f} GFLOP/s; wrote {out_path}")
-    print("| value-and-gradient | seconds (min-max) | ratio to FLOP bound | peak memory GB |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['row']} | {r['seconds']:.3g} ({r['min']:.3g}-{r['max']:.3g}) | "
-            f"{r['ratio']:.2f} | {r['peak_memory_gb']:.2f} |"
+    print(f"\n{result['device']}, {args.data}, matmul {rate / 1e9:.0f} GFLOP/s; wrote {out_path}")
+    header = ("value-and-gradient", "seconds (min-max)", "ratio to FLOP bound", "peak memory GB")
+    cells = [
+        (
+            r["row"],
+            f"{r['seconds']:.3g} ({r['min']:.3g}-{r['max']:.3g})",
+            f"{r['ratio']:.2f}",
+            f"{r['peak_memory_gb']:.2f}",
         )
+        for r in rows
+    ]
+    print(markdown_table(header, cells))
     return 0
 
 

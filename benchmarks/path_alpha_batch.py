@@ -1,29 +1,29 @@
 """Seconds of the 25-point path evaluation for several numbers of alphas evaluated together.
 
     python -m benchmarks.path_alpha_batch --dataset mnist10k
+    python benchmarks/path_alpha_batch.py --dataset mnist10k --batches 1,5 --repeats 1
 
 `evaluate_path(alpha_batch=k)` vmaps k alphas per step of its `lax.map`; the values do not
-depend on k. This times k = 1, 5 and 25 (F1 at two initialisations, train and test splits,
-median of --repeats after a compiling call) to choose the default on this device: 1 on a CPU,
-where vmapping measured slower. Prints JSON lines.
+depend on k. This times k = 1, 5 and 25 by default (F1 at two initialisations, train and test
+splits, median of --repeats after a compiling call): the measurement behind evaluate_path's
+default on a CPU (benchmarks/README.md, "Peak memory"). Prints JSON lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from a checkout
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np  # noqa: E402
 
-from benchmarks.hardware import device_description, time_call  # noqa: E402
+from benchmarks.common import device_description, spread, timed  # noqa: E402
 from keskar_repro.data import load  # noqa: E402
 from keskar_repro.interpolation import evaluate_path  # noqa: E402
-from keskar_repro.train import TrainConfig, init_state  # noqa: E402
+from keskar_repro.train import TrainConfig, initial_state  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     data = load(args.dataset)
     config = TrainConfig()
-    a, b = init_state(config), init_state(TrainConfig(seed=1))
+    a, b = initial_state(config), initial_state(TrainConfig(seed=1))
     start = {"params": a.params, "batch_stats": a.batch_stats}
     end = {"params": b.params, "batch_stats": a.batch_stats}
     splits = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
@@ -44,10 +44,9 @@ def main(argv=None) -> int:
         def evaluate(batch=batch):
             return evaluate_path(config.model(), start, end, alphas, splits, alpha_batch=batch)
 
-        times = time_call(evaluate, repeats=args.repeats)
+        times = timed(evaluate, args.repeats)[1]
         row = {"device": device_description(), "dataset": data.name, "alpha_batch": batch}
-        row |= {"seconds": statistics.median(times), "min": min(times), "max": max(times)}
-        print(json.dumps(row), flush=True)
+        print(json.dumps(row | spread(times)), flush=True)
     return 0
 
 

@@ -1,9 +1,13 @@
-"""Benchmark: time spent outside loss_fn in one sharpness call on F1 (1,462,794 parameters).
+"""Time spent outside loss_fn in one sharpness call on F1, per L-BFGS-B driver and method.
+
+    python -m benchmarks.sharpness_overhead                    # F1, N = 60,000 random images
+    python benchmarks/sharpness_overhead.py --n 2000 --maxiter 2 --repeats 1 --p 0 \
+        --no-scipy-paths                                         # a smoke run
 
 Builds F1 (784 -> 5 x [Dense 512 -> BN -> ReLU] -> Dense 10) and its mean cross-entropy over N
 random images (default N = 60,000, float32 on the device, evaluated in chunks of 5,000 with
-per-chunk batch statistics), from keskar_repro.models / keskar_repro.objective when they exist
-(`--loss plain` forces a self-contained plain-JAX version), and times
+per-chunk batch statistics) with keskar_repro.models / keskar_repro.objective (`--loss plain`:
+a self-contained plain-JAX version of the same network), and times
 
 - one jitted value_and_grad of loss_fn (median of --repeats calls): t_vg;
 - one sharpness call (maxiter = 10) in the full space and in a p = 100 random subspace, per
@@ -16,12 +20,10 @@ For each sharpness call it reports nfev, total seconds, the seconds inside loss 
 the objective wrapper (which also includes the host<->device copies), and one method="pga" call
 (all on the device). The last line printed is one JSON object with everything.
 
-SciPy's L-BFGS-B arithmetic uses BLAS; with OpenBLAS threads on a small busy machine it ran 2x
-slower than with OPENBLAS_NUM_THREADS=1 (which does not affect JAX's CPU backend). The variable is
-recorded in the JSON; set it before starting Python if you want that configuration.
-
-    python benchmarks/sharpness_overhead.py --n 2000          # quick check
-    python benchmarks/sharpness_overhead.py                   # the real measurement
+SciPy's L-BFGS-B arithmetic uses BLAS, whose thread count (OPENBLAS_NUM_THREADS,
+OMP_NUM_THREADS; they do not affect JAX's CPU backend) changes its speed on a small machine
+(benchmarks/README.md); the variables are recorded in the JSON: set them before starting Python.
+The measured tables are in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -30,17 +32,21 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
+from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import scipy
-import scipy.optimize
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from a checkout
 
-from keskar_repro.sharpness import _lbfgsb_setulb, sharpness
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy  # noqa: E402
+import scipy.optimize  # noqa: E402
+
+from benchmarks.common import spread, timed  # noqa: E402
+from keskar_repro import models, objective  # noqa: E402
+from keskar_repro.sharpness import _lbfgsb_setulb, sharpness  # noqa: E402
 
 F1_WIDTHS = (784, 512, 512, 512, 512, 512, 10)
 
@@ -85,8 +91,6 @@ def plain_f1_loss(n: int, chunk: int, seed: int):
 
 def project_f1_loss(n: int, chunk: int, seed: int):
     """F1 and its loss from keskar_repro.models / keskar_repro.objective (bn_policy='batch')."""
-    from keskar_repro import models, objective
-
     model = models.f1()
     variables = models.init_variables(model, jax.random.key(seed))
     rng = np.random.default_rng(seed)
@@ -96,20 +100,6 @@ def project_f1_loss(n: int, chunk: int, seed: int):
         model, variables["batch_stats"], images, labels, bn_policy="batch", chunk_size=chunk
     )
     return loss_fn, variables["params"], "keskar_repro.objective.make_loss_fn(F1, bn='batch')"
-
-
-def time_value_and_grad(loss_fn, params, repeats: int) -> tuple[float, float]:
-    """(compile + first call seconds, median seconds of `repeats` further calls)."""
-    vg = jax.jit(jax.value_and_grad(loss_fn))
-    t0 = time.perf_counter()
-    jax.block_until_ready(vg(params))
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(vg(params))
-        times.append(time.perf_counter() - t0)
-    return first, statistics.median(times)
 
 
 def scipy_paths(n: int, maxiter: int) -> dict[str, float]:
@@ -148,7 +138,7 @@ def scipy_paths(n: int, maxiter: int) -> dict[str, float]:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=60_000, help="number of training images")
     ap.add_argument("--chunk", type=int, default=5_000, help="images per loss chunk")
@@ -157,28 +147,20 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--maxiter", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=5, help="value_and_grad timings (median)")
     ap.add_argument("--drivers", default="public,setulb", help="comma-separated L-BFGS-B drivers")
-    ap.add_argument("--loss", choices=("auto", "project", "plain"), default="auto")
+    ap.add_argument("--loss", choices=("project", "plain"), default="project")
     ap.add_argument("--no-scipy-paths", action="store_true", help="skip the trivial-objective part")
     ap.add_argument("--no-pga", action="store_true", help="skip the method='pga' run")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    if args.loss == "plain":
-        builder = plain_f1_loss
-    else:
-        try:
-            import keskar_repro.objective  # noqa: F401
-
-            builder = project_f1_loss
-        except ImportError:
-            if args.loss == "project":
-                raise
-            builder = plain_f1_loss
+    builder = plain_f1_loss if args.loss == "plain" else project_f1_loss
     loss_fn, params, loss_name = builder(args.n, args.chunk, args.seed)
     n_params = sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(params))
     print(f"loss: {loss_name}; N = {args.n}; n_params = {n_params:,}; device = {jax.devices()[0]}")
 
-    first_vg, t_vg = time_value_and_grad(loss_fn, params, args.repeats)
+    value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
+    first_vg, times = timed(lambda: value_and_grad(params), args.repeats)
+    t_vg = spread(times)["seconds"]
     print(f"value_and_grad: first (compile) {first_vg:.3f} s, median {t_vg:.4f} s", flush=True)
 
     configs = [("full", {})]
@@ -244,8 +226,8 @@ def main(argv: list[str] | None = None) -> dict:
         "scipy_trivial_objective_s": paths,
     }
     print(json.dumps(summary))
-    return summary
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,94 +1,89 @@
 """Throughput of one F1 training epoch, as a ratio to the FLOP bound of this machine.
 
-    python -m benchmarks.train_throughput --dataset fashion_mnist --batch-size 256 --epochs 5
+    python -m benchmarks.train_throughput --data fashion_mnist --batch-size 256 --epochs 5
+    python benchmarks/train_throughput.py --data random --n-train 6000 --batch-size 600 --epochs 1
 
-FLOP count of one epoch (Dense layers only; batch norm, ReLU, softmax and Adam are elementwise
-and under 1% of it): with F = 2 * sum_l (d_{l-1} * d_l) the forward FLOPs of one example
-(d = 784, 512 x 5, 10), a training step costs F (forward) + F (weight gradients) + F - 2*784*512
-(input gradients, none for the input layer) per example, so
-
-    epoch_flops = steps * batch_size * (3 F - 2 * 784 * 512),   steps = floor(N / batch_size).
-
-flop_bound_seconds = epoch_flops / (measured jitted float32 matmul FLOP/s), and
-flop_bound_ratio = median epoch seconds / flop_bound_seconds (1.0 is the hardware limit).
-The epoch is the compiled training call alone (no evaluation). The last line is JSON.
+One epoch = floor(N / B) Adam steps of F1 (per seed) in one compiled call: the package's
+`train.runs_epoch_fn`, jitted (benchmarks/common.py: `epoch_runner`), timed after the compiling
+call, without the per-epoch evaluation. FLOPs of an epoch =
+seeds x steps x B x `models.train_step_flops_per_example` (3F - 2 x 784 x 512 for F1, F being
+the forward matmul FLOPs of one example); flop_bound_seconds = those FLOPs / the measured
+jitted float32 matmul rate, and flop_bound_ratio = median epoch seconds / flop_bound_seconds
+(1.0 is the hardware limit). --data random (or a dataset missing on this host) times random
+images. The last line printed is JSON; the measured tables are in benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
+import sys
+from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from a checkout
 
-from benchmarks.hardware import device_description, matmul_flops_per_second
-from keskar_repro.data import load
-from keskar_repro.models import INPUT_DIM, matmul_flops_per_example
-from keskar_repro.train import TrainConfig, init_state, make_epoch_fn, seed_keys
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks.common import (  # noqa: E402
+    device_description,
+    epoch_runner,
+    load_images,
+    matmul_flops_per_second,
+    spread,
+    timed,
+)
+from keskar_repro.models import train_step_flops_per_example  # noqa: E402
+from keskar_repro.train import TrainConfig  # noqa: E402
 
 
-def main() -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="fashion_mnist")
+    parser.add_argument("--data", default="fashion_mnist", help="fashion_mnist, mnist or random")
+    parser.add_argument("--n-train", type=int, default=60000, help="at most this many images")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs (after compiling)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds trained together (vmap)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    data = load(args.dataset)
-    config = TrainConfig(dataset=args.dataset, batch_size=args.batch_size)
-    n_train = data.n_train
-    x, y = jax.device_put(data.x_train), jax.device_put(data.y_train.astype(np.int32))
-    seeds = list(range(args.seeds))
-    states = [init_state(TrainConfig(batch_size=args.batch_size, seed=s)) for s in seeds]
-    keys = jnp.stack([seed_keys(s)[1] for s in seeds])
-    epoch_fn = make_epoch_fn(config, n_train)
-    if args.seeds == 1:
-        state, key = states[0], keys[0]
-        run = jax.jit(lambda s, e: epoch_fn(s, x, y, key, e))
-    else:
-        state = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *states)
-        vmapped = jax.vmap(epoch_fn, in_axes=(0, None, None, 0, None))
-        run = jax.jit(lambda s, e: vmapped(s, x, y, keys, e))
+    name, x, y, _, _ = load_images(args.data, args.n_train, 0)
+    n_train = len(x)
+    config = TrainConfig(dataset=name, batch_size=args.batch_size)
+    run = epoch_runner(config, args.seeds, jax.device_put(x), jax.device_put(y))
+    last = []  # the latest epoch's (state, metrics)
 
-    t0 = time.perf_counter()
-    state, metrics = jax.block_until_ready(run(state, 0))
-    compile_seconds = time.perf_counter() - t0  # compile + first epoch
-    times = []
-    for epoch in range(1, args.epochs + 1):
-        t0 = time.perf_counter()
-        state, metrics = jax.block_until_ready(run(state, epoch))
-        times.append(time.perf_counter() - t0)
+    def epoch():
+        last[:] = [run()]
+        return last[0]
+
+    first, times = timed(epoch, args.epochs)
     rate = matmul_flops_per_second()
 
     steps = n_train // args.batch_size
-    per_example = 3 * matmul_flops_per_example(config.model()) - 2 * INPUT_DIM * config.hidden[0]
+    per_example = train_step_flops_per_example(config.model())
     epoch_flops = args.seeds * steps * args.batch_size * per_example
-    median = statistics.median(times)
+    s = spread(times)
     result = {
-        "dataset": args.dataset,
+        "data": name,
         "batch_size": args.batch_size,
         "n_train": n_train,
         "seeds": args.seeds,
         "epochs_timed": args.epochs,
-        "epoch_seconds_median": median,
-        "epoch_seconds_min": min(times),
-        "epoch_seconds_max": max(times),
-        "samples_per_second": args.seeds * steps * args.batch_size / median,
-        "compile_seconds": compile_seconds - median,
+        "epoch_seconds_median": s["seconds"],
+        "epoch_seconds_min": s["min"],
+        "epoch_seconds_max": s["max"],
+        "samples_per_second": args.seeds * steps * args.batch_size / s["seconds"],
+        "compile_seconds": first - s["seconds"],
         "epoch_gflop": epoch_flops / 1e9,
         "matmul_gflops": rate / 1e9,
         "flop_bound_seconds": epoch_flops / rate,
-        "flop_bound_ratio": median / (epoch_flops / rate),
+        "flop_bound_ratio": s["seconds"] / (epoch_flops / rate),
         "device": device_description(),
-        "final_minibatch_loss": float(np.mean(metrics[0])),
+        "final_minibatch_loss": float(np.mean(last[0][1][0])),
     }
     print(json.dumps(result))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
