@@ -82,7 +82,11 @@ def compute(args, dataset) -> dict:
     runs = []
     for batch in batches:
         config = TrainConfig(
-            dataset=dataset.name, batch_size=batch, epochs=args.epochs, hidden=args.hidden
+            dataset=dataset.name,
+            batch_size=batch,
+            epochs=args.epochs,
+            hidden=args.hidden,
+            init=args.init,
         )
         runs += experiment.seed_runs(args, dataset, config)
     bar = experiment.progress_bar(args, len(runs), "sharpness")

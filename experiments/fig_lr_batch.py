@@ -98,6 +98,7 @@ def compute(args, dataset) -> dict:
             seed=s,
             epochs=args.epochs,
             hidden=args.hidden,
+            init=args.init,
         )
         for b in batches
         for lr in args.learning_rates

@@ -29,7 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from keskar_repro import experiment  # noqa: E402
 from keskar_repro.errors import UserError  # noqa: E402
 
-PASSED = ("dataset", "data_dir", "hidden", "out", "runs_dir", "runs_per_program", "seeds", "epochs")
+PASSED = (
+    "dataset",
+    "data_dir",
+    "hidden",
+    "init",
+    "out",
+    "runs_dir",
+    "runs_per_program",
+    "seeds",
+    "epochs",
+)
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], list[experiment.FigureSpec]]:

@@ -122,8 +122,9 @@ class DatasetSpec:
 
 # MNIST (LeCun, Cortes, Burges; CC BY-SA 3.0). The gz checksums are the published ones; the
 # decompressed sha256 of the two t10k files were computed from the files shipped in
-# keskar_repro/datasets (whose gz sha256 match the published ones). The decompressed sha256 of
-# the train files are not known here.
+# keskar_repro/datasets (whose gz sha256 match the published ones), those of the two train files
+# from the byte-identical originals (gz sha256 the published ones) in the project's shared data,
+# so an uncompressed copy of any of the four files is verified too.
 _MNIST_T10K_IMAGES = FileSpec(
     "t10k-images-idx3-ubyte.gz",
     (
@@ -154,7 +155,7 @@ _REGISTRY: dict[str, DatasetSpec] = {
                 "sha256:440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
                 "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873",
             ),
-            None,
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
         ),
         train_labels=FileSpec(
             "train-labels-idx1-ubyte.gz",
@@ -162,7 +163,7 @@ _REGISTRY: dict[str, DatasetSpec] = {
                 "sha256:3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
                 "md5:d53e105ee54ea40749a09fcbcd1e9432",
             ),
-            None,
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
         ),
         test_images=_MNIST_T10K_IMAGES,
         test_labels=_MNIST_T10K_LABELS,

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 DEFAULT_OUT = REPO / "figures"
 DATASETS = ("mnist", "mnist10k", "fashion_mnist")
+KERNEL_INIT_NAMES = ("glorot_uniform", "lecun_normal")  # models.KERNEL_INITS (no JAX here)
 
 
 def _no_options(parser: argparse.ArgumentParser) -> None:
@@ -114,6 +115,13 @@ def parser(spec: FigureSpec) -> argparse.ArgumentParser:
         type=lambda s: tuple(int_list(s)),
         default=(512,) * 5,
         help="hidden widths, comma-separated (default F1: 512,512,512,512,512)",
+    )
+    p.add_argument(
+        "--init",
+        choices=sorted(KERNEL_INIT_NAMES),
+        default="glorot_uniform",
+        help="Dense kernel initialiser (default glorot_uniform, the authors' Keras 1 default; "
+        "lecun_normal: Flax's, used by the figures committed before issue 12)",
     )
     p.add_argument("--out", default=str(DEFAULT_OUT), help="results and figures folder")
     p.add_argument(
@@ -314,6 +322,7 @@ def sb_lb_configs(args: argparse.Namespace, dataset) -> dict[str, Any]:
         hidden=args.hidden,
         sb_batch=args.sb_batch,
         lb_batch=args.lb_batch,
+        init=args.init,
     )
     print(
         f"{dataset.name}: {dataset.n_train} train / {dataset.n_test} test; preset "

@@ -2,7 +2,10 @@
 its run (`files.cached_json` in <run dir>/measurements/), so experiments share them and resume
 after interruption.
 
-Every measurement is a JSON-ready dict; its spec (what was measured, how) names its file.
+Every measurement is a JSON-ready dict; its spec (what was measured, how) names its file. Each
+spec carries `MEASUREMENT_VERSION`, raised whenever the code changes what a measurement returns
+for the same spec, so that results cached by an older version are computed again instead of
+being reused.
 """
 
 from __future__ import annotations
@@ -15,16 +18,28 @@ import numpy as np
 from keskar_repro.files import cached_json
 from keskar_repro.interpolation import evaluate_path
 from keskar_repro.objective import make_loss_fn, split_metrics
-from keskar_repro.protocol import SHARPNESS_MAXITER, SUBSPACE_KEY, subspace_key
+from keskar_repro.protocol import (
+    DEFAULT_SUBSPACE_SCALING,
+    SHARPNESS_MAXITER,
+    SUBSPACE_KEY,
+    subspace_key,
+)
 from keskar_repro.runs import load_snapshot, run_dir, snapshot_name
 from keskar_repro.sharpness import resolved_method, sharpness
 from keskar_repro.train import TrainedRun
+
+# 2 (issue 12): cross-entropy in its log1p form (objective.cross_entropy), precise at the tiny
+# losses of converged minimizers, and L-BFGS-B restarted until all its iterations are done.
+# Caches written before (no version) are not reused.
+MEASUREMENT_VERSION = 2
 
 
 def cached_measurement(
     run: TrainedRun, kind: str, spec: dict, compute, root: str | os.PathLike | None = None
 ):
-    """`compute()`'s result for `run`, cached in <measurement_dir(run)>/measurements/."""
+    """`compute()`'s result for `run`, cached in <measurement_dir(run)>/measurements/ under
+    `spec` plus the MEASUREMENT_VERSION."""
+    spec = {**spec, "version": MEASUREMENT_VERSION}
     return cached_json(measurement_dir(run, root) / "measurements", kind, spec, compute)
 
 
@@ -105,9 +120,12 @@ class RunSharpness:
         """`sharpness(...).to_dict()` of the run's training objective, cached beside the run.
 
         The subspace of seed s is drawn from fold_in(key(SUBSPACE_KEY), s): the SB and LB runs
-        of a seed are measured in the same subspace.
+        of a seed are measured in the same subspace; its columns are Gaussian unless
+        `subspace_scaling` says otherwise (the convention the tables report).
         """
-        space = "full" if not subspace_dim else f"subspace-{subspace_scaling or 'unit'}"
+        if subspace_dim:
+            subspace_scaling = subspace_scaling or DEFAULT_SUBSPACE_SCALING
+        space = "full" if not subspace_dim else f"subspace-{subspace_scaling}"
         method = resolved_method(method, scaling)  # the solver that runs is part of the spec
         spec = {
             "epsilon": epsilon,
@@ -132,7 +150,7 @@ class RunSharpness:
                 maxiter=SHARPNESS_MAXITER,
                 method=method,
                 scaling=scaling,
-                subspace_scaling=subspace_scaling or "unit",
+                subspace_scaling=subspace_scaling or DEFAULT_SUBSPACE_SCALING,
             )
             return result.to_dict()
 

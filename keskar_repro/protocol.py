@@ -26,6 +26,7 @@ PAPER_LB_FRACTION = 0.10  # Section 2.2: LB = 10% of the training data
 PAPER_LB_SB_RATIO = 60000 * PAPER_LB_FRACTION / PAPER_SB_BATCH  # 6000 / 256 = 23.4
 EPSILONS = (1e-3, 5e-4)  # Tables 3 and 4
 SUBSPACE_DIM = 100  # Table 4: p of the random subspace
+DEFAULT_SUBSPACE_SCALING = "gaussian"  # our choice: i.i.d. N(0, 1) entries (paper_notes.md)
 SHARPNESS_MAXITER = 10  # Section 2.2.1: "10 iterations" of L-BFGS-B
 SUBSPACE_KEY = 20170101  # our choice: A of seed s is drawn from fold_in(key(this), s)
 ALPHA_RANGE = (-1.0, 2.0)  # Figures 3 and 7
@@ -63,12 +64,15 @@ def sb_lb_configs(
     hidden: tuple[int, ...] = (512,) * 5,
     sb_batch: int | None = None,
     lb_batch: int | None = None,
+    init: str = TrainConfig.init,
 ) -> tuple[dict[str, TrainConfig], str]:
     """({"SB": config, "LB": config}, batch-size note) of the protocol, seed 0; every other
-    field is TrainConfig's default (Adam, lr 1e-3, ...)."""
+    field is TrainConfig's default (Adam, lr 1e-3, the authors' initialisation, ...)."""
     sb, lb, note = paper_batch_sizes(n_train, sb_batch, lb_batch)
     configs = {
-        regime: TrainConfig(dataset=dataset, batch_size=batch, epochs=epochs, hidden=hidden)
+        regime: TrainConfig(
+            dataset=dataset, batch_size=batch, epochs=epochs, hidden=hidden, init=init
+        )
         for regime, batch in (("SB", sb), ("LB", lb))
     }
     return configs, note

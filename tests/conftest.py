@@ -1,13 +1,25 @@
-"""Shared fixtures: small slices of the shipped MNIST-10k and a tiny MLP config."""
+"""Shared fixtures: small slices of the shipped MNIST-10k and a tiny MLP config.
+
+The suite compiles the same small programs many times (one loss function per run, the same
+shapes), in this process and in the scripts it starts; JAX's persistent compilation cache, in
+a folder of this session only (inherited by subprocesses through the environment), compiles
+each once. It changes no result, only time.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 
-import numpy as np
-import pytest
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="keskar-jax-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
-from keskar_repro.train import TrainConfig
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from keskar_repro.train import TrainConfig  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

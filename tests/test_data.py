@@ -523,3 +523,23 @@ def test_tfds_source_with_mock_data(monkeypatch):
     assert prov["location"].startswith("tfds:fashion_mnist:")
     assert json.loads(json.dumps(prov)) == prov
     assert len(prov["arrays_sha256"]["x_train"]) == 64
+
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"full MNIST not present at {SHARED_MNIST}")
+def test_full_mnist_from_a_local_folder_is_verified():
+    """The four original MNIST files (the project's shared copy, byte-identical to the published
+    ones): every file verified by its checksums, the official shapes and class counts."""
+    from keskar_repro.data import load
+
+    d = load("mnist", data_dir=SHARED_MNIST)
+    assert d.provenance["verified"] and all(f["verified"] for f in d.provenance["files"])
+    assert d.x_train.shape == (60000, 28, 28) and d.x_test.shape == (10000, 28, 28)
+    assert d.x_train.dtype == np.uint8
+    counts = np.bincount(d.y_train, minlength=10).tolist()
+    assert counts == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(d.y_test, minlength=10).tolist() == [
+        980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009,
+    ]  # fmt: skip

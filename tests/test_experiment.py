@@ -217,3 +217,9 @@ def test_specs_are_the_scripts_in_make_all_order():
         for preset, values in spec.presets.items():
             assert set(values) <= set(dests), (spec.name, preset)  # every key is an option
             experiment.parse(spec, ["--preset", preset])  # and passes the script's checks
+
+
+def test_the_init_choices_are_the_models_initialisers():
+    from keskar_repro.models import KERNEL_INITS
+
+    assert set(experiment.KERNEL_INIT_NAMES) == set(KERNEL_INITS)
