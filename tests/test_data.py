@@ -340,14 +340,22 @@ def test_wrong_example_count(tmp_path, monkeypatch):
         data.load("mnist", data_dir=tmp_path)
 
 
-def test_raw_mnist_train_files_are_unverified(tmp_path, monkeypatch):
-    """Only gz checksums of MNIST train files are published: raw ones pass with verified=False."""
+def test_raw_files_without_a_known_sha_are_unverified_and_wrong_ones_rejected(
+    tmp_path, monkeypatch
+):
+    """A decompressed file is verified by the sha256 of the decompressed IDX file. Where that is
+    not known, it loads with verified=False and its sha256; where it is known (the four MNIST
+    files), a different file is rejected, naming it."""
     raw = synthetic_raw()
     spec = synthetic_spec(raw)
     real = data._REGISTRY["mnist"]
-    assert real.train_images.raw_sha256 is None and real.train_labels.raw_sha256 is None
-    spec = dataclasses.replace(spec, train_images=real.train_images, train_labels=real.train_labels)
-    monkeypatch.setitem(data._REGISTRY, "mnist", spec)
+    assert real.train_images.raw_sha256 and real.train_labels.raw_sha256
+    unknown = dataclasses.replace(
+        spec,
+        train_images=dataclasses.replace(real.train_images, raw_sha256=None),
+        train_labels=dataclasses.replace(real.train_labels, raw_sha256=None),
+    )
+    monkeypatch.setitem(data._REGISTRY, "mnist", unknown)
     write_files(tmp_path / "raw_files", raw, compress=False)
     prov = data.load("mnist", data_dir=tmp_path / "raw_files").provenance
     files = {f["file"]: f for f in prov["files"]}
@@ -357,6 +365,13 @@ def test_raw_mnist_train_files_are_unverified(tmp_path, monkeypatch):
     sha = hashlib.sha256(raw["train-images-idx3-ubyte"]).hexdigest()
     assert files["train-images-idx3-ubyte"]["sha256"] == sha
     assert files["t10k-images-idx3-ubyte"]["verified"] is True
+    # With the real decompressed sha256, the synthetic train file is not MNIST's.
+    known = dataclasses.replace(
+        spec, train_images=real.train_images, train_labels=real.train_labels
+    )
+    monkeypatch.setitem(data._REGISTRY, "mnist", known)
+    with pytest.raises(data.DataFileError, match="train-images-idx3-ubyte"):
+        data.load("mnist", data_dir=tmp_path / "raw_files")
     # A gzipped train file must match the published gz checksum.
     write_files(tmp_path / "gz_files", raw, compress=True)
     with pytest.raises(data.DataFileError, match="train-images-idx3-ubyte.gz"):
@@ -535,6 +550,7 @@ def test_full_mnist_from_a_local_folder_is_verified():
     from keskar_repro.data import load
 
     d = load("mnist", data_dir=SHARED_MNIST)
+    assert d.provenance["location"] == str(SHARED_MNIST)
     assert d.provenance["verified"] and all(f["verified"] for f in d.provenance["files"])
     assert d.x_train.shape == (60000, 28, 28) and d.x_test.shape == (10000, 28, 28)
     assert d.x_train.dtype == np.uint8
@@ -543,3 +559,20 @@ def test_full_mnist_from_a_local_folder_is_verified():
     assert np.bincount(d.y_test, minlength=10).tolist() == [
         980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009,
     ]  # fmt: skip
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"full MNIST not present at {SHARED_MNIST}")
+def test_an_uncompressed_mnist_train_file_is_verified_by_its_decompressed_sha(tmp_path):
+    import gzip
+    import shutil
+
+    from keskar_repro.data import load
+
+    for f in SHARED_MNIST.glob("*.gz"):
+        shutil.copy(f, tmp_path / f.name)
+    labels = tmp_path / "train-labels-idx1-ubyte.gz"
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(gzip.decompress(labels.read_bytes()))
+    labels.unlink()
+    prov = load("mnist", data_dir=tmp_path).provenance
+    files = {f["file"]: f for f in prov["files"]}
+    assert prov["verified"] and files["train-labels-idx1-ubyte"]["verified"]
