@@ -19,9 +19,9 @@ Runs are saved under --runs-dir and every measurement beside its run, so a secon
 (or one after an interruption) recomputes nothing that is already there.
 
 Runtime and result on the 2-core CPU (nothing else running, fresh runs dir): the quick preset
-on mnist10k takes about 4 minutes and gives full-space sharpness SB 7.9 +- 0.4 vs LB 176 +- 2
-at eps 1e-3 (2 seeds, 15 epochs); the paper preset on mnist10k about 26 minutes, SB 0.6 vs LB
-200 (5 seeds, 100 epochs; figures/README.md).
+on mnist10k takes about 5 minutes and gives full-space sharpness SB 13.9 +- 11.0 vs LB 274 +-
+33 at eps 1e-3 (2 seeds, 15 epochs); the paper preset on mnist10k about 26 minutes (5 seeds,
+100 epochs; with the defaults before issue 12, SB 0.6 vs LB 200: figures/README.md).
 """
 
 from __future__ import annotations
