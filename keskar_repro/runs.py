@@ -307,7 +307,8 @@ def _saved_group(config: TrainConfig, root: Path) -> list[TrainConfig] | None:
     path = run_dir(config, root)
     if not path.is_dir():
         return None
-    meta = load_run(path)[1]
+    meta_file = path / "meta.json"  # only the metadata: the variables are not needed here
+    meta = read_json(meta_file) if meta_file.is_file() else load_run(path)[1]  # incomplete: named
     group = [TrainConfig.from_dict(d) for d in meta.get("trained_with", [])]
     return group or [config]
 

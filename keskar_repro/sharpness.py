@@ -835,23 +835,28 @@ def _solve_lbfgsb(problem: SharpnessProblem, maxiter: int, options: SolverOption
     )
 
 
+def _on_device(problem: SharpnessProblem, loop: Callable, *args: Any, **kwargs: Any) -> tuple:
+    """`loop(params, h, A, f0, *args, **kwargs)`, one compiled loop of a device solver, its
+    outputs copied to the host; its time counts as time in loss evaluations."""
+    t0 = time.perf_counter()
+    f0 = jnp.asarray(problem.f0, dtype=problem.loss_dtype)
+    out = jax.device_get(loop(problem.params, problem._h_dev, problem.A, f0, *args, **kwargs))
+    problem.seconds_in_evals += time.perf_counter() - t0
+    return out
+
+
 def _solve_lbfgsb_device(
     problem: SharpnessProblem, maxiter: int, options: SolverOptions
 ) -> SolverOutcome:
     """jaxopt's L-BFGS-B (`_device_lbfgsb`) on the normalized problem, in one compiled loop on
     the device; f is then evaluated once more at its final iterate. Uses no option."""
     _check_normalized("lbfgsb-device", problem.scaling)
-    t_loop = time.perf_counter()
-    u, _, nit, nfev = problem._compiled.device_lbfgsb(
-        problem.params,
-        problem._h_dev,
-        problem.A,
-        jnp.asarray(problem.f0, dtype=problem.loss_dtype),
+    u, _, nit, nfev = _on_device(
+        problem,
+        problem._compiled.device_lbfgsb,
         jnp.asarray(problem.objective_scale, dtype=problem.loss_dtype),
         maxiter=maxiter,
     )
-    u, nit, nfev = jax.device_get((u, nit, nfev))
-    problem.seconds_in_evals += time.perf_counter() - t_loop
     problem.loss_evals += int(nfev)
     f_final, _ = problem.evaluate(np.asarray(u, dtype=np.float64))  # the loss at u, exactly
     nit = int(nit)
@@ -874,18 +879,13 @@ def _solve_pga(problem: SharpnessProblem, maxiter: int, options: SolverOptions) 
     on the normalized problem, in one compiled loop on the device; keeps the best point."""
     _check_normalized("pga", problem.scaling)
     step = options.pga_step
-    t_loop = time.perf_counter()
-    best_u, best_v, best_i, v_last = problem._compiled.pga(
-        problem.params,
-        problem._h_dev,
-        problem.A,
-        jnp.asarray(problem.f0, dtype=problem.loss_dtype),
+    best_u, best_v, best_i, v_last = _on_device(
+        problem,
+        problem._compiled.pga,
         jnp.asarray(problem.grad0.astype(problem.dtype)),
         jnp.asarray(maxiter, dtype=jnp.int32),
         jnp.asarray(step, dtype=problem.dtype),
     )
-    best_u, best_v, best_i, v_last = jax.device_get((best_u, best_v, best_i, v_last))
-    problem.seconds_in_evals += time.perf_counter() - t_loop
     problem.loss_evals += maxiter
     return SolverOutcome(
         z_best=np.asarray(best_u, dtype=np.float64),
