@@ -31,6 +31,20 @@ reading of the paper's "until the loss ceased to improve": stop once the exact t
 for `patience` consecutive epochs, or after `epochs` epochs, whichever comes first; the
 parameters of the last epoch are kept.
 
+Conservative training (paper App. E.2, Table 7; `prox_steps` = m > 0, `prox_lambda` = lambda):
+each step solves the proximal sub-problem of its batch B_k inexactly,
+
+    x_{k+1} ~ argmin_x (1/|B_k|) sum_{i in B_k} f_i(x) + (lambda / 2) ||x - x_k||^2,
+
+with m Adam iterations started at x_k (the paper: m = 3, lambda = 1e-3), whose gradient is
+grad f_B(x) + lambda (x - x_k). Choices the paper leaves open (paper_notes.md): Adam's state is
+kept across steps (one Adam runs through the sequence of sub-problems, as it runs through the
+sequence of batches in plain training); x is every trainable parameter, BN scales and offsets
+included, and never the BN running averages; every inner iteration is a training-mode pass on
+B_k at the current inner iterate, so batch statistics come from that iterate and the running
+averages are updated m times per batch, as m Keras `train_on_batch` calls would. The epoch's
+reported minibatch loss is f_B(x_k), the loss at the start of each step, as in plain training.
+
 History: after each epoch, the exact train and test cross-entropy and accuracy under the
 evaluation batch-norm policy (default "batch" with chunks of 5000, the authors' Keras setting;
 see objective.py), plus the mean minibatch loss and accuracy seen during the epoch.
@@ -83,6 +97,10 @@ class TrainConfig:
     # Start from another run's snapshot instead of the seed's initial point:
     # "<run directory name>@<epoch>" (fresh Adam state; the data order still comes from `seed`).
     warm_start: str = ""
+    # Conservative training (paper App. E.2, Table 7): Adam iterations on each batch's proximal
+    # sub-problem min_x f_B(x) + (prox_lambda / 2) ||x - x_k||^2; 0 = the plain Adam step.
+    prox_steps: int = 0
+    prox_lambda: float = 1e-3  # lambda of the proximal term (the paper's 1e-3)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -97,6 +115,8 @@ class TrainConfig:
             "init": self.init in KERNEL_INITS,
             "eval_chunk_size": self.eval_chunk_size >= 1,
             "warm_start": not self.warm_start or _parse_warm_start(self.warm_start) is not None,
+            "prox_steps": self.prox_steps >= 0,
+            "prox_lambda": self.prox_lambda >= 0 and np.isfinite(self.prox_lambda),
         }
         for name, ok in checks.items():
             if not ok:
@@ -129,8 +149,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields. Fields added after the first release appear only where they differ
-        from what every earlier run had (`_LEGACY`: no warm start, Flax's lecun_normal init),
-        so the hashes (run directory names) of earlier runs do not change."""
+        from what every earlier run had (`_LEGACY`: no warm start, Flax's lecun_normal init,
+        plain Adam steps), so the hashes (run directory names) of earlier runs do not change."""
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
         for name, value in _LEGACY.items():
@@ -144,7 +164,8 @@ class TrainConfig:
         return cls(**{**_LEGACY, **d, "hidden": tuple(d["hidden"])})
 
 
-_LEGACY = {"warm_start": "", "init": "lecun_normal"}  # later fields: what earlier runs had
+# Later fields: what every earlier run had.
+_LEGACY = {"warm_start": "", "init": "lecun_normal", "prox_steps": 0, "prox_lambda": 1e-3}
 
 
 def _parse_warm_start(text: str) -> tuple[str, int] | None:
@@ -208,7 +229,9 @@ def stacked_initial_state(
 def make_epoch_fn(config: TrainConfig, n_train: int) -> Callable:
     """`epoch(state, x_uint8, y, shuffle_key, epoch) -> (state, (mean_loss, mean_acc))`.
 
-    floor(n_train / batch_size) Adam steps in one `lax.scan`; pure and jit-able.
+    floor(n_train / batch_size) steps in one `lax.scan`; pure and jit-able. A step is one Adam
+    update on the batch loss, or with `prox_steps` = m > 0 (conservative training) m Adam updates
+    on the batch's proximal sub-problem, compiled as an inner `lax.scan` (module docstring).
     """
     model, optimizer, batch = config.model(), config.optimizer(), config.batch_size
     steps = n_train // batch
@@ -230,15 +253,30 @@ def make_epoch_fn(config: TrainConfig, n_train: int) -> Callable:
 
     grad_fn = jax.value_and_grad(loss_and_stats, has_aux=True)
 
+    def adam_step(state: TrainState, xb, yb, anchor=None):
+        (loss, (batch_stats, accuracy)), grads = grad_fn(state.params, state.batch_stats, xb, yb)
+        if anchor is not None:  # gradient of (lambda / 2) ||x - x_k||^2
+            grads = jax.tree_util.tree_map(
+                lambda g, p, a: g + config.prox_lambda * (p - a), grads, state.params, anchor
+            )
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(params, batch_stats, opt_state), (loss, accuracy)
+
+    def proximal_step(state: TrainState, xb, yb):
+        """`prox_steps` Adam iterations on f_B(x) + (lambda/2)||x - x_k||^2, x_k = the params
+        at the start of the step; the reported loss is f_B(x_k)."""
+        anchor = state.params
+        state, (losses, accuracies) = jax.lax.scan(
+            lambda s, _: adam_step(s, xb, yb, anchor), state, None, length=config.prox_steps
+        )
+        return state, (losses[0], accuracies[0])
+
+    update = proximal_step if config.prox_steps else adam_step
+
     def epoch(state: TrainState, x_uint8, y, shuffle_key, epoch_index):
         def step(state: TrainState, idx):
-            xb, yb = shard_examples(x_uint8[idx]), shard_examples(y[idx])
-            (loss, (batch_stats, accuracy)), grads = grad_fn(
-                state.params, state.batch_stats, xb, yb
-            )
-            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-            return TrainState(params, batch_stats, opt_state), (loss, accuracy)
+            return update(state, shard_examples(x_uint8[idx]), shard_examples(y[idx]))
 
         perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch_index), n_train)
         batches = perm[: steps * batch].reshape((steps, batch))

@@ -128,6 +128,8 @@ def test_stop_reason_rule():
         ("eval_bn_policy", "eval"),
         ("hidden", ()),
         ("warm_start", "run-without-epoch"),
+        ("prox_steps", -1),
+        ("prox_lambda", -1e-3),
     ],
 )
 def test_impossible_settings_are_rejected(field, value):
@@ -207,3 +209,64 @@ def test_the_authors_initialisation_is_the_default_and_hashes_stay_honest():
     assert TrainConfig.from_dict(legacy.to_dict()) == legacy
     lecun = np.asarray(initial_state(legacy).params["Dense_0"]["kernel"])
     assert np.abs(lecun).max() > limit  # truncated normal of std 1/sqrt(784) reaches 2 std
+
+
+def test_conservative_training_with_one_inner_iteration_is_plain_adam(tiny_config, small_data):
+    """m = 1: the proximal term's gradient lambda (x - x_k) is 0 at x = x_k, so the step is the
+    plain Adam step (up to XLA's rounding: the inner scan compiles differently)."""
+    conservative = dataclasses.replace(tiny_config, prox_steps=1, prox_lambda=0.5)
+    (plain,) = train(tiny_config, small_data, [0])
+    (prox,) = train(conservative, small_data, [0])
+    assert_same_runs([prox], [plain._replace(config=conservative)], small_data)
+    assert conservative.to_dict()["prox_steps"] == 1 and "prox_steps" not in tiny_config.to_dict()
+
+
+def test_conservative_step_is_m_adam_iterations_on_the_proximal_objective(small_data):
+    """One batch (the whole training subset): the step must equal m optax Adam iterations on
+    f_B(x) + (lambda/2)||x - x_0||^2 differentiated by autodiff, with the BN running averages
+    updated at every iteration and one Adam state through all m."""
+    import optax
+
+    from keskar_repro.objective import cross_entropy, scale_pixels
+    from keskar_repro.train import make_epoch_fn, seed_keys
+
+    n, lam, m = 1000, 2.0, 3
+    config = TrainConfig(batch_size=n, hidden=(16,), prox_steps=m, prox_lambda=lam)
+    x, y = small_data.x_train[:n], np.asarray(small_data.y_train[:n], np.int32)
+    state = initial_state(config)
+    shuffle_key = seed_keys(config.seed)[1]
+    new, (loss0, _) = jax.jit(make_epoch_fn(config, n))(state, x, y, shuffle_key, 0)
+
+    idx = np.asarray(jax.random.permutation(jax.random.fold_in(shuffle_key, 0), n))
+    xb, yb, model = scale_pixels(x[idx]), y[idx], config.model()
+    x0, params, stats = state.params, state.params, state.batch_stats
+    optimizer, opt_state = config.optimizer(), state.opt_state
+
+    def objective(p, stats):
+        logits, upd = model.apply(
+            {"params": p, "batch_stats": stats}, xb, use_running_average=False, mutable=True
+        )
+        tl = jax.tree_util.tree_leaves
+        prox = sum(jax.numpy.sum((a - b) ** 2) for a, b in zip(tl(p), tl(x0), strict=True))
+        return cross_entropy(logits, yb).mean() + lam / 2 * prox, upd["batch_stats"]
+
+    losses = []
+    for _ in range(m):
+        (value, stats_new), grads = jax.value_and_grad(objective, has_aux=True)(params, stats)
+        losses.append(value)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params, stats = optax.apply_updates(params, updates), stats_new
+    # The pre-BN Dense bias is left out: BN cancels it, its exact gradient is lambda (b - b_0)
+    # ~ 0, and Adam's normalisation turns rounding noise there into steps of +-lr
+    # (assert_same_runs). Its BN running mean moves with it, by momentum x lr: atol 2e-5.
+    ours = jax.tree_util.tree_leaves_with_path((new.params, new.batch_stats))
+    for (path, a), b in zip(ours, leaves((params, stats)), strict=True):
+        if "Dense_0']['bias" not in jax.tree_util.keystr(path):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(loss0, losses[0], rtol=1e-6)  # f_B(x_0): the term is 0 there
+    assert int(new.opt_state.inner_state[0].count) == m
+    plain_m = dataclasses.replace(config, prox_lambda=0.0)
+    far, _ = jax.jit(make_epoch_fn(plain_m, n))(state, x, y, shuffle_key, 0)
+    pairs = zip(leaves(far.params), leaves(new.params), strict=True)
+    moved = [np.abs(a - b).max() for a, b in pairs]
+    assert max(moved) > 1e-5  # lambda = 2 held the iterates back
