@@ -16,7 +16,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 LOSS_COLOR = "tab:blue"
 ACCURACY_COLOR = "tab:red"
-REGIME_COLORS = {"SB": "tab:blue", "LB": "tab:red"}
+REGIME_COLORS = {"SB": "tab:blue", "LB": "tab:red", "LB-conservative": "tab:orange"}
 
 
 def parametric_plot(path: dict, *, title: str = "", log_loss: bool = False) -> Figure:
@@ -73,16 +73,21 @@ def parametric_plot(path: dict, *, title: str = "", log_loss: bool = False) -> F
     return fig
 
 
-def sharpness_chart(rows: Sequence[dict], *, title: str = "") -> Figure:
-    """Bar chart of sharpness (mean +- std over seeds) for SB and LB, per (space, epsilon).
+def sharpness_chart(
+    rows: Sequence[dict], *, title: str = "", labels: dict[str, str] | None = None
+) -> Figure:
+    """Bar chart of sharpness (mean +- std over seeds) per regime, per (space, epsilon).
 
-    `rows` are records with "regime" ("SB"/"LB"), "space" ("full"/"subspace"), "epsilon",
-    "mean", "std" and "n" (seeds). The y axis is logarithmic: LB values are often 10-100x SB's.
+    `rows` are records with "regime" (a key of REGIME_COLORS: "SB", "LB", ...), "space"
+    ("full"/"subspace"), "epsilon", "mean", "std" and "n" (seeds); the regimes' bars stand in
+    the order they first appear, with legend `labels[regime]` (default the regime). The y axis
+    is logarithmic: LB values are often 10-100x SB's.
     """
     groups = sorted({(r["space"], r["epsilon"]) for r in rows}, key=lambda g: (g[0], -g[1]))
+    regimes = list(dict.fromkeys(r["regime"] for r in rows))
     fig, ax = plt.subplots(figsize=(max(6.4, 1.4 * len(groups)), 4.2))
-    width = 0.38
-    for k, regime in enumerate(("SB", "LB")):
+    width = 0.76 / len(regimes)
+    for k, regime in enumerate(regimes):
         means, stds = [], []
         for group in groups:
             match = [
@@ -90,8 +95,9 @@ def sharpness_chart(rows: Sequence[dict], *, title: str = "") -> Figure:
             ]
             means.append(match[0]["mean"] if match else np.nan)
             stds.append(match[0]["std"] if match else 0.0)
-        x = np.arange(len(groups)) + (k - 0.5) * width
-        ax.bar(x, means, width, yerr=stds, capsize=3, color=REGIME_COLORS[regime], label=regime)
+        x = np.arange(len(groups)) + (k - (len(regimes) - 1) / 2) * width
+        label = (labels or {}).get(regime, regime)
+        ax.bar(x, means, width, yerr=stds, capsize=3, color=REGIME_COLORS[regime], label=label)
         for xi, m in zip(x, means, strict=True):
             if np.isfinite(m):
                 ax.annotate(

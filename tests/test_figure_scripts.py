@@ -16,6 +16,7 @@ import fig_batch_sweep  # noqa: E402
 import fig_lr_batch  # noqa: E402
 
 from keskar_repro import experiment  # noqa: E402
+from keskar_repro.train import TrainConfig  # noqa: E402
 
 SPECS = experiment.specs()
 
@@ -77,6 +78,21 @@ def test_figure_5_warm_starts_from_every_snapshot(made):
         source, k = row["warm_start"].split("@")
         assert (runs / source / "snapshots" / f"epoch-{int(k):04d}.msgpack").is_file()
     assert len(r["summary"]["test_accuracy"]) == 3
+
+
+def test_table_7_trains_conservative_lb_beside_the_shared_sb_and_lb_runs(made):
+    out, runs, _ = made
+    r = results(out, "table7_conservative")
+    assert [row["regime"] for row in r["rows"]] == ["SB", "LB", "LB-conservative"]
+    main = {row["regime"]: row["run_dir"] for row in results(out, "fig_sharpness")["runs"]}
+    for row in r["rows"][:2]:
+        assert row["run_dir"] == main[row["regime"]]  # fig_sharpness's runs, not new ones
+    conservative = r["rows"][2]
+    saved = json.loads((Path(conservative["run_dir"]) / "config.json").read_text())
+    config = TrainConfig.from_dict(saved)
+    assert (config.prox_steps, config.prox_lambda, config.batch_size) == (3, 1e-3, 800)
+    assert conservative["run_dir"] != main["LB"]
+    assert set(r["summary"]["LB-conservative"]["sharpness"]) == {"0.001"}
 
 
 def test_figure_4_and_the_grid_cover_their_ranges(made):
@@ -187,3 +203,13 @@ def test_compare_results_finds_the_one_number_that_moved():
     ((leaf, (a, b, (absolute, relative))),) = r["diffs"].items()
     assert (leaf, a, b) == ("runs[0].test_loss[1]", 0.25, 0.3)
     assert absolute == pytest.approx(0.05) and relative == pytest.approx(0.05 / 0.3)
+
+
+@pytest.mark.parametrize("bad", [["--prox-steps", "0"], ["--prox-lambda", "-0.5"]])
+def test_table_7_rejects_impossible_proximal_settings(bad, capsys):
+    import table_conservative
+
+    with pytest.raises(SystemExit) as exit_info:
+        experiment.parse(table_conservative.SPEC, bad)
+    assert exit_info.value.code == 2
+    assert f"{bad[0]}={bad[1]} is impossible" in capsys.readouterr().err
