@@ -10,8 +10,16 @@ and the sharpness, in percent, is
 
 As in the paper the maximisation is inexact: `maxiter` (10) iterations of SciPy's L-BFGS-B on
 (-f, -grad f), started at y = 0. This module owns that computation and nothing else: it imports
-nothing from keskar_repro, so other research code can use it on any JAX-differentiable
-`loss_fn(params) -> scalar` of any pytree of floating-point arrays.
+nothing from keskar_repro but the pytree partition (keskar_repro.pytree), so other research code
+can use it on any JAX-differentiable `loss_fn(params) -> scalar` of any pytree.
+
+Pytrees. x is the floating-point leaves of params, of any float dtype (float16, bfloat16,
+float32, float64), flattened into one vector in the widest of their dtypes and at least float32
+(for float32/float64 leaves exactly `jax.flatten_util.ravel_pytree`'s vector); each leaf sees its
+piece of x + A y cast back to its own dtype. Non-floating leaves (integer counters, bools, PRNG
+keys) are held fixed and passed to loss_fn unchanged, and so are the floating leaves an optional
+`mask` leaves out (per-layer sharpness); `SharpnessResult.leaf_counts` counts each kind. See
+keskar_repro.pytree for the rules.
 
 Choices the paper leaves open, and what this module does about them (each is recorded in the
 returned `SharpnessResult`):
@@ -50,7 +58,8 @@ returned `SharpnessResult`):
 box coordinates, run entirely on the device in one jit-compiled `lax.fori_loop`.
 Every maximiser is one entry of `SOLVERS` ("lbfgsb", "lbfgsb-device", "pga"): a function
 (SharpnessProblem, maxiter, SolverOptions) -> SolverOutcome; `sharpness` validates its arguments,
-builds the problem (`sharpness_problem`), runs the solver and builds the `SharpnessResult`.
+builds the problem (`sharpness_problem`), runs the solver and builds the `SharpnessResult`
+(`maximize` does the last two for a problem built elsewhere, e.g. keskar_repro.notions' boxes).
 
 Cost. Each evaluation is one compiled value_and_grad (compiled once per loss_fn and shapes), one
 host->device copy of the solver's point in the loss dtype and one device->host copy of the
@@ -81,7 +90,8 @@ import numpy as np
 import scipy
 import scipy.linalg
 import scipy.optimize
-from jax.flatten_util import ravel_pytree
+
+from keskar_repro.pytree import LeafCounts, Mask, Partition, partition
 
 __all__ = [
     "METHODS",
@@ -97,6 +107,7 @@ __all__ = [
     "sharpness",
     "resolved_method",
     "sharpness_problem",
+    "maximize",
     "compare_methods",
     "random_subspace",
     "box_bounds",
@@ -139,14 +150,20 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name}={value!r} is not one of {choices}")
 
 
-def _check_epsilon(epsilon: Any) -> float:
+def _check_positive(name: str, value: Any, *, zero: bool = False) -> float:
+    """`value` as a float; ValueError naming it unless finite and > 0 (>= 0 where zero=True)."""
+    what = "a non-negative" if zero else "a positive"
     try:
-        eps = float(epsilon)
+        number = float(value)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"epsilon must be a positive finite number, got {epsilon!r}") from err
-    if not (math.isfinite(eps) and eps > 0.0):
-        raise ValueError(f"epsilon must be a positive finite number, got {epsilon!r}")
-    return eps
+        raise ValueError(f"{name} must be {what} finite number, got {value!r}") from err
+    if not (math.isfinite(number) and (number > 0.0 or (zero and number == 0.0))):
+        raise ValueError(f"{name} must be {what} finite number, got {value!r}")
+    return number
+
+
+def _check_epsilon(epsilon: Any) -> float:
+    return _check_positive("epsilon", epsilon)
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
@@ -157,26 +174,6 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
         bound = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise ValueError(f"{name} must be {bound}, got {value}")
     return value
-
-
-def _leaf_dtype(leaf: Any) -> np.dtype:
-    dtype = getattr(leaf, "dtype", None)
-    return np.dtype(dtype) if dtype is not None else np.result_type(leaf)
-
-
-def _check_params(params: Any) -> int:
-    leaves = jax.tree_util.tree_leaves(params)
-    if not leaves:
-        raise ValueError("params has no array leaves to perturb")
-    n = 0
-    for leaf in leaves:
-        dtype = _leaf_dtype(leaf)
-        if not np.issubdtype(dtype, np.floating):
-            raise ValueError(f"params must have floating-point leaves only, found dtype {dtype}")
-        n += int(np.size(leaf))
-    if n == 0:
-        raise ValueError("params has no parameters (all leaves are empty)")
-    return n
 
 
 def _check_loss_fn(loss_fn: Any, params: Any) -> np.dtype:
@@ -278,15 +275,19 @@ def pinv_coefficients(x_flat: Any, A: Any) -> np.ndarray:
     return scipy.linalg.cho_solve(factor, rhs)
 
 
-def box_bounds(x_flat: Any, epsilon: float, A: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bounds (float64 numpy) of C_eps = {z : |z_i| <= eps (|(A^+ x)_i| + 1)}.
+def box_bounds(
+    x_flat: Any, epsilon: float, A: Any = None, *, eta: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds (float64 numpy) of C_eps = {z : |z_i| <= eps (|(A^+ x)_i| + eta)}.
 
-    For A = None (the full space, A = I) the half-widths are eps * (|x_i| + 1), one per parameter;
-    for an n x p matrix A they are eps * (|(A^+ x)_i| + 1), one per subspace coordinate, with
-    A^+ x from `pinv_coefficients` (a p x p Gram solve; no dense pseudo-inverse). The box is
-    symmetric: lower = -upper.
+    For A = None (the full space, A = I) the half-widths are eps * (|x_i| + eta), one per
+    parameter; for an n x p matrix A they are eps * (|(A^+ x)_i| + eta), one per subspace
+    coordinate, with A^+ x from `pinv_coefficients` (a p x p Gram solve; no dense pseudo-inverse).
+    eta = 1 (default) is Metric 2.1's box; eta = 0 the adaptive box of keskar_repro.notions. The
+    box is symmetric: lower = -upper.
     """
     eps = _check_epsilon(epsilon)
+    eta = _check_positive("eta", eta, zero=True)
     if A is None:
         x = np.asarray(jax.device_get(x_flat), dtype=np.float64).ravel()
         if x.size == 0:
@@ -295,7 +296,7 @@ def box_bounds(x_flat: Any, epsilon: float, A: Any = None) -> tuple[np.ndarray, 
         x = pinv_coefficients(x_flat, A)
     if not np.all(np.isfinite(x)):
         raise ValueError("x_flat must be finite (the box is centred on it)")
-    upper = eps * (np.abs(x) + 1.0)
+    upper = eps * (np.abs(x) + eta)
     return -upper, upper
 
 
@@ -310,10 +311,17 @@ def _delta_flat(z: jax.Array, h: jax.Array | None, a: jax.Array | None) -> jax.A
 
 
 def _value_and_grad_z(
-    loss_fn: Callable, z: jax.Array, params: Any, h: jax.Array | None, a: jax.Array | None
+    loss_fn: Callable,
+    z: jax.Array,
+    params: Any,
+    h: jax.Array | None,
+    a: jax.Array | None,
+    *,
+    part: Partition,
 ) -> tuple[jax.Array, jax.Array]:
-    """f(x + A (h * z)) and its gradient in z (h = None: z is y; a = None: A = I)."""
-    x_flat, unravel = ravel_pytree(params)
+    """f(x + A (h * z)) and its gradient in z (h = None: z is y; a = None: A = I), x the entries
+    of params that `part` perturbs."""
+    x_flat, unravel = part.flatten(params)
     value, g = jax.value_and_grad(lambda v: loss_fn(unravel(v)))(x_flat + _delta_flat(z, h, a))
     if a is not None:
         g = jnp.matmul(g, a, precision=_HIGHEST)
@@ -331,13 +339,15 @@ def _pga_loop(
     g0: jax.Array,
     maxiter: jax.Array,
     step: jax.Array,
+    *,
+    part: Partition,
 ) -> tuple[jax.Array, ...]:
     """`maxiter` steps u <- clip(u + step * sign(grad), -1, 1) from u = 0, keeping the best u."""
 
     def body(i, carry):
         u, g, v, best_u, best_v, best_i = carry
         u = jnp.clip(u + step * jnp.sign(g), -1.0, 1.0)
-        v, g = _value_and_grad_z(loss_fn, u, params, h, a)
+        v, g = _value_and_grad_z(loss_fn, u, params, h, a, part=part)
         better = v > best_v
         best_u = jnp.where(better, u, best_u)
         best_v = jnp.where(better, v, best_v)
@@ -357,7 +367,9 @@ def _device_lbfgsb(
     a: jax.Array | None,
     f0: jax.Array,
     scale: jax.Array,
+    *,
     maxiter: int,
+    part: Partition,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """`maxiter` iterations of jaxopt's L-BFGS-B on F(u) = -(f(x + A (h * u)) - f0) / scale over
     u in [-1, 1]^p from u = 0, all on the device (one compiled while-loop). Returns (u, F(u),
@@ -370,7 +382,7 @@ def _device_lbfgsb(
         import jaxopt
 
     def objective(u):
-        value, grad = _value_and_grad_z(loss_fn, u, params, h, a)
+        value, grad = _value_and_grad_z(loss_fn, u, params, h, a, part=part)
         return -(value - f0) / scale, -grad / scale
 
     solver = jaxopt.LBFGSB(
@@ -389,12 +401,16 @@ def _device_lbfgsb(
 
 
 class _Compiled:
-    """The jit-compiled functions for one loss_fn; compiled once per input shape, then reused."""
+    """The jit-compiled functions for one loss_fn; compiled once per input shape and partition
+    (a static argument), then reused."""
 
     def __init__(self, loss_fn: Callable):
-        self.value_and_grad = jax.jit(partial(_value_and_grad_z, loss_fn))
-        self.pga = jax.jit(partial(_pga_loop, loss_fn))
-        self.device_lbfgsb = jax.jit(partial(_device_lbfgsb, loss_fn), static_argnames=("maxiter",))
+        static = ("part",)
+        self.value_and_grad = jax.jit(partial(_value_and_grad_z, loss_fn), static_argnames=static)
+        self.pga = jax.jit(partial(_pga_loop, loss_fn), static_argnames=static)
+        self.device_lbfgsb = jax.jit(
+            partial(_device_lbfgsb, loss_fn), static_argnames=("maxiter", *static)
+        )
 
 
 _COMPILED: OrderedDict[Any, _Compiled] = OrderedDict()
@@ -434,8 +450,10 @@ def clear_compiled_cache() -> None:
 class SharpnessProblem:
     """The box-constrained maximisation of Metric 2.1, in the solver's variables z.
 
-    y = h * z with z in [-1, 1]^p for scaling="normalized" (h = the box's half-widths), y = z in
-    [-h, h] for scaling="literal". `fun_and_grad(z)` returns what L-BFGS-B minimizes, in float64:
+    x is the entries of params that `part` perturbs (n of them); h_i = eps (|(A^+ x)_i| + eta)
+    are the box's half-widths (eta = 1 for Metric 2.1). y = h * z with z in [-1, 1]^p for
+    scaling="normalized", y = z in [-h, h] for scaling="literal". `fun_and_grad(z)` returns what
+    L-BFGS-B minimizes, in float64:
 
         normalized:  F(z) = -(f(x + A (h * z)) - f0) / s,   grad F = -(h * A^T grad f) / s
         literal:     F(z) = -f(x + A z),                     grad F = -A^T grad f
@@ -447,9 +465,11 @@ class SharpnessProblem:
 
     loss_fn: Callable
     params: Any  # on the device
+    part: Partition  # which leaves of params are perturbed, and the flat dtype
     n: int
     p: int
     epsilon: float
+    eta: float  # the box's offset: 1 for Metric 2.1, 0 for the adaptive box
     subspace_dim: int | None
     subspace_scaling: str | None
     scaling: str
@@ -485,7 +505,11 @@ class SharpnessProblem:
         t0 = time.perf_counter()
         z = np.clip(np.asarray(z, dtype=np.float64), self.lower, self.upper)
         value, grad = self._compiled.value_and_grad(
-            jnp.asarray(z.astype(self.dtype, copy=False)), self.params, self._h_dev, self.A
+            jnp.asarray(z.astype(self.dtype, copy=False)),
+            self.params,
+            self._h_dev,
+            self.A,
+            part=self.part,
         )
         value, grad = jax.device_get((value, grad))
         f = float(value)
@@ -522,18 +546,13 @@ class SharpnessProblem:
         return self.halfwidth * z if self.scaling == "normalized" else z
 
     def delta(self, z: np.ndarray) -> Any:
-        """The parameter perturbation A y(z) as a pytree of numpy arrays in the params' dtypes.
+        """The parameter perturbation A y(z) as a pytree of numpy arrays in the params' dtypes,
+        zeros on the leaves held fixed (`Partition.perturbation`).
 
-        Computed on the device exactly as in the evaluations (in the loss dtype).
+        Computed on the device exactly as in the evaluations (in the flat dtype).
         """
         flat = _delta_jit(jnp.asarray(np.asarray(z).astype(self.dtype)), self._h_dev, self.A)
-        _, unravel = ravel_pytree(self.params)
-        tree = jax.device_get(unravel(flat))
-        return jax.tree_util.tree_map(
-            lambda leaf, ref: np.asarray(leaf).astype(_leaf_dtype(ref), copy=False),
-            tree,
-            self._original_params,
-        )
+        return self.part.perturbation(flat, self._original_params)
 
 
 def sharpness_problem(
@@ -545,18 +564,27 @@ def sharpness_problem(
     key: jax.Array | None = None,
     subspace_scaling: str = "gaussian",
     scaling: str = "normalized",
+    eta: float = 1.0,
+    mask: Mask = None,
 ) -> SharpnessProblem:
     """Validate the arguments and build the `SharpnessProblem` (one evaluation of f at x).
 
-    Raises ValueError naming the argument for: epsilon <= 0, subspace_dim < 1 or > n, a missing
-    key for a subspace (or a key without subspace_dim), a loss_fn that is not a scalar function
+    x is the floating leaves of params that `mask` selects (`keskar_repro.pytree.partition`;
+    None: all of them); the box's half-widths are eps (|(A^+ x)_i| + eta), eta = 1 (default)
+    for Metric 2.1, eta = 0 for the adaptive box of keskar_repro.notions.
+
+    Raises ValueError naming the argument for: epsilon <= 0, eta < 0, subspace_dim < 1 or > n,
+    a missing key for a subspace (or a key without subspace_dim), params without floating
+    entries to perturb (or a mask that selects none), a loss_fn that is not a scalar function
     of params, and a non-finite loss or gradient at x.
     """
     t0 = time.perf_counter()
     eps = _check_epsilon(epsilon)
+    eta = _check_positive("eta", eta, zero=True)
     _check_choice("scaling", scaling, SCALINGS)
     _check_choice("subspace_scaling", subspace_scaling, SUBSPACE_SCALINGS)
-    n = _check_params(params)
+    part = partition(params, mask)
+    n = part.n
     if subspace_dim is not None:
         subspace_dim = _check_int("subspace_dim", subspace_dim, 1, n)
         if key is None:
@@ -566,14 +594,14 @@ def sharpness_problem(
     loss_dtype = _check_loss_fn(loss_fn, params)
 
     params_dev = jax.tree_util.tree_map(jnp.asarray, params)
-    x_flat, _ = ravel_pytree(params_dev)
+    x_flat, _ = part.flatten(params_dev)
     if not bool(jnp.all(jnp.isfinite(x_flat))):
         raise ValueError("params must be finite")
     dtype = np.dtype(x_flat.dtype)
     A = None
     if subspace_dim is not None:
         A = random_subspace(key, n, subspace_dim, scaling=subspace_scaling, dtype=dtype)
-    _, upper = box_bounds(x_flat, eps, A)
+    _, upper = box_bounds(x_flat, eps, A, eta=eta)
     p = upper.shape[0]
     if scaling == "normalized":
         lower_z, upper_z = -np.ones(p), np.ones(p)
@@ -585,9 +613,11 @@ def sharpness_problem(
     problem = SharpnessProblem(
         loss_fn=loss_fn,
         params=params_dev,
+        part=part,
         n=n,
         p=p,
         epsilon=eps,
+        eta=eta,
         subspace_dim=subspace_dim,
         subspace_scaling=None if subspace_dim is None else subspace_scaling,
         scaling=scaling,
@@ -604,7 +634,6 @@ def sharpness_problem(
         _h_dev=h_dev,
         _original_params=params,
     )
-    problem._original_params = params
     f0, grad0 = problem.evaluate(np.zeros(p))  # compiles on the first call for these shapes
     if not math.isfinite(f0):
         raise ValueError(f"loss_fn(params) is not finite: {f0}")
@@ -840,7 +869,8 @@ def _on_device(problem: SharpnessProblem, loop: Callable, *args: Any, **kwargs: 
     outputs copied to the host; its time counts as time in loss evaluations."""
     t0 = time.perf_counter()
     f0 = jnp.asarray(problem.f0, dtype=problem.loss_dtype)
-    out = jax.device_get(loop(problem.params, problem._h_dev, problem.A, f0, *args, **kwargs))
+    args = (problem.params, problem._h_dev, problem.A, f0, *args)
+    out = jax.device_get(loop(*args, part=problem.part, **kwargs))
     problem.seconds_in_evals += time.perf_counter() - t0
     return out
 
@@ -928,6 +958,8 @@ def _jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, LeafCounts):
+        return value.to_dict()
     return value
 
 
@@ -937,9 +969,13 @@ class SharpnessResult:
 
     value             phi in percent.
     epsilon           box size eps.
+    eta               the box's offset, h_i = eps (|(A^+ x)_i| + eta): 1 for Metric 2.1 (0 for
+                      keskar_repro.notions' adaptive box).
     subspace_dim      p, or None for the full space (A = I).
     subspace_scaling  column scaling of A ("unit" or "gaussian"; None for the full space).
     n_params          n, the number of perturbed parameters.
+    leaf_counts       leaves and entries perturbed, held fixed by the mask, and held fixed as
+                      non-floating (`keskar_repro.pytree.LeafCounts`; a dict in `to_dict`).
     f0, f_max         f(x) and f(x + A y) at the returned y, as loss_fn computes them.
     f_final           f at the solver's last iterate (may be below f_max).
     value_linear      100 sum_i |h_i (A^T grad f(x))_i| / (1 + f0): the maximum of the
@@ -960,14 +996,17 @@ class SharpnessResult:
     seconds_setup     part of it before the solver started (includes the first evaluation).
     seconds_in_evals  part of it inside loss evaluations (device work and host<->device copies).
     y                 the maximising perturbation in box coordinates, float64 numpy, length p.
-    delta             A y as a pytree like params (numpy leaves, params' dtypes).
+    delta             A y as a pytree like params (numpy leaves, params' dtypes; zeros on the
+                      leaves held fixed, see `keskar_repro.pytree.Partition.perturbation`).
     """
 
     value: float
     epsilon: float
+    eta: float
     subspace_dim: int | None
     subspace_scaling: str | None
     n_params: int
+    leaf_counts: LeafCounts
     f0: float
     f_max: float
     f_final: float
@@ -1023,9 +1062,11 @@ def _result(
     return SharpnessResult(
         value=_phi(f_max, problem.f0),
         epsilon=problem.epsilon,
+        eta=problem.eta,
         subspace_dim=problem.subspace_dim,
         subspace_scaling=problem.subspace_scaling,
         n_params=problem.n,
+        leaf_counts=problem.part.counts,
         f0=problem.f0,
         f_max=f_max,
         f_final=outcome.f_final,
@@ -1062,16 +1103,22 @@ def sharpness(
     subspace_scaling: str = "gaussian",
     driver: str = "auto",
     pga_step: float = 0.5,
+    mask: Mask = None,
 ) -> SharpnessResult:
     """Sharpness phi(eps, A) of `loss_fn` at `params`, in percent (Keskar et al. 2017, Metric 2.1).
 
         phi = 100 * ( max_{y in C_eps} f(x + A y) - f(x) ) / (1 + f(x)),
         C_eps = { y : |y_i| <= eps * (|(A^+ x)_i| + 1) },
 
-    with x = params flattened (`jax.flatten_util.ravel_pytree`), f = loss_fn, and A = I for
+    with x = the floating leaves of params flattened (`keskar_repro.pytree.partition`: any float
+    dtype, in their widest dtype and at least float32), f = loss_fn, and A = I for
     subspace_dim=None, else A = random_subspace(key, n, subspace_dim, scaling=subspace_scaling,
-    dtype=the params' flat dtype) -- call that to rebuild the matrix. Only the leaves of params are
-    perturbed; loss_fn must be a JAX-differentiable function returning a floating scalar.
+    dtype=the params' flat dtype) -- call that to rebuild the matrix. Non-floating leaves
+    (integers, bools, PRNG keys) are held fixed and passed to loss_fn as they are; `mask` (a
+    pytree prefix of bools, or a callable on leaf paths; see keskar_repro.pytree) holds the
+    floating leaves it leaves out fixed as well, e.g. to measure one layer's sharpness
+    (keskar_repro.notions.layer_masks). loss_fn must be a JAX-differentiable function
+    returning a floating scalar.
 
     method="auto" (default): "lbfgsb-device" on a GPU/TPU, "lbfgsb" on a CPU or with
     scaling="literal" (`resolved_method`); the result's `method` says which ran.
@@ -1099,19 +1146,14 @@ def sharpness(
     Each method is one function of `SOLVERS` (problem, maxiter, options) -> `SolverOutcome`; all
     return the best evaluated point (x itself if nothing better was found), so f0 <= f_max =
     f(x + A y). Errors (ValueError, naming the argument): epsilon <= 0, maxiter < 1,
-    subspace_dim < 1 or > n, a subspace without key, a non-scalar loss_fn, a non-finite loss or
-    gradient at params, unknown option values, scaling="literal" with method "pga" or
+    subspace_dim < 1 or > n, a subspace without key, params with no floating entry to perturb
+    (or a mask selecting none), a non-scalar loss_fn, a non-finite loss or gradient at params,
+    unknown option values, scaling="literal" with method "pga" or
     "lbfgsb-device" (only SciPy's L-BFGS-B solves the literal problem), driver="setulb" on a
     SciPy without its interface.
     """
     t0 = time.perf_counter()
-    maxiter = _check_int("maxiter", maxiter, 1)
-    method = resolved_method(method, scaling)
-    _check_choice("scaling", scaling, SCALINGS)
-    _check_normalized(method, scaling)
-    options = SolverOptions(driver=driver, pga_step=pga_step)
-    if method == "lbfgsb":
-        _lbfgsb_driver(driver)  # a driver this SciPy lacks fails before any evaluation
+    maxiter, method, options = _solver_settings(maxiter, method, scaling, driver, pga_step)
     problem = sharpness_problem(
         loss_fn,
         params,
@@ -1120,7 +1162,44 @@ def sharpness(
         key=key,
         subspace_scaling=subspace_scaling,
         scaling=scaling,
+        mask=mask,
     )
+    outcome = SOLVERS[method](problem, maxiter, options)
+    return _result(problem, outcome, method, maxiter, t0)
+
+
+def _solver_settings(
+    maxiter: Any, method: str, scaling: str, driver: str, pga_step: float
+) -> tuple[int, str, SolverOptions]:
+    """(maxiter, the method that runs, SolverOptions), validated before any evaluation."""
+    maxiter = _check_int("maxiter", maxiter, 1)
+    method = resolved_method(method, scaling)
+    _check_choice("scaling", scaling, SCALINGS)
+    _check_normalized(method, scaling)
+    options = SolverOptions(driver=driver, pga_step=pga_step)
+    if method == "lbfgsb":
+        _lbfgsb_driver(driver)  # a driver this SciPy lacks fails before any evaluation
+    return maxiter, method, options
+
+
+def maximize(
+    problem: SharpnessProblem,
+    *,
+    maxiter: int = 10,
+    method: str = "auto",
+    driver: str = "auto",
+    pga_step: float = 0.5,
+) -> SharpnessResult:
+    """Run the solver `method` (`resolved_method`; one of `SOLVERS`) for `maxiter` iterations on
+    a fresh `problem` from `sharpness_problem` and report it as `sharpness` does.
+
+    `sharpness(loss_fn, params, eps, **kw)` is `maximize(sharpness_problem(loss_fn, params, eps,
+    ...), ...)`; keskar_repro.notions builds other boxes (eta, mask) and maximizes them here.
+    The result's `seconds` is the problem's setup time plus this call's. A problem is solved
+    once: its best point and counters carry over to a second call.
+    """
+    t0 = time.perf_counter() - problem.seconds_setup
+    maxiter, method, options = _solver_settings(maxiter, method, problem.scaling, driver, pga_step)
     outcome = SOLVERS[method](problem, maxiter, options)
     return _result(problem, outcome, method, maxiter, t0)
 

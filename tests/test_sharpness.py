@@ -297,6 +297,70 @@ def test_float64_leaves_without_x64_keep_their_dtype():
     assert 0.99 <= (r.f_max - r.f0) / exact <= 1 + 1e-5  # float32 rounding of f
 
 
+def test_bfloat16_leaf_is_perturbed_in_float32_and_cast_back():
+    """A bfloat16 leaf (once: "params must have floating-point leaves only"): w = +-2^k, eps =
+    1/16, so the corner w + sign(c) eps (|w| + 1) is exact in bfloat16 and the maximum of the
+    linear loss is known; x is float32, the returned delta bfloat16."""
+    rng = np.random.default_rng(30)
+    k = rng.integers(-3, 4, 20)
+    w = (np.where(rng.random(20) < 0.5, -1.0, 1.0) * 2.0**k).astype(jnp.bfloat16)
+    c = rng.standard_normal(20).astype(np.float32)
+    params = {"w": w, "b": np.linspace(-1, 1, 4, dtype=np.float32)}
+
+    def loss(p):
+        return jnp.dot(c, p["w"].astype(jnp.float32)) + jnp.sum(p["b"])
+
+    r = sharpness(loss, params, 2.0**-4, method="lbfgsb")
+    w64 = w.astype(np.float64)
+    corner = w64 + np.sign(c) * 2.0**-4 * (np.abs(w64) + 1)
+    assert np.array_equal(corner.astype(jnp.bfloat16).astype(np.float64), corner)
+    exact = np.dot(c, corner - w64) + np.sum(2.0**-4 * (np.abs(params["b"]) + 1))
+    assert 0.99 <= (r.f_max - r.f0) / exact <= 1 + 1e-5  # float32 loss
+    assert r.delta["w"].dtype == jnp.bfloat16 and r.n_params == 24
+    assert r.leaf_counts.perturbed_leaves == 2 and r.leaf_counts.fixed_leaves == 0
+
+
+def _fixed_leaf_cases():
+    key = jax.random.key(5)
+    return {
+        "int32 counter": (np.array([3, 4], np.int32), lambda v: jnp.sum(v).astype(jnp.float32)),
+        "bool flag": (np.array([True, False, True]), lambda v: jnp.sum(v).astype(jnp.float32)),
+        "PRNG key": (key, lambda v: jax.random.uniform(v)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_fixed_leaf_cases()))
+def test_non_floating_leaf_is_held_fixed_and_counted(case):
+    """A non-floating leaf (once rejected) reaches loss_fn unchanged: the result is the one of
+    the same loss with that leaf closed over, and it is counted apart."""
+    held, use = _fixed_leaf_cases()[case]
+    params = make_params(seed=31, dtype=np.float32)
+
+    def loss(p):
+        return nonlinear_loss(p) * (1.0 + use(p["held"]))
+
+    def closed(p):
+        return nonlinear_loss(p) * (1.0 + use(held))
+
+    r = sharpness(loss, {**params, "held": held}, EPS, method="lbfgsb")
+    ref = sharpness(closed, params, EPS, method="lbfgsb")
+    assert (r.value, r.f0, r.nit) == (ref.value, ref.f0, ref.nit) and r.value > 0
+    np.testing.assert_array_equal(r.y, ref.y)
+    size = int(np.prod(np.shape(held)))
+    assert (r.n_params, r.leaf_counts.fixed_leaves, r.leaf_counts.fixed_entries) == (195, 1, size)
+    assert not np.any(r.delta["held"]) and r.delta["held"].shape == np.shape(held)
+    assert json.loads(r.to_json())["leaf_counts"]["fixed_entries"] == size
+
+
+def test_mask_with_a_subspace():
+    params = make_params(seed=32, dtype=np.float32)
+    r = sharpness(nonlinear_loss, params, EPS, subspace_dim=4, key=jax.random.key(8),
+                  mask={"w": False, "b": True})  # fmt: skip
+    assert r.n_params == 15 and r.y.shape == (4,) and r.leaf_counts.masked_entries == 180
+    assert not np.any(r.delta["w"]) and np.any(r.delta["b"])
+    assert float(nonlinear_loss(add(params, r.delta))) == pytest.approx(r.f_max, rel=1e-6)
+
+
 def test_compiles_once_per_loss_fn():
     """One trace of the value_and_grad for all evaluations of a call, none on a repeat call."""
     traces = []
