@@ -1,4 +1,5 @@
-"""Every figure script end to end (one tiny make_all over every spec), their replot without JAX,
+"""Every figure script end to end (one tiny make_all over every spec; the main script's outputs in
+detail, its reuse of saved work and its errors), their replot without JAX,
 their errors, and the pure rules inside them (batch-size ranges, where accuracy starts to
 fall). The scripts are found from their specs (keskar_repro.experiment.specs)."""
 
@@ -51,6 +52,42 @@ def test_make_all_runs_every_spec_and_writes_its_json(made):
         assert r["environment"]["versions"] and r["summary"]
         assert f"=== {spec.name} " in proc.stdout
     assert "=== done" in proc.stdout
+
+
+def test_main_script_writes_its_tables_json_and_figures(made):
+    out, _, proc = made
+    r = results(out, "fig_sharpness")
+    for stem in ("fig3_linear", "fig7_curvilinear", "sharpness"):
+        for ext in ("png", "pdf"):
+            assert (out / f"{stem}_mnist10k_quick.{ext}").stat().st_size > 1000
+    assert r["config"]["sb_batch"] == 34 and r["config"]["lb_batch"] == 800
+    assert [(run["regime"], run["seed"]) for run in r["runs"]] == [("SB", 0), ("LB", 0)]
+    assert {rec["space"] for rec in r["sharpness"]} == {"full", "subspace-gaussian"}
+    for record in r["sharpness"]:
+        # only the iteration limit, or an exact KKT corner of a small box, ends the search
+        assert record["nit"] == 10 or "PROJECTED GRADIENT" in record["message"]
+    path = r["paths"]["linear"]
+    assert len(path["alpha"]) == 13 and path["alpha"][0] == -1.0 and path["alpha"][-1] == 2.0
+    # the terminal tables are printed from the same JSON
+    sb = r["summary"]["accuracy"]["test_accuracy"]["SB"]
+    assert f"{sb[0]:.2f} +- {sb[1]:.2f}" in proc.stdout
+    assert "Table 3" in proc.stdout and "Table 4" in proc.stdout
+    assert "SB scaled from 256 to 34" in proc.stderr
+
+
+def test_a_second_run_reuses_every_run_and_measurement(made):
+    out, runs, _ = made
+    before = sorted(p.stat().st_mtime_ns for p in runs.rglob("*.json"))
+    args = ["--preset", "quick", "--dataset", "mnist10k", "--hidden", "16", "--epochs", "2"]
+    args += ["--seeds", "1", "--out", str(out), "--runs-dir", str(runs), "--no-progress"]
+    proc = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "fig_sharpness.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.stat().st_mtime_ns for p in runs.rglob("*.json")) == before
 
 
 def test_figure_2_curves_cover_every_epoch(made):
@@ -213,3 +250,24 @@ def test_table_7_rejects_impossible_proximal_settings(bad, capsys):
         experiment.parse(table_conservative.SPEC, bad)
     assert exit_info.value.code == 2
     assert f"{bad[0]}={bad[1]} is impossible" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["--epochs", "0"], "--epochs=0 is impossible"),
+        (["--epsilons", "-1e-3"], "--epsilons"),
+        (["--lb-batch", "9000"], "--lb-batch=9000 exceeds the 8000 training images"),
+    ],
+)
+def test_main_script_rejects_bad_settings_with_one_line_and_writes_nothing(tmp_path, bad, message):
+    args = ["--dataset", "mnist10k", "--out", str(tmp_path / "o"), "--runs-dir", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "fig_sharpness.py"), *args, *bad],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert not (tmp_path / "o").exists()
