@@ -270,6 +270,7 @@ def text(results: dict) -> str:
         f"{k}: {sum(v.values())}/{len(v)} seeds" for k, v in s["lb_sharper_per_seed"].items()
     ]
     text.append("LB sharper than SB: " + "; ".join(verdicts))
+    text.append(paper.std_convention_note())
     return "\n\n".join(text)
 
 

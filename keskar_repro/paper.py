@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
-# (mean, std) over 5 runs, as printed in the paper; accuracies in %, sharpness in %.
+PAPER_RUNS = 5  # runs behind every mean +- std of the paper's tables
+# (mean, std) over 5 runs, as printed in the paper; accuracies in %, sharpness in %. The paper
+# does not say whether std is the sample (ddof = 1) or population (ddof = 0) one.
 PAPER_F1: dict[str, dict[str, tuple[float, float]]] = {
     "train_accuracy": {"SB": (99.66, 0.05), "LB": (99.92, 0.01)},
     "test_accuracy": {"SB": (98.03, 0.07), "LB": (97.81, 0.07)},
@@ -26,6 +29,25 @@ PAPER_TABLE_OF = {
     "sharpness/full": "Table 3",
     "sharpness/subspace": "Table 4",
 }
+
+
+def population_to_sample_std(std: float, n: int = PAPER_RUNS) -> float:
+    """The sample std (ddof = 1) of n values whose population std (ddof = 0) is `std`:
+    std * sqrt(n / (n - 1)), 1.118 x for the paper's 5 runs. Ours are sample stds
+    (stats.mean_std); this is what the paper's would be in our convention if they were
+    population stds."""
+    return std * math.sqrt(n / (n - 1))
+
+
+def std_convention_note(key: str = "sharpness/full/0.001", regime: str = "LB") -> str:
+    """One line saying both conventions, with one of the paper's entries as the example."""
+    mean, std = PAPER_F1[key][regime]
+    return (
+        f"std: ours are sample stds (ddof = 1); the paper does not say which. If its are "
+        f"population stds (ddof = 0), in our convention they are "
+        f"{population_to_sample_std(1.0):.3f}x larger (e.g. {regime} {key}: {mean:.2f} +- "
+        f"{std:.2f} -> +- {population_to_sample_std(std):.2f})"
+    )
 
 
 def sharpness_key(space: str, epsilon: float) -> str:

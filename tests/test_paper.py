@@ -2,6 +2,8 @@
 
 import re
 
+import numpy as np
+
 from keskar_repro.paper import PAPER_F1, comparison_table, sharpness_key
 from keskar_repro.protocol import EPSILONS
 
@@ -44,3 +46,15 @@ def test_comparison_table_puts_ours_beside_the_papers():
         assert all(line[start - 2 : start] == "  " and line[start] != " " for line in table[3:])
     default = comparison_table(rows[:1], title="t").splitlines()
     assert cells(default[3])[1:3] == ["98.12 +- 0.06", "97.50 +- 0.10"]  # digits=2
+
+
+def test_population_std_of_the_paper_in_our_sample_convention():
+    import math
+
+    from keskar_repro.paper import population_to_sample_std, std_convention_note
+
+    values = [1.0, 2.0, 4.0, 7.0, 11.0]
+    population = float(np.std(values, ddof=0))
+    assert math.isclose(population_to_sample_std(population), float(np.std(values, ddof=1)))
+    assert math.isclose(population_to_sample_std(1.0, 2), math.sqrt(2))
+    assert "205.14 +- 69.52 -> +- 77.73" in std_convention_note()
