@@ -271,3 +271,15 @@ def test_main_script_rejects_bad_settings_with_one_line_and_writes_nothing(tmp_p
     assert proc.returncode == 2
     assert message in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_results_table_prints_the_readme_rows_from_the_json(made, capsys):
+    import results_table
+
+    assert results_table.pm((96.8234, 0.1234)) == "96.82 +- 0.12"
+    assert results_table.pm((0.0432, 0.0251)) == "0.043 +- 0.025"
+    assert results_table.pm((3.5e-5, 0.2e-5)) == "3.5e-05 +- 0.2e-05"
+    assert results_table.main([str(made[0] / "fig_sharpness_mnist10k_quick.json")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| quantity | paper SB | paper LB | mnist10k SB (34) |")
+    assert any(line.startswith("| sharpness, full, eps 0.001 | 1.23 +- 0.83 |") for line in table)
