@@ -55,16 +55,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from keskar_repro.checks import check_int, check_loss_fn, check_positive, jsonable
 from keskar_repro.pytree import LeafCounts, Mask, Partition, is_floating, layer_masks, partition
-from keskar_repro.sharpness import (
-    SharpnessResult,
-    _check_int,
-    _check_loss_fn,
-    _check_positive,
-    _jsonable,
-    maximize,
-    sharpness_problem,
-)
+from keskar_repro.sharpness import SharpnessResult, maximize, sharpness_problem
 
 __all__ = [
     "AdaptiveSharpnessResult",
@@ -86,7 +79,7 @@ def _record_dict(record: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     for field in dataclasses.fields(record):
         if field.name not in skip:
             value = getattr(record, field.name)
-            out[field.name] = value.to_dict() if hasattr(value, "to_dict") else _jsonable(value)
+            out[field.name] = value.to_dict() if hasattr(value, "to_dict") else jsonable(value)
     return out
 
 
@@ -284,16 +277,16 @@ def average_sharpness(
     that is not a scalar function of params, a non-finite loss at params.
     """
     t0 = time.perf_counter()
-    sigma = _check_positive("sigma", sigma)
-    eta = _check_positive("eta", eta, zero=True)
+    sigma = check_positive("sigma", sigma)
+    eta = check_positive("eta", eta, zero=True)
     if eta and not adaptive:
         raise ValueError(f"eta={eta} scales only the adaptive perturbation; pass adaptive=True")
-    samples = _check_int("samples", samples, 2)
-    chunk = _check_int("chunk", chunk, 1)
+    samples = check_int("samples", samples, 2)
+    chunk = check_int("chunk", chunk, 1)
     if key is None:
         raise ValueError("key is required to draw the perturbations")
     part = partition(params, mask)
-    _check_loss_fn(loss_fn, params)
+    check_loss_fn(loss_fn, params)
     params_dev = jax.tree_util.tree_map(jnp.asarray, params)
     f0, rises = jax.device_get(
         _rises_fn(loss_fn)(params_dev, key, jnp.asarray(sigma, part.dtype),

@@ -91,6 +91,13 @@ import scipy
 import scipy.linalg
 import scipy.optimize
 
+from keskar_repro.checks import (
+    check_choice,
+    check_int,
+    check_loss_fn,
+    check_positive,
+    jsonable,
+)
 from keskar_repro.pytree import LeafCounts, Mask, Partition, partition
 
 __all__ = [
@@ -126,7 +133,7 @@ def resolved_method(method: str = "auto", scaling: str = "normalized") -> str:
     the normalized scaling, where SciPy's host-side L-BFGS-B arithmetic would dominate, and
     "lbfgsb" (SciPy) on a CPU or for the literal scaling (which only SciPy's runs). The two
     agree within 0.3% on F1 minimizers (benchmarks/device_lbfgsb_mnist10k.json)."""
-    _check_choice("method", method, METHODS)
+    check_choice("method", method, METHODS)
     if method != "auto":
         return method
     on_accelerator = jax.default_backend() != "cpu"
@@ -145,52 +152,8 @@ _AT_BOUND_TOL = 1e-9  # |u_i| >= 1 - tol counts as "at the bound" in `frac_at_bo
 # --------------------------------------------------------------------------------------------
 
 
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {choices}")
-
-
-def _check_positive(name: str, value: Any, *, zero: bool = False) -> float:
-    """`value` as a float; ValueError naming it unless finite and > 0 (>= 0 where zero=True)."""
-    what = "a non-negative" if zero else "a positive"
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be {what} finite number, got {value!r}") from err
-    if not (math.isfinite(number) and (number > 0.0 or (zero and number == 0.0))):
-        raise ValueError(f"{name} must be {what} finite number, got {value!r}")
-    return number
-
-
 def _check_epsilon(epsilon: Any) -> float:
-    return _check_positive("epsilon", epsilon)
-
-
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return value
-
-
-def _check_loss_fn(loss_fn: Any, params: Any) -> np.dtype:
-    if not callable(loss_fn):
-        raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-    try:
-        out = jax.eval_shape(loss_fn, params)
-    except Exception as err:  # a loss that JAX cannot trace is the caller's argument error
-        raise ValueError(f"loss_fn(params) could not be traced by JAX: {err}") from err
-    shape = getattr(out, "shape", None)
-    dtype = getattr(out, "dtype", None)
-    if shape != () or dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(
-            "loss_fn must return a floating-point scalar (shape ()), got "
-            f"{out if shape is None else f'shape {shape}, dtype {dtype}'}"
-        )
-    return np.dtype(dtype)
+    return check_positive("epsilon", epsilon)
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,9 +202,9 @@ def random_subspace(
     """
     if key is None:
         raise ValueError("key is required to draw a random subspace")
-    n = _check_int("n", n, 1)
-    p = _check_int("p", p, 1, n)
-    _check_choice("scaling", scaling, SUBSPACE_SCALINGS)
+    n = check_int("n", n, 1)
+    p = check_int("p", p, 1, n)
+    check_choice("scaling", scaling, SUBSPACE_SCALINGS)
     a = _gaussian_matrix(key, n, p, jnp.dtype(dtype))
     return _unit_columns(a) if scaling == "unit" else a
 
@@ -287,7 +250,7 @@ def box_bounds(
     box is symmetric: lower = -upper.
     """
     eps = _check_epsilon(epsilon)
-    eta = _check_positive("eta", eta, zero=True)
+    eta = check_positive("eta", eta, zero=True)
     if A is None:
         x = np.asarray(jax.device_get(x_flat), dtype=np.float64).ravel()
         if x.size == 0:
@@ -580,18 +543,18 @@ def sharpness_problem(
     """
     t0 = time.perf_counter()
     eps = _check_epsilon(epsilon)
-    eta = _check_positive("eta", eta, zero=True)
-    _check_choice("scaling", scaling, SCALINGS)
-    _check_choice("subspace_scaling", subspace_scaling, SUBSPACE_SCALINGS)
+    eta = check_positive("eta", eta, zero=True)
+    check_choice("scaling", scaling, SCALINGS)
+    check_choice("subspace_scaling", subspace_scaling, SUBSPACE_SCALINGS)
     part = partition(params, mask)
     n = part.n
     if subspace_dim is not None:
-        subspace_dim = _check_int("subspace_dim", subspace_dim, 1, n)
+        subspace_dim = check_int("subspace_dim", subspace_dim, 1, n)
         if key is None:
             raise ValueError("key is required when subspace_dim is given (it draws A)")
     elif key is not None:
         raise ValueError("key was given but subspace_dim is None (full space uses no key)")
-    loss_dtype = _check_loss_fn(loss_fn, params)
+    loss_dtype = check_loss_fn(loss_fn, params)
 
     params_dev = jax.tree_util.tree_map(jnp.asarray, params)
     x_flat, _ = part.flatten(params_dev)
@@ -769,7 +732,7 @@ class SolverOptions:
     pga_step: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_choice("driver", self.driver, LBFGSB_DRIVERS)
+        check_choice("driver", self.driver, LBFGSB_DRIVERS)
         step = self.pga_step
         step = float(step) if isinstance(step, int | float | np.floating) else math.nan
         if not (0.0 < step <= 2.0):
@@ -951,18 +914,6 @@ def _jaxopt_version() -> str:
         return "unknown"
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, LeafCounts):
-        return value.to_dict()
-    return value
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class SharpnessResult:
     """One sharpness measurement, phi = 100 (f_max - f0) / (1 + f0) (Metric 2.1), and how.
@@ -1031,7 +982,7 @@ class SharpnessResult:
     def to_dict(self) -> dict[str, Any]:
         """All scalar fields (JSON-ready), without the arrays y and delta; adds ||y||_2."""
         out = {
-            f.name: _jsonable(getattr(self, f.name))
+            f.name: jsonable(getattr(self, f.name))
             for f in dataclasses.fields(self)
             if f.name not in ("y", "delta")
         }
@@ -1172,9 +1123,9 @@ def _solver_settings(
     maxiter: Any, method: str, scaling: str, driver: str, pga_step: float
 ) -> tuple[int, str, SolverOptions]:
     """(maxiter, the method that runs, SolverOptions), validated before any evaluation."""
-    maxiter = _check_int("maxiter", maxiter, 1)
+    maxiter = check_int("maxiter", maxiter, 1)
     method = resolved_method(method, scaling)
-    _check_choice("scaling", scaling, SCALINGS)
+    check_choice("scaling", scaling, SCALINGS)
     _check_normalized(method, scaling)
     options = SolverOptions(driver=driver, pga_step=pga_step)
     if method == "lbfgsb":
