@@ -164,8 +164,11 @@ def make_loss_fn(
     devices inside the program: see parallel.py).
 
     Reverse mode (`jax.grad`, `jax.value_and_grad`, vjp) uses `split_loss_and_grad`. The
-    function is a `jax.custom_vjp`, so forward mode (jvp, `jax.hessian`) is not available; for
-    higher derivatives differentiate `split_metrics` directly.
+    function is a `jax.custom_vjp`, so it has no forward mode of its own (`jax.jvp(loss_fn)`
+    raises), but forward over reverse works: `jax.jvp(jax.grad(loss_fn), ...)` (and
+    `jax.hessian`) differentiates `split_loss_and_grad` in forward mode, chunk by chunk in the
+    same scan; that is the Hessian-vector product of keskar_repro.curvature
+    (tests/test_curvature.py checks it under every BN policy).
     """
     check_bn_policy(bn_policy)
     x_dev, y_dev = replicate(x_uint8), replicate(np.asarray(y, np.int32))

@@ -1,0 +1,546 @@
+"""Curvature of a loss at a point: Hessian-vector products, top eigenvalues, trace, spectrum.
+
+H = grad^2 f(x) is the Hessian of f = loss_fn at x = params, over the variables: the floating
+leaves of the pytree (float16, bfloat16, float32 or float64), flattened in
+`jax.tree_util.tree_leaves` order into n scalars. Non-floating leaves (integer counters, RNG
+keys) are held fixed: loss_fn sees them unchanged and H has no rows for them; every result
+counts them apart (`n_fixed`, `n_fixed_leaves`). Like `keskar_repro.sharpness`, this module
+needs nothing of our model or training code (it imports only keskar_repro.checks) and works on
+any JAX-differentiable `loss_fn(params) -> scalar`. Nothing here forms an n x n matrix.
+
+- Hessian-vector product (`hvp_fn`), forward-over-reverse (Pearlmutter 1994):
+
+      H v = d/dt grad f(x + t v) |_{t=0} = jax.jvp(jax.grad(f), (x,), (v,))[1].
+
+  On the package's exact full-split objective (`keskar_repro.objective.make_loss_fn`, a
+  `jax.custom_vjp` whose gradient is accumulated chunk by chunk) this differentiates that
+  accumulation in forward mode: one `lax.scan` over the chunks, each step one chunk's forward
+  and backward pass and their tangents, so peak memory is one chunk's, under every BN policy.
+  On F1 one HVP costs 2.43x a value-and-gradient in matmul FLOPs (8F - 5 d0 d1 against
+  3F - d0 d1 multiply-adds per example; measured: benchmarks/README.md).
+- Top eigenvalues (`top_eigenvalues`): m = num_matvecs steps of Lanczos with full
+  reorthogonalisation from a Gaussian start vector, H Q_m = Q_m T_m + beta_m q_{m+1} e_m^T;
+  the Ritz values theta_i = eig(T_m) (eigenvectors s_i) approximate the extreme eigenvalues.
+  Stated error: r_i = beta_m |e_m^T s_i| = ||H y_i - theta_i y_i|| for the unit Ritz vector
+  y_i, and for a symmetric H the interval [theta_i - r_i, theta_i + r_i] contains an eigenvalue
+  of H (because ||(H - theta) y|| >= min_j |lambda_j - theta| for any unit y). The bound is
+  that of the computed T_m: the HVPs' own rounding (relative ~1e-7 in float32, more where the
+  loss itself sums many terms) adds to it, so r_i far below eps ||H|| means "converged to
+  rounding". It does not prove that the eigenvalue is the i-th largest: an eigenvector almost
+  orthogonal to the start vector is found late.
+- Trace (`hessian_trace`): Hutchinson (1990), tr H = E[z^T H z] for Rademacher z, the mean of
+  m probes, std_error = sample std (ddof 1) / sqrt(m) (exactly, Var z^T H z = 2 (||H||_F^2 -
+  sum_i H_ii^2): a diagonal H is measured without error); or XTrace (Epperly, Tropp & Webber
+  2024, a Hutch++-type estimator): with m Gaussian probes and 2m HVPs it takes the trace of
+  the projection of H on range(H Omega) exactly and Hutchinson's estimate of the rest, averaged
+  over the m leave-one-out choices, with std_error = std of those m estimates (ddof 1) /
+  sqrt(m). XTrace is exact when rank H < m, and its error falls like 1/m instead of
+  1/sqrt(m) when a few large eigenvalues carry most of the trace; with 2m >= n it forms H
+  from n HVPs and returns its exact trace.
+- Spectral density (`spectral_density`): stochastic Lanczos quadrature (Golub & Meurant 1994;
+  Lin, Saad & Yang 2016; Ghorbani, Krishnan & Xiao 2019). For a Rademacher probe z (||z||^2 =
+  n), m Lanczos steps from q1 = z / sqrt(n) give T_m = S diag(theta) S^T; nodes theta_j and
+  weights tau_j = S_1j^2 are the Gauss quadrature of the spectral measure sum_i (q1 . u_i)^2
+  delta(t - lambda_i), exact for polynomials of degree <= 2m - 1: sum_j tau_j theta_j^k =
+  q1^T H^k q1, whose expectation is tr(H^k) / n. Averaged over P probes this estimates the
+  density phi(t) = (1/n) sum_i delta(t - lambda_i); `SpectralDensity.density` smooths it with a
+  Gaussian of width sigma, `SpectralDensity.moment(k)` gives (1/n) tr(H^k) with its standard
+  error over the probes.
+
+Linear algebra: matfree (Kraemer et al., tested with 0.6.3), chosen because it is maintained,
+pure JAX (so a whole estimator is one compiled program, on any device) and takes any matvec,
+pytree or flat; JAX itself has no Lanczos (jax.experimental.sparse.linalg.lobpcg_standard
+needs a block of matvecs at once and is experimental). From matfree: the Lanczos
+tridiagonalisation (`decomp.tridiag_sym`, full reorthogonalisation) and the Hutchinson and
+XTrace estimators with their samplers (`stochtrace`). Written here: the split of params into
+variables and fixed leaves, the HVP, the Ritz values, residual bounds and quadrature nodes
+and weights from T_m (an m x m eigendecomposition on the host in float64; matfree's
+`eig.eigh_partial` returns every Ritz vector but no residual), and the loop over SLQ probes
+(`lax.map`). matfree's estimators `vmap` the matvec over all probes, which for F1 would hold
+every probe's activations at once; the HVP given to them is a
+`jax.custom_batching.sequential_vmap`, so the probes run one after another and memory is one
+HVP's.
+
+Precision: each HVP runs in the loss's own dtypes (each leaf's tangent in the leaf's dtype);
+Krylov vectors, reorthogonalisation and probe products are in the work dtype, the widest
+variable dtype but at least float32 (`dtype` in every result). Lanczos keeps its m vectors:
+m n scalars of the work dtype (F1, m = 30: 0.18 GB in float32); XTrace keeps about 4 m n.
+
+Every estimator is one jit-compiled call (the Lanczos and probe loops are `lax` loops on the
+device; the only host copies are the inputs and the small outputs: T_m and a few scalars). It
+is compiled once per loss_fn (a static argument: JAX's cache keeps a reference to it), params
+structure and dtypes, and setting; a second call, e.g. at another checkpoint with the same
+loss_fn, reuses it. `seconds` includes the compilation and `seconds_compile` says how much of
+it that was. Randomness comes only from the explicit `key`; the same key and arguments give
+the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from matfree import decomp, stochtrace
+
+from keskar_repro.checks import check_choice, check_int, check_loss_fn, jsonable
+
+__all__ = [
+    "TRACE_METHODS",
+    "WHICH",
+    "CurvatureReport",
+    "EigenvalueResult",
+    "TraceResult",
+    "SpectralDensity",
+    "hvp_fn",
+    "top_eigenvalues",
+    "hessian_trace",
+    "spectral_density",
+]
+
+TRACE_METHODS: tuple[str, ...] = ("hutchinson", "xtrace")
+WHICH: tuple[str, ...] = ("largest", "smallest", "magnitude")
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks (every one raises a ValueError that names the argument)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_key(key: Any) -> jax.Array:
+    if key is None:
+        raise ValueError("key is required (a jax.random key): every estimator here is random")
+    return key
+
+
+def _is_floating(leaf: Any) -> bool:
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is None:
+        dtype = np.result_type(leaf)
+    return bool(jnp.issubdtype(dtype, jnp.floating))
+
+
+# --------------------------------------------------------------------------------------------
+# The variables: floating leaves, flattened; the other leaves held fixed
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Split:
+    """Where the variables sit in params, and their flat form in the work dtype (hashable by
+    value: a static argument of the compiled functions)."""
+
+    treedef: Any
+    is_var: tuple[bool, ...]
+    shapes: tuple[tuple[int, ...], ...]  # of the variable leaves
+    dtypes: tuple[np.dtype, ...]  # of the variable leaves
+    work_dtype: np.dtype
+    n_fixed: int
+    n_fixed_leaves: int
+
+    @property
+    def n(self) -> int:
+        return sum(math.prod(s) for s in self.shapes)
+
+    def parts(self, tree: Any) -> tuple[list, list]:
+        """(variable leaves, fixed leaves) of a pytree with params' structure."""
+        leaves = self.treedef.flatten_up_to(tree)
+        var = [leaf for leaf, v in zip(leaves, self.is_var, strict=True) if v]
+        fixed = [leaf for leaf, v in zip(leaves, self.is_var, strict=True) if not v]
+        return var, fixed
+
+    def merge(self, var: list, fixed: list) -> Any:
+        """The pytree with params' structure from its variable and fixed leaves."""
+        var_it, fixed_it = iter(var), iter(fixed)
+        return self.treedef.unflatten([next(var_it if v else fixed_it) for v in self.is_var])
+
+    def ravel(self, var: list) -> jax.Array:
+        """Variable leaves -> one flat vector of the work dtype."""
+        return jnp.concatenate([jnp.ravel(leaf).astype(self.work_dtype) for leaf in var])
+
+    def unravel(self, flat: jax.Array) -> list:
+        """One flat vector -> variable leaves, each in its own shape and dtype."""
+        sizes = [math.prod(s) for s in self.shapes]
+        pieces = jnp.split(flat, np.cumsum(sizes)[:-1].tolist())
+        return [
+            p.reshape(s).astype(d) for p, s, d in zip(pieces, self.shapes, self.dtypes, strict=True)
+        ]
+
+
+def _split(params: Any) -> _Split:
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    is_var = tuple(_is_floating(leaf) for leaf in leaves)
+    var = [leaf for leaf, v in zip(leaves, is_var, strict=True) if v]
+    fixed = [leaf for leaf, v in zip(leaves, is_var, strict=True) if not v]
+    if not var:
+        raise ValueError("params has no floating-point leaves: there are no variables")
+    shapes = tuple(tuple(np.shape(leaf)) for leaf in var)
+    if sum(math.prod(s) for s in shapes) == 0:
+        raise ValueError("params has no variables (all floating-point leaves are empty)")
+    dtypes = tuple(np.dtype(jnp.result_type(leaf)) for leaf in var)
+    work = np.dtype(jnp.result_type(jnp.float32, *dtypes))
+    n_fixed = sum(int(np.size(leaf)) for leaf in fixed)
+    return _Split(treedef, is_var, shapes, dtypes, work, n_fixed, len(fixed))
+
+
+def _hvp_leaves(loss_fn: Callable, split: _Split, var: list, fixed: list, tangent: list) -> list:
+    """H v over the variable leaves: jvp of grad, forward over reverse."""
+
+    def grad_var(var_leaves):
+        return jax.grad(lambda w: loss_fn(split.merge(w, fixed)))(var_leaves)
+
+    tangent = [t.astype(d) for t, d in zip(tangent, split.dtypes, strict=True)]
+    return jax.jvp(grad_var, (var,), (tangent,))[1]
+
+
+def _hvp_flat(
+    loss_fn: Callable, split: _Split, v: jax.Array, point: jax.Array, fixed: list
+) -> jax.Array:
+    """H v for flat v at the flat point, in the work dtype (the matvec given to matfree)."""
+    hv = _hvp_leaves(loss_fn, split, split.unravel(point), fixed, split.unravel(v))
+    return split.ravel(hv)
+
+
+@partial(jax.jit, static_argnames=("loss_fn", "split"))
+def _hvp_compiled(var: list, fixed: list, tangent: list, *, loss_fn: Callable, split: _Split):
+    return _hvp_leaves(loss_fn, split, var, fixed, tangent)
+
+
+def hvp_fn(loss_fn: Callable[[Any], jax.Array], params: Any) -> Callable[[Any], Any]:
+    """`hvp(v) -> H v`, the Hessian-vector product of `loss_fn` at `params`, jit-compiled.
+
+    v is a pytree with params' structure; its floating leaves are the direction (cast to the
+    dtypes of params' leaves) and its other leaves are ignored. H v has params' structure: the
+    variables' leaves in params' dtypes, and a `jax.dtypes.float0` zero for every fixed leaf
+    (as `jax.grad(..., allow_int=True)` returns there). Computed as jax.jvp(jax.grad(f)) (module
+    docstring): one forward and one backward pass with their tangents, never the matrix. It
+    compiles once per loss_fn, params structure and dtypes of v; params is an argument of the
+    compiled function, not a constant in it.
+    """
+    split = _split(params)
+    check_loss_fn(loss_fn, params, hashable=True)
+    var, fixed = split.parts(params)
+    zeros = [np.zeros(np.shape(leaf), jax.dtypes.float0) for leaf in fixed]
+
+    def hvp(v: Any) -> Any:
+        hv = _hvp_compiled(var, fixed, split.parts(v)[0], loss_fn=loss_fn, split=split)
+        return split.merge(hv, zeros)
+
+    return hvp
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CurvatureReport:
+    """What every curvature result records about the call.
+
+    n_params          n, the number of variables (scalars in the floating leaves).
+    n_fixed           scalars in the non-floating leaves, held fixed (not in H).
+    n_fixed_leaves    how many leaves those are.
+    param_dtypes      the distinct dtypes of the variable leaves.
+    dtype             the work dtype of the Krylov vectors and probe products.
+    num_matvecs       Hessian-vector products evaluated, in all.
+    seconds           wall time of the whole call (checks, compilation, device work, copies).
+    seconds_compile   part of it spent tracing and compiling.
+    """
+
+    n_params: int
+    n_fixed: int
+    n_fixed_leaves: int
+    param_dtypes: tuple[str, ...]
+    dtype: str
+    num_matvecs: int
+    seconds: float
+    seconds_compile: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, arrays as lists, JSON-ready."""
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def to_json(self) -> str:
+        """`to_dict()` as one JSON line."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EigenvalueResult(CurvatureReport):
+    """k eigenvalues of H from num_matvecs Lanczos steps, with their residual bounds.
+
+    eigenvalues   (k,) float64 Ritz values: descending for "largest" and "magnitude" (by |.|),
+                  ascending for "smallest".
+    residuals     (k,) r_i = ||H y_i - theta_i y_i||: an eigenvalue of H lies within r_i of
+                  eigenvalues[i] (module docstring).
+    k, which      how many, and which end of the spectrum ("largest", "smallest", "magnitude").
+    ritz_values   all num_matvecs Ritz values, ascending (the Lanczos spectrum estimate).
+    """
+
+    eigenvalues: np.ndarray
+    residuals: np.ndarray
+    k: int
+    which: str
+    ritz_values: np.ndarray = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TraceResult(CurvatureReport):
+    """An estimate of tr H and its standard error.
+
+    value         the estimate of tr H.
+    std_error     its estimated standard error (module docstring; 0 when exact).
+    method        "hutchinson" or "xtrace".
+    num_samples   m, the number of random probes.
+    """
+
+    value: float
+    std_error: float
+    method: str
+    num_samples: int
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SpectralDensity(CurvatureReport):
+    """The spectral density of H by stochastic Lanczos quadrature (module docstring).
+
+    nodes           (num_probes, lanczos_steps) float64 quadrature nodes theta_lj.
+    weights         (num_probes, lanczos_steps) float64 weights tau_lj; each row sums to 1.
+    num_probes      P, the Rademacher probes.
+    lanczos_steps   m, Lanczos steps per probe (num_matvecs = P m).
+    """
+
+    nodes: np.ndarray = dataclasses.field(repr=False)
+    weights: np.ndarray = dataclasses.field(repr=False)
+    num_probes: int
+    lanczos_steps: int
+
+    def density(self, grid: Any, sigma: float) -> np.ndarray:
+        """phi(t) at the points `grid`: (1/P) sum_l sum_j tau_lj N(t; theta_lj, sigma^2), a
+        density in t (it integrates to 1)."""
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a positive finite width, got {sigma!r}")
+        t = np.asarray(grid, np.float64)[..., None, None]
+        kernel = np.exp(-0.5 * ((t - self.nodes) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+        return np.sum(kernel * self.weights, axis=(-2, -1)) / self.num_probes
+
+    def moment(self, k: int) -> tuple[float, float]:
+        """((1/n) tr(H^k) estimated, its standard error over the probes, ddof 1). Each probe's
+        quadrature gives q1^T H^k q1 exactly for k <= 2m - 1."""
+        k = check_int("k", k, 0, 2 * self.lanczos_steps - 1)
+        per_probe = np.sum(self.weights * self.nodes**k, axis=1)
+        error = (
+            np.std(per_probe, ddof=1) / math.sqrt(self.num_probes)
+            if self.num_probes > 1
+            else np.nan
+        )
+        return float(np.mean(per_probe)), float(error)
+
+
+def _report(split: _Split, num_matvecs: int, t0: float, t_compile: float) -> dict[str, Any]:
+    return {
+        "n_params": split.n,
+        "n_fixed": split.n_fixed,
+        "n_fixed_leaves": split.n_fixed_leaves,
+        "param_dtypes": tuple(sorted({d.name for d in split.dtypes})),
+        "dtype": split.work_dtype.name,
+        "num_matvecs": num_matvecs,
+        "seconds": time.perf_counter() - t0,
+        "seconds_compile": t_compile,
+    }
+
+
+def _run(jitted: Callable, args: tuple, **static: Any) -> tuple[Any, float]:
+    """(jitted(*args, **static) on the host as numpy, seconds spent tracing and compiling it
+    (~0 when JAX's cache has it))."""
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args, **static).compile()
+    t_compile = time.perf_counter() - t0
+    return jax.tree_util.tree_map(np.asarray, jax.device_get(compiled(*args))), t_compile
+
+
+def _setup(loss_fn: Callable, params: Any, key: Any) -> tuple[_Split, tuple]:
+    """The split and the compiled functions' arguments (flat point, fixed leaves, key)."""
+    _check_key(key)
+    split = _split(params)
+    check_loss_fn(loss_fn, params, hashable=True)
+    var, fixed = split.parts(params)
+    return split, (split.ravel(var), fixed, key)
+
+
+def _tridiag(m: int) -> Callable:
+    """matfree's Lanczos: m steps, full reorthogonalisation, T_m as a dense m x m matrix."""
+    return decomp.tridiag_sym(m, reortho="full", materialize=True, custom_vjp=False)
+
+
+@partial(jax.jit, static_argnames=("loss_fn", "split", "m"))
+def _lanczos(point, fixed, key, *, loss_fn: Callable, split: _Split, m: int):
+    """(T_m, beta_m) of m Lanczos steps from a Gaussian start vector."""
+    v0 = jax.random.normal(key, point.shape, split.work_dtype)
+    _, t_m, residual, _ = _tridiag(m)(partial(_hvp_flat, loss_fn, split), v0, point, fixed)
+    return t_m, jnp.linalg.norm(residual)
+
+
+@partial(jax.jit, static_argnames=("loss_fn", "split", "m", "method"))
+def _trace(point, fixed, key, *, loss_fn: Callable, split: _Split, m: int, method: str):
+    """(estimate of tr H, matfree's standard error with ddof 0) from m probes."""
+    template = jnp.zeros((split.n,), split.work_dtype)
+    if method == "hutchinson":
+        estimator = stochtrace.estimator_monte_carlo_mean_and_sem(
+            stochtrace.monte_carlo_trace(), stochtrace.sampler_signs(template, num=m)
+        )
+    else:
+        estimator = stochtrace.estimator_leave_one_out_mean_and_sem(
+            stochtrace.leave_one_out_xtrace(), stochtrace.sampler_normal(template, num=m)
+        )
+    matvec = partial(_hvp_flat, loss_fn, split)
+    # One probe after another; but matfree forms H with jacfwd when 2m >= n (XTrace), through
+    # which a sequential_vmap cannot pass (its loop gets no batched primal): n <= 2m HVPs are
+    # vmapped then.
+    if not (method == "xtrace" and 2 * m >= split.n):
+        matvec = jax.custom_batching.sequential_vmap(matvec)
+    return estimator(matvec, key, point, fixed)
+
+
+@partial(jax.jit, static_argnames=("loss_fn", "split", "p", "m"))
+def _quadrature(point, fixed, key, *, loss_fn: Callable, split: _Split, p: int, m: int):
+    """T_m of each of p Rademacher probes (probe l from fold_in(key, l)), one after another."""
+    matvec = partial(_hvp_flat, loss_fn, split)
+
+    def one_probe(probe_key):
+        z = jax.random.rademacher(probe_key, point.shape, split.work_dtype)
+        return _tridiag(m)(matvec, z, point, fixed).J_small
+
+    keys = jax.vmap(partial(jax.random.fold_in, key))(jnp.arange(p))
+    return jax.lax.map(one_probe, keys)
+
+
+def _check_finite(name: str, *arrays: np.ndarray) -> None:
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+        raise ValueError(f"{name}: non-finite Hessian-vector products at params")
+
+
+# --------------------------------------------------------------------------------------------
+# Estimators
+# --------------------------------------------------------------------------------------------
+
+
+def top_eigenvalues(
+    loss_fn: Callable[[Any], jax.Array],
+    params: Any,
+    *,
+    key: jax.Array,
+    k: int = 1,
+    num_matvecs: int | None = None,
+    which: str = "largest",
+) -> EigenvalueResult:
+    """The k extreme eigenvalues of the Hessian of `loss_fn` at `params`, by Lanczos.
+
+    num_matvecs (m) Lanczos steps with full reorthogonalisation (matfree.decomp.tridiag_sym)
+    from a standard Gaussian start vector drawn from `key`; default m = min(n, max(30, 2k)).
+    which="largest" (default) returns the k largest Ritz values, "smallest" the k smallest,
+    "magnitude" the k largest in absolute value. Each comes with its residual bound r_i (an
+    eigenvalue of H lies within r_i; module docstring): when r_i is not small against the
+    gaps, use more steps. Memory: m vectors of n scalars. Errors (ValueError): no key, k < 1,
+    m outside [k, n], an unknown `which`, a non-scalar loss, no floating leaves, non-finite
+    HVPs.
+    """
+    t0 = time.perf_counter()
+    check_choice("which", which, WHICH)
+    split, args = _setup(loss_fn, params, key)
+    k = check_int("k", k, 1, split.n)
+    m = min(split.n, max(30, 2 * k)) if num_matvecs is None else num_matvecs
+    m = check_int("num_matvecs", m, k, split.n)
+    (t_m, beta), t_compile = _run(_lanczos, args, loss_fn=loss_fn, split=split, m=m)
+    _check_finite("top_eigenvalues", t_m, beta)
+    theta, s = np.linalg.eigh(t_m.astype(np.float64))  # m x m, on the host in float64
+    bounds = float(beta) * np.abs(s[-1, :])
+    order = {"largest": np.argsort(-theta), "smallest": np.argsort(theta)}
+    order["magnitude"] = np.argsort(-np.abs(theta))
+    pick = order[which][:k]
+    return EigenvalueResult(
+        **_report(split, m, t0, t_compile),
+        eigenvalues=theta[pick],
+        residuals=bounds[pick],
+        k=k,
+        which=which,
+        ritz_values=theta,
+    )
+
+
+def hessian_trace(
+    loss_fn: Callable[[Any], jax.Array],
+    params: Any,
+    *,
+    key: jax.Array,
+    num_samples: int = 20,
+    method: str = "hutchinson",
+) -> TraceResult:
+    """tr H of `loss_fn` at `params`, with its standard error (module docstring).
+
+    method="hutchinson" (default): the mean of z^T H z over num_samples Rademacher probes
+    drawn from `key` (num_samples HVPs). method="xtrace": matfree's XTrace with num_samples
+    Gaussian probes (2 num_samples HVPs; n HVPs and the exact trace when 2 num_samples >= n);
+    num_samples <= n. The probes run one after another; all of them are held at once
+    (num_samples vectors of n scalars). Errors (ValueError): no key, num_samples < 2 (or > n for
+    "xtrace"), an unknown method, a non-scalar loss, no floating leaves, non-finite HVPs.
+    """
+    t0 = time.perf_counter()
+    check_choice("method", method, TRACE_METHODS)
+    split, args = _setup(loss_fn, params, key)
+    high = split.n if method == "xtrace" else None
+    m = check_int("num_samples", num_samples, 2, high)
+    num_matvecs = m if method == "hutchinson" else min(split.n, 2 * m)  # n: H formed, exact
+    static = {"loss_fn": loss_fn, "split": split, "m": m, "method": method}
+    (value, sem), t_compile = _run(_trace, args, **static)
+    _check_finite("hessian_trace", value, sem)
+    return TraceResult(
+        **_report(split, num_matvecs, t0, t_compile),
+        value=float(value),
+        std_error=float(sem) * math.sqrt(m / (m - 1)),  # matfree's std has ddof 0
+        method=method,
+        num_samples=m,
+    )
+
+
+def spectral_density(
+    loss_fn: Callable[[Any], jax.Array],
+    params: Any,
+    *,
+    key: jax.Array,
+    num_probes: int = 4,
+    num_matvecs: int = 50,
+) -> SpectralDensity:
+    """The spectral density of the Hessian of `loss_fn` at `params`, by stochastic Lanczos
+    quadrature (module docstring).
+
+    num_probes Rademacher probes (probe l from `jax.random.fold_in(key, l)`), each run through
+    num_matvecs (m, at most n) Lanczos steps with full reorthogonalisation, one probe after
+    another (`lax.map`): P m HVPs, memory m vectors of n scalars. The result holds the nodes
+    and weights; `density(grid, sigma)` and `moment(k)` evaluate them. Errors (ValueError): no
+    key, num_probes < 1, m outside [1, n], a non-scalar loss, no floating leaves, non-finite
+    HVPs.
+    """
+    t0 = time.perf_counter()
+    split, args = _setup(loss_fn, params, key)
+    p = check_int("num_probes", num_probes, 1)
+    m = check_int("num_matvecs", num_matvecs, 1, split.n)
+    t_m, t_compile = _run(_quadrature, args, loss_fn=loss_fn, split=split, p=p, m=m)
+    _check_finite("spectral_density", t_m)
+    nodes, s = np.linalg.eigh(t_m.astype(np.float64))  # P x m x m, on the host in float64
+    weights = s[:, 0, :] ** 2
+    return SpectralDensity(
+        **_report(split, p * m, t0, t_compile),
+        nodes=nodes,
+        weights=weights,
+        num_probes=p,
+        lanczos_steps=m,
+    )
