@@ -4,8 +4,9 @@ H = grad^2 f(x) is the Hessian of f = loss_fn at x = params, over the variables:
 leaves of the pytree (float16, bfloat16, float32 or float64), flattened in
 `jax.tree_util.tree_leaves` order into n scalars. Non-floating leaves (integer counters, RNG
 keys) are held fixed: loss_fn sees them unchanged and H has no rows for them; every result
-counts them apart (`n_fixed`, `n_fixed_leaves`). Like `keskar_repro.sharpness`, this module
-needs nothing of our model or training code (it imports only keskar_repro.checks) and works on
+counts them apart in `leaf_counts`, by the same rule as the sharpness notions
+(`keskar_repro.pytree.partition`). Like `keskar_repro.sharpness`, this module needs nothing of
+our model or training code (it imports only keskar_repro.checks and .pytree) and works on
 any JAX-differentiable `loss_fn(params) -> scalar`. Nothing here forms an n x n matrix.
 
 - Hessian-vector product (`hvp_fn`), forward-over-reverse (Pearlmutter 1994):
@@ -91,6 +92,7 @@ import numpy as np
 from matfree import decomp, stochtrace
 
 from keskar_repro.checks import check_choice, check_int, check_loss_fn, jsonable
+from keskar_repro.pytree import LeafCounts, partition
 
 __all__ = [
     "TRACE_METHODS",
@@ -120,13 +122,6 @@ def _check_key(key: Any) -> jax.Array:
     return key
 
 
-def _is_floating(leaf: Any) -> bool:
-    dtype = getattr(leaf, "dtype", None)
-    if dtype is None:
-        dtype = np.result_type(leaf)
-    return bool(jnp.issubdtype(dtype, jnp.floating))
-
-
 # --------------------------------------------------------------------------------------------
 # The variables: floating leaves, flattened; the other leaves held fixed
 # --------------------------------------------------------------------------------------------
@@ -142,8 +137,7 @@ class _Split:
     shapes: tuple[tuple[int, ...], ...]  # of the variable leaves
     dtypes: tuple[np.dtype, ...]  # of the variable leaves
     work_dtype: np.dtype
-    n_fixed: int
-    n_fixed_leaves: int
+    counts: LeafCounts = dataclasses.field(compare=False)
 
     @property
     def n(self) -> int:
@@ -175,19 +169,13 @@ class _Split:
 
 
 def _split(params: Any) -> _Split:
+    """The variables of params: `pytree.partition`'s floating leaves (a ValueError if none)."""
+    part = partition(params)
     leaves, treedef = jax.tree_util.tree_flatten(params)
-    is_var = tuple(_is_floating(leaf) for leaf in leaves)
-    var = [leaf for leaf, v in zip(leaves, is_var, strict=True) if v]
-    fixed = [leaf for leaf, v in zip(leaves, is_var, strict=True) if not v]
-    if not var:
-        raise ValueError("params has no floating-point leaves: there are no variables")
+    var = [leaf for leaf, v in zip(leaves, part.perturbed, strict=True) if v]
     shapes = tuple(tuple(np.shape(leaf)) for leaf in var)
-    if sum(math.prod(s) for s in shapes) == 0:
-        raise ValueError("params has no variables (all floating-point leaves are empty)")
     dtypes = tuple(np.dtype(jnp.result_type(leaf)) for leaf in var)
-    work = np.dtype(jnp.result_type(jnp.float32, *dtypes))
-    n_fixed = sum(int(np.size(leaf)) for leaf in fixed)
-    return _Split(treedef, is_var, shapes, dtypes, work, n_fixed, len(fixed))
+    return _Split(treedef, part.perturbed, shapes, dtypes, np.dtype(part.dtype), part.counts)
 
 
 def _hvp_leaves(loss_fn: Callable, split: _Split, var: list, fixed: list, tangent: list) -> list:
@@ -246,8 +234,8 @@ class CurvatureReport:
     """What every curvature result records about the call.
 
     n_params          n, the number of variables (scalars in the floating leaves).
-    n_fixed           scalars in the non-floating leaves, held fixed (not in H).
-    n_fixed_leaves    how many leaves those are.
+    leaf_counts       `pytree.LeafCounts`: the variable leaves ("perturbed") and the
+                      non-floating ones held fixed (not in H), leaves and scalars of each.
     param_dtypes      the distinct dtypes of the variable leaves.
     dtype             the work dtype of the Krylov vectors and probe products.
     num_matvecs       Hessian-vector products evaluated, in all.
@@ -256,8 +244,7 @@ class CurvatureReport:
     """
 
     n_params: int
-    n_fixed: int
-    n_fixed_leaves: int
+    leaf_counts: LeafCounts
     param_dtypes: tuple[str, ...]
     dtype: str
     num_matvecs: int
@@ -348,8 +335,7 @@ class SpectralDensity(CurvatureReport):
 def _report(split: _Split, num_matvecs: int, t0: float, t_compile: float) -> dict[str, Any]:
     return {
         "n_params": split.n,
-        "n_fixed": split.n_fixed,
-        "n_fixed_leaves": split.n_fixed_leaves,
+        "leaf_counts": split.counts,
         "param_dtypes": tuple(sorted({d.name for d in split.dtypes})),
         "dtype": split.work_dtype.name,
         "num_matvecs": num_matvecs,

@@ -28,6 +28,7 @@ from keskar_repro.curvature import (
 )
 from keskar_repro.models import MLP, init_variables
 from keskar_repro.objective import cross_entropy, make_loss_fn, scale_pixels
+from keskar_repro.pytree import partition
 
 SHAPES = {"w": (3, 4), "b": (5,), "c": (2, 2, 2)}  # n = 25
 N = 25
@@ -94,7 +95,7 @@ def test_top_eigenvalues_of_a_quadratic_with_known_spectrum():
     # the stated error: an eigenvalue within each residual (+ float32 rounding of the HVPs)
     assert np.all(np.abs(largest.eigenvalues - TOP) <= largest.residuals + 1e-5 * max(TOP))
     assert largest.which == "largest" and largest.k == 3 and largest.num_matvecs == 15
-    assert (largest.n_params, largest.n_fixed, largest.n_fixed_leaves) == (N, 0, 0)
+    assert largest.n_params == N and largest.leaf_counts.fixed_leaves == 0
     assert largest.ritz_values.shape == (15,) and largest.dtype == "float32"
 
     smallest = top_eigenvalues(loss, point(), key=key(0), k=2, num_matvecs=15, which="smallest")
@@ -186,7 +187,9 @@ def test_non_floating_leaves_are_held_fixed_and_counted():
     params = {"x": point(), "step": jnp.int32(2), "rng": jax.random.key(7), "mask": mask}
     result = top_eigenvalues(loss, params, key=key(8), k=1, num_matvecs=4)
     assert result.eigenvalues[0] == pytest.approx(3 * DIAG_VALUES.max(), rel=1e-5)
-    assert (result.n_params, result.n_fixed, result.n_fixed_leaves) == (N, 5, 3)
+    counts = result.leaf_counts
+    assert (result.n_params, counts.fixed_entries, counts.fixed_leaves) == (N, 5, 3)
+    assert result.to_dict()["leaf_counts"]["perturbed_entries"] == N
 
     v = {**params, "x": point(seed=9)}
     hv = hvp_fn(loss, params)(v)
@@ -333,8 +336,8 @@ def test_argument_errors_name_the_argument():
         with pytest.raises(ValueError, match=name):
             call()
     record = SpectralDensity(
-        n_params=1, n_fixed=0, n_fixed_leaves=0, param_dtypes=("float32",), dtype="float32",
-        num_matvecs=1, seconds=0.0, seconds_compile=0.0, nodes=np.zeros((1, 1)),
+        n_params=1, leaf_counts=partition({"x": np.zeros(1)}).counts, param_dtypes=("float32",),
+        dtype="float32", num_matvecs=1, seconds=0.0, seconds_compile=0.0, nodes=np.zeros((1, 1)),
         weights=np.ones((1, 1)), num_probes=1, lanczos_steps=1,
     )  # fmt: skip
     with pytest.raises(ValueError, match="sigma"):
