@@ -230,7 +230,10 @@ def main(spec: FigureSpec, argv: list[str] | None = None) -> int:
     args = parse(spec, argv)
     if args.replot:
         return replot(spec, args)
+    from keskar_repro.distributed import initialize_from_env
     from keskar_repro.files import environment, write_atomic
+
+    initialize_from_env()  # a multi-process job when the environment says so
 
     t0 = time.time()
     dataset = load_dataset(args)

@@ -5,6 +5,10 @@ target's folder and a rename, so a killed process never leaves a half-written fi
 two processes writing the same file leave one complete copy. `file_lock` (the `filelock`
 package: an OS-level lock released when its process dies) serialises work that two processes
 sharing a folder must not do twice at once.
+
+In a multi-process job (keskar_repro.distributed) only the primary process writes and locks;
+the others compute the same values, skip the write, and take the primary's answer wherever a
+decision depends on what is on disk (`cached_json`).
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from keskar_repro.distributed import agree, is_primary
 from keskar_repro.errors import CorruptFileError
 
 
 def write_atomic(path: str | os.PathLike, blob: bytes | str) -> None:
-    """Write `blob` to `path` through a temporary file and a rename: all or nothing."""
+    """Write `blob` to `path` through a temporary file and a rename: all or nothing. Only the
+    primary process of a multi-process job writes; on the others this does nothing."""
+    if not is_primary():
+        return
     path = Path(path)
     if isinstance(blob, str):
         blob = blob.encode()
@@ -68,7 +76,7 @@ def cached_json(folder: str | os.PathLike, kind: str, spec: dict, compute: Calla
     and two processes computing the same entry leave one complete file.
     """
     target = Path(folder) / f"{kind}-{spec_hash(spec)}.json"
-    if target.is_file():
+    if agree(target.is_file()):  # every process computes, or every process reads
         stored = read_json(target)
         if not isinstance(stored, dict) or "result" not in stored:
             raise CorruptFileError(f"{target} has no 'result'; delete it to recompute")
@@ -81,9 +89,13 @@ def cached_json(folder: str | os.PathLike, kind: str, spec: dict, compute: Calla
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike, what: str, *, poll: float = 1.0) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created if missing) while the block runs; if another
-    process holds it, say so once on stderr (naming `what`) and wait for it."""
+    process holds it, say so once on stderr (naming `what`) and wait for it. In a multi-process
+    job only the primary process locks (the others follow its decisions)."""
     from filelock import FileLock, Timeout
 
+    if not is_primary():
+        yield
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path))
@@ -120,5 +132,6 @@ def environment() -> dict[str, Any]:
             "platform": device.platform,
             "kind": device.device_kind,
             "count": jax.device_count(),
+            "processes": jax.process_count(),
         },
     }

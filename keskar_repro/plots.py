@@ -123,12 +123,15 @@ def sharpness_chart(
 
 
 def save_figure(fig: Figure, stem: str) -> list[str]:
-    """Save `fig` as <stem>.png and <stem>.pdf (each written atomically); return the paths."""
+    """Save `fig` as <stem>.png and <stem>.pdf (each written atomically); return the paths.
+    In a multi-process job only the primary process writes them."""
     import os
     import tempfile
 
+    from keskar_repro.distributed import is_primary
+
     paths = []
-    for ext in ("png", "pdf"):
+    for ext in ("png", "pdf") if is_primary() else ():
         final = f"{stem}.{ext}"
         directory = os.path.dirname(final) or "."
         fd, tmp = tempfile.mkstemp(prefix=".fig.", suffix=f".{ext}", dir=directory)

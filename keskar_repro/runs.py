@@ -20,6 +20,11 @@ train the same run at once: each run is locked while it trains (`files.file_lock
 process waits and then loads what the first saved. A saved run that lacks a snapshot is trained
 again together with the same group it was first trained with, so the retraining follows the
 saved run's float trajectory exactly and its snapshots belong to the saved run.
+
+In a multi-process job (keskar_repro.distributed) every process trains every missing run (each
+runs its part of the one SPMD program), and only the primary process locks, checkpoints and
+saves; which runs are missing, and whether a checkpoint exists, is the primary's answer on
+every process, and every process loads the saved runs once the primary has written them.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import flax.serialization
 import jax
 import numpy as np
 
+from keskar_repro.distributed import agree, barrier, is_primary
 from keskar_repro.errors import CorruptFileError, UserError
 from keskar_repro.files import (
     environment,
@@ -124,8 +130,11 @@ def save_run(
     """Write `run` atomically and return its directory (an existing one is replaced).
 
     `snapshots`, a folder of epoch-<k>.msgpack files, becomes the run's snapshots/ folder;
-    `trained_with` (default: the run alone) is recorded as the group of its compiled program."""
+    `trained_with` (default: the run alone) is recorded as the group of its compiled program.
+    Only the primary process of a multi-process job writes."""
     final = run_dir(run.config, root)
+    if not is_primary():
+        return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
@@ -211,7 +220,7 @@ class GroupCheckpoint:
     _last_save: float = dataclasses.field(default_factory=time.monotonic)
 
     def load(self, template: TrainState) -> LoopState | None:
-        if not self.path.is_file():
+        if not agree(self.path.is_file()):
             return None
         try:
             return LoopState.from_checkpoint(self.path.read_bytes(), template)
@@ -266,18 +275,28 @@ def get_or_train(
             program = _missing(program, root, options["snapshot_epochs"])  # another process?
             if program:
                 _train_program(program, **options)
+    barrier("keskar_repro.runs.get_or_train")  # the primary has saved every run
     return [load_run(run_dir(c, root))[0] for c in configs]
 
 
 def _missing(configs: Sequence[TrainConfig], root: Path, snapshot_epochs: list[int]):
-    """The configs (each once) without a saved run that has every snapshot asked for."""
-    out: dict[str, TrainConfig] = {}
+    """The configs (each once) without a saved run that has every snapshot asked for (the
+    primary process's answer on every process)."""
+    by_name: dict[str, TrainConfig] = {}
     for config in configs:
+        by_name.setdefault(run_dir(config, root).name, config)
+    unique = list(by_name.values())
+
+    def missing(config: TrainConfig) -> bool:
         path = run_dir(config, root)
-        complete = all(snapshot_file(path, e).is_file() for e in snapshot_epochs)
-        if not (path.is_dir() and complete):
-            out.setdefault(path.name, config)
-    return list(out.values())
+        return not (
+            path.is_dir() and all(snapshot_file(path, e).is_file() for e in snapshot_epochs)
+        )
+
+    if not unique:
+        return []
+    flags = agree(np.array([missing(c) for c in unique]))
+    return [c for c, flag in zip(unique, flags, strict=True) if flag]
 
 
 def _programs(configs: list[TrainConfig], size: int | None) -> list[list[TrainConfig]]:
@@ -325,8 +344,9 @@ def _train_program(
 ) -> None:
     """Train `configs` in one program (or, for saved runs retrained for their snapshots, the
     groups they were first trained with), checkpointed, then save each run with its snapshots."""
-    saved_groups = {tuple(g) for c in configs if (g := _saved_group(c, root)) is not None}
-    fresh = [c for c in configs if not run_dir(c, root).is_dir()]
+    saved = agree(np.array([run_dir(c, root).is_dir() for c in configs]))
+    saved_groups = {tuple(_saved_group(c, root)) for c, s in zip(configs, saved, strict=True) if s}
+    fresh = [c for c, s in zip(configs, saved, strict=True) if not s]
     programs = [list(g) for g in saved_groups] + ([fresh] if fresh else [])
     for program in programs:
         tag = _group_tag(program, root)
@@ -351,6 +371,8 @@ def _train_program(
             checkpoint=checkpoint,
             on_divergence=on_divergence,
         )
+        if not is_primary():
+            continue
         for run in trained:
             path = run_dir(run.config, root)
             if path.is_dir():  # a saved run retrained for its snapshots: only they are added

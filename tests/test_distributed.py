@@ -1,0 +1,175 @@
+"""Multi-process jobs (distributed.py, launch.py): 2 processes x 2 CPU devices compute what 1
+process x 4 devices does (training through the run store, the objective and its gradient,
+Metric 2.1), and write one set of files. The processes run on 127.0.0.1 with a bounded timeout,
+started by keskar_repro.launch; the 4-device reference runs in a plain subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keskar_repro import distributed, launch
+from keskar_repro.errors import UserError
+
+PROGRAM = r"""
+import json, sys, types
+from pathlib import Path
+from keskar_repro.distributed import initialize_from_env, process_index
+initialize_from_env()
+import jax, numpy as np
+from keskar_repro import parallel
+from keskar_repro.data import load
+from keskar_repro.files import write_json
+from keskar_repro.measurements import RunSharpness
+from keskar_repro.objective import make_loss_fn
+from keskar_repro.protocol import with_seeds
+from keskar_repro.runs import get_or_train
+from keskar_repro.train import TrainConfig
+
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+d = load("mnist10k")
+small = types.SimpleNamespace(name="mnist10k", x_train=d.x_train[:800], y_train=d.y_train[:800],
+                              x_test=d.x_test[:400], y_test=d.y_test[:400],
+                              provenance=d.provenance)
+config = TrainConfig(dataset="mnist10k", batch_size=200, epochs=2, hidden=(32, 32),
+                     eval_chunk_size=400)
+runs = get_or_train(with_seeds(config, [0, 1]), small, root=root, progress=False,
+                    checkpoint_seconds=0)
+loss_fn = make_loss_fn(config.model(), runs[0].batch_stats, small.x_train, small.y_train,
+                       chunk_size=400)
+value, grad = jax.value_and_grad(loss_fn)(runs[0].params)
+meter = RunSharpness(runs[0], small, root)
+phi = meter.measure(1e-3)
+again = meter.measure(1e-3)  # read back from the cache the primary wrote
+flat = lambda tree: {k: {n: np.asarray(a).ravel().tolist() for n, a in v.items()}
+                     for k, v in tree.items()}
+record = {
+    "processes": jax.process_count(), "devices": parallel.device_count(),
+    "history": [r.history["train_loss"] for r in runs], "params": [flat(r.params) for r in runs],
+    "objective": float(value),
+    "grad": {k: v["kernel"][:50] for k, v in flat(grad).items() if "Dense" in k},
+    "phi": phi["value"], "phi_again": again["value"], "nit": phi["nit"],
+}
+write_json(out / "result.json", record)  # the primary process only
+(out / f"process-{process_index()}.json").write_text(json.dumps(record))
+"""
+
+PRE_BN_BIAS = ("Dense_0", "Dense_1")  # rounding noise amplified by Adam (test_parallel.py)
+
+
+def _clean_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KESKAR_")}
+    env.pop("XLA_FLAGS", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory):
+    """(1 process x 4 devices, 2 processes x 2 devices): (record, out folder, runs folder)."""
+    done = {}
+    for name in ("one", "two"):
+        root = tmp_path_factory.mktemp(name)
+        runs, out = root / "runs", root / "out"
+        out.mkdir()
+        command = ["-c", PROGRAM, str(runs), str(out)]
+        with open(root / "process-0.log", "w") as log:
+            if name == "one":
+                env = {**_clean_env(), "JAX_PLATFORMS": "cpu"}
+                env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+                status = subprocess.run(
+                    [sys.executable, *command], env=env, stdout=log, stderr=subprocess.STDOUT,
+                    timeout=600,
+                ).returncode  # fmt: skip
+            else:
+                status = launch.launch(
+                    command, 2, devices_per_process=2, timeout=600, log_dir=root,
+                    env=_clean_env(), stdout=log,
+                )  # fmt: skip
+        assert status == 0, (root / "process-0.log").read_text()[-3000:]
+        done[name] = (json.loads((out / "result.json").read_text()), out, runs)
+    return done
+
+
+def test_two_processes_see_four_devices_and_agree_exactly(jobs):
+    record, out, _ = jobs["two"]
+    assert (record["processes"], record["devices"]) == (2, 4)
+    p0, p1 = (json.loads((out / f"process-{i}.json").read_text()) for i in (0, 1))
+    assert p0 == p1 == record  # identical values on both processes, bit for bit
+    assert record["phi_again"] == record["phi"] and record["nit"] == 10
+
+
+def test_two_processes_compute_what_one_process_does_on_four_devices(jobs):
+    one, two = jobs["one"][0], jobs["two"][0]
+    assert (one["processes"], one["devices"]) == (1, 4)
+    np.testing.assert_allclose(two["history"], one["history"], rtol=1e-5)
+    for run_1, run_2 in zip(one["params"], two["params"], strict=True):
+        for layer, leaves in run_1.items():
+            for name, values in leaves.items():
+                if not (layer in PRE_BN_BIAS and name == "bias"):
+                    np.testing.assert_allclose(run_2[layer][name], values, rtol=1e-4, atol=1e-5)
+    assert two["objective"] == pytest.approx(one["objective"], rel=1e-6)
+    for layer, values in one["grad"].items():
+        np.testing.assert_allclose(two["grad"][layer], values, rtol=1e-4, atol=1e-7)
+    assert two["phi"] == pytest.approx(one["phi"], rel=1e-3)
+
+
+def test_a_job_writes_one_set_of_files(jobs):
+    _, out, runs = jobs["two"]
+    _, _, runs_one = jobs["one"]
+    names = lambda root: sorted(str(p.relative_to(root)) for p in root.rglob("*"))  # noqa: E731
+    assert names(runs) == names(runs_one)  # the same runs, measurements and locks; nothing else
+    assert not [p for p in runs.rglob("*") if p.name.endswith(".tmp")]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "process-0.json",
+        "process-1.json",
+        "result.json",
+    ]
+
+
+def test_partial_environment_is_a_user_error(monkeypatch):
+    monkeypatch.setenv(distributed.ENV_COORDINATOR, "127.0.0.1:1234")
+    monkeypatch.delenv(distributed.ENV_NUM_PROCESSES, raising=False)
+    monkeypatch.delenv(distributed.ENV_PROCESS_ID, raising=False)
+    with pytest.raises(UserError, match="KESKAR_NUM_PROCESSES, KESKAR_PROCESS_ID"):
+        distributed.initialize_from_env()
+
+
+def test_alone_every_helper_is_the_identity():
+    assert distributed.process_index() == 0 and distributed.is_primary()
+    assert distributed.agree(True) is True and distributed.agree(3) == 3
+    np.testing.assert_array_equal(distributed.agree(np.array([True, False])), [True, False])
+    distributed.barrier("alone")  # returns at once
+
+
+def test_launch_stops_every_process_when_one_fails(tmp_path):
+    # process 1 fails at once; process 0 would wait forever: the job ends with process 1's status
+    program = "import os, time, sys\nif os.environ['KESKAR_PROCESS_ID'] == '1': sys.exit(3)\n"
+    program += "time.sleep(600)"
+    with open(tmp_path / "p0.log", "w") as log:
+        status = launch.launch(["-c", program], 2, timeout=120, log_dir=tmp_path, stdout=log)
+    assert status == 3
+
+
+def test_launch_timeout_stops_the_job(tmp_path):
+    with open(tmp_path / "p0.log", "w") as log:
+        status = launch.launch(["-c", "import time; time.sleep(600)"], 2, timeout=1.0,
+                               log_dir=tmp_path, stdout=log)  # fmt: skip
+    assert status == launch.TIMEOUT_STATUS
+
+
+def test_launch_command_line_needs_a_program(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        launch.main(["--processes", "2"])
+    assert exit_info.value.code == 2
+    assert "give the program after --" in capsys.readouterr().err
+
+
+def test_process_env_forces_the_device_count():
+    base = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --foo", "X": "1"}
+    env = launch.process_env(1, 2, 5555, 2, base)
+    assert env["XLA_FLAGS"] == "--foo --xla_force_host_platform_device_count=2"
+    assert (env["KESKAR_COORDINATOR"], env["KESKAR_NUM_PROCESSES"]) == ("127.0.0.1:5555", "2")
+    assert (env["KESKAR_PROCESS_ID"], env["JAX_PLATFORMS"], env["X"]) == ("1", "cpu", "1")
