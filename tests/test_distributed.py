@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +16,18 @@ from keskar_repro import distributed, launch
 from keskar_repro.errors import UserError
 
 PROGRAM = r"""
-import json, sys, types
+import json, os, sys, time, types
 from pathlib import Path
 from keskar_repro.distributed import initialize_from_env, process_index
 initialize_from_env()
+if os.environ.get("DIE_AFTER_FIRST_CHECKPOINT") and process_index() == 1:
+    from keskar_repro.runs import GroupCheckpoint
+    save = GroupCheckpoint.save
+    def save_then_die(self, loop, done):
+        save(self, loop, done)
+        time.sleep(2)  # the primary writes its checkpoint meanwhile
+        os._exit(7)
+    GroupCheckpoint.save = save_then_die
 import jax, numpy as np
 from keskar_repro import parallel
 from keskar_repro.data import load
@@ -66,31 +75,33 @@ def _clean_env() -> dict:
     return env
 
 
+def _job(root: Path, processes: int, env: dict | None = None) -> int:
+    """PROGRAM as 1 process x 4 devices or 2 processes x 2 devices, into root/runs, root/out."""
+    (root / "out").mkdir(exist_ok=True)
+    command = ["-c", PROGRAM, str(root / "runs"), str(root / "out")]
+    env = {**_clean_env(), **(env or {})}
+    with open(root / "process-0.log", "w") as log:
+        if processes == 2:
+            return launch.launch(command, 2, devices_per_process=2, timeout=600, log_dir=root,
+                                 env=env, stdout=log)  # fmt: skip
+        env["JAX_PLATFORMS"], env["XLA_FLAGS"] = "cpu", "--xla_force_host_platform_device_count=4"
+        return subprocess.run([sys.executable, *command], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, timeout=600).returncode  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory):
-    """(1 process x 4 devices, 2 processes x 2 devices): (record, out folder, runs folder)."""
+    """{"one": 1 process x 4 devices, "two": 2 processes x 2 devices}: (record, out, runs)."""
     done = {}
-    for name in ("one", "two"):
+    for name, processes in (("one", 1), ("two", 2)):
         root = tmp_path_factory.mktemp(name)
-        runs, out = root / "runs", root / "out"
-        out.mkdir()
-        command = ["-c", PROGRAM, str(runs), str(out)]
-        with open(root / "process-0.log", "w") as log:
-            if name == "one":
-                env = {**_clean_env(), "JAX_PLATFORMS": "cpu"}
-                env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
-                status = subprocess.run(
-                    [sys.executable, *command], env=env, stdout=log, stderr=subprocess.STDOUT,
-                    timeout=600,
-                ).returncode  # fmt: skip
-            else:
-                status = launch.launch(
-                    command, 2, devices_per_process=2, timeout=600, log_dir=root,
-                    env=_clean_env(), stdout=log,
-                )  # fmt: skip
-        assert status == 0, (root / "process-0.log").read_text()[-3000:]
-        done[name] = (json.loads((out / "result.json").read_text()), out, runs)
+        assert _job(root, processes) == 0, (root / "process-0.log").read_text()[-3000:]
+        done[name] = (json.loads((root / "out" / "result.json").read_text()), *_dirs(root))
     return done
+
+
+def _dirs(root: Path) -> tuple[Path, Path]:
+    return root / "out", root / "runs"
 
 
 def test_two_processes_see_four_devices_and_agree_exactly(jobs):
@@ -127,6 +138,17 @@ def test_a_job_writes_one_set_of_files(jobs):
         "process-1.json",
         "result.json",
     ]
+
+
+def test_a_job_killed_on_one_process_resumes_from_the_primarys_checkpoint(jobs, tmp_path):
+    assert _job(tmp_path, 2, {"DIE_AFTER_FIRST_CHECKPOINT": "1"}) == 7  # process 1's status
+    assert list((tmp_path / "runs" / "checkpoints").iterdir())  # the primary wrote it
+    assert _job(tmp_path, 2) == 0
+    resumed = json.loads((tmp_path / "out" / "result.json").read_text())
+    uninterrupted = jobs["two"][0]
+    assert resumed["history"] == uninterrupted["history"]
+    assert resumed["params"] == uninterrupted["params"]
+    assert not list((tmp_path / "runs" / "checkpoints").iterdir())
 
 
 def test_partial_environment_is_a_user_error(monkeypatch):
