@@ -40,25 +40,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def forced_devices_env(devices: int, base: dict | None = None) -> dict[str, str]:
+    """`base` (default: this environment) with JAX on `devices` forced CPU devices."""
+    env = dict(os.environ if base is None else base)
+    flags = [
+        f
+        for f in env.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
+    flags.append(f"--xla_force_host_platform_device_count={devices}")
+    env["XLA_FLAGS"] = " ".join(flags)
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
 def process_env(
     pid: int, processes: int, port: int, devices_per_process: int | None, base: dict | None = None
 ) -> dict[str, str]:
     """The environment of process `pid` of `processes` (module docstring)."""
     env = dict(os.environ if base is None else base)
+    if devices_per_process is not None:
+        env = forced_devices_env(devices_per_process, env)
     env.update({
         ENV_COORDINATOR: f"127.0.0.1:{port}",
         ENV_NUM_PROCESSES: str(processes),
         ENV_PROCESS_ID: str(pid),
     })  # fmt: skip
-    if devices_per_process is not None:
-        flags = [
-            f
-            for f in env.get("XLA_FLAGS", "").split()
-            if not f.startswith("--xla_force_host_platform_device_count")
-        ]
-        flags.append(f"--xla_force_host_platform_device_count={devices_per_process}")
-        env["XLA_FLAGS"] = " ".join(flags)
-        env["JAX_PLATFORMS"] = "cpu"
     return env
 
 
