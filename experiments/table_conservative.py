@@ -51,6 +51,14 @@ def options(p) -> None:
     p.add_argument(
         "--prox-lambda", type=float, default=1e-3, help="lambda of the proximal term (1e-3)"
     )
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="a results JSON of experiments/fig_sharpness.py whose SB and LB runs are this "
+        "table's (checked: the same training configuration per seed): their accuracy and "
+        "full-space sharpness are read from it instead of trained and measured again, e.g. "
+        "figures/fig_sharpness_mnist_paper.json",
+    )
 
 
 def checks(args) -> dict[str, bool]:
@@ -70,9 +78,10 @@ def compute(args, dataset) -> dict:
     configs["LB-conservative"] = dataclasses.replace(
         configs["LB"], prox_steps=args.prox_steps, prox_lambda=args.prox_lambda
     )
-    runs = {regime: experiment.seed_runs(args, dataset, configs[regime]) for regime in REGIMES}
+    rows = baseline_rows(args.baseline, configs, args.seeds, args.epsilons) if args.baseline else []
+    todo = [regime for regime in REGIMES if regime not in {row["regime"] for row in rows}]
+    runs = {regime: experiment.seed_runs(args, dataset, configs[regime]) for regime in todo}
     bar = experiment.progress_bar(args, sum(map(len, runs.values())), "sharpness")
-    rows = []
     for regime, regime_runs in runs.items():
         for run in regime_runs:
             rows.append(
@@ -86,6 +95,66 @@ def compute(args, dataset) -> dict:
             bar.set_postfix_str(f"{regime} seed {run.config.seed}")
     bar.close()
     return {"rows": rows}
+
+
+def baseline_rows(path: str, configs: dict, seeds: int, epsilons: list[float]) -> list[dict]:
+    """The SB and LB rows of a fig_sharpness.py results JSON, in `run_record`'s form (plus
+    "baseline": path), for seeds 0 .. seeds - 1: each run must have this table's training
+    configuration and a full-space measurement at every epsilon with this table's settings (BN
+    policy "batch", normalized scaling, the protocol's iteration limit), else a UserError."""
+    from keskar_repro.errors import UserError
+    from keskar_repro.files import read_json
+    from keskar_repro.protocol import SHARPNESS_MAXITER, with_seeds
+
+    if not Path(path).is_file():
+        raise UserError(f"--baseline {path} does not exist; run experiments/fig_sharpness.py")
+    results = read_json(path)
+    rows = []
+    for regime in ("SB", "LB"):
+        for config in with_seeds(configs[regime], range(seeds)):
+            where = f"--baseline {path}: {regime} seed {config.seed}"
+            found = [
+                r for r in results["runs"] if (r["regime"], r["seed"]) == (regime, config.seed)
+            ]
+            if (
+                not found
+                or found[0]["config"] != config.to_dict()
+                or found[0]["bn_policy"] != "batch"
+            ):
+                raise UserError(
+                    f"{where} is missing or not this table's run (training configuration "
+                    f"{config.to_dict()}, BN policy batch); drop --baseline to train it here"
+                )
+            values = {
+                str(m["epsilon"]): m
+                for m in results["sharpness"]
+                if (m["regime"], m["seed"], m["space"]) == (regime, config.seed, "full")
+                and (m["bn_policy"], m["scaling"], m["maxiter"])
+                == ("batch", "normalized", SHARPNESS_MAXITER)
+            }
+            missing = [eps for eps in map(str, epsilons) if eps not in values]
+            if missing:
+                raise UserError(f"{where} has no full-space sharpness at eps {missing}")
+            run = found[0]
+            rows.append(
+                {
+                    "regime": regime,
+                    "run_dir": run["run_dir"],
+                    "baseline": str(path),
+                    "seed": config.seed,
+                    "batch_size": config.batch_size,
+                    "learning_rate": config.learning_rate,
+                    "epoch": run["epochs_run"],
+                    "stop_reason": run["stop_reason"],
+                    **{
+                        k: run[k]
+                        for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+                    },
+                    "sharpness": {eps: values[eps]["value"] for eps in map(str, epsilons)},
+                    "sharpness_reports": {eps: values[eps] for eps in map(str, epsilons)},
+                }
+            )
+    return rows
 
 
 def summarize(results: dict) -> dict:

@@ -132,6 +132,28 @@ def test_table_7_trains_conservative_lb_beside_the_shared_sb_and_lb_runs(made):
     assert set(r["summary"]["LB-conservative"]["sharpness"]) == {"0.001"}
 
 
+def test_table_7_reads_the_sb_and_lb_rows_of_a_main_results_json(made):
+    import table_conservative
+
+    from keskar_repro.errors import UserError
+
+    out, runs, _ = made
+    main_json = str(out / "fig_sharpness_mnist10k_quick.json")
+    argv = ["--preset", "quick", "--dataset", "mnist10k", "--hidden", "16", "--epochs", "2"]
+    argv += ["--seeds", "1"]
+    args = experiment.parse(table_conservative.SPEC, argv)
+    configs = experiment.sb_lb_configs(args, experiment.load_dataset(args))
+    rows = table_conservative.baseline_rows(main_json, configs, 1, [1e-3])
+    measured = results(out, "table7_conservative")["rows"][:2]  # the same runs, measured here
+    keys = ("regime", "seed", "run_dir", "test_accuracy", "train_loss", "epoch", "sharpness")
+    assert [{k: r[k] for k in keys} for r in rows] == [{k: r[k] for k in keys} for r in measured]
+    assert all(r["baseline"] == main_json for r in rows)
+    with pytest.raises(UserError, match="SB seed 1 is missing or not this table's run"):
+        table_conservative.baseline_rows(main_json, configs, 2, [1e-3])
+    with pytest.raises(UserError, match="no full-space sharpness at eps \\['0.002'\\]"):
+        table_conservative.baseline_rows(main_json, configs, 1, [1e-3, 2e-3])
+
+
 def test_figure_4_and_the_grid_cover_their_ranges(made):
     out = made[0]
     sweep = results(out, "fig4_batch_sweep")["summary"]
