@@ -12,8 +12,13 @@ function here is the identity, and nothing changes.
 An axis whose length is not a multiple of the device count (e.g. mnist10k's SB batch 34 on 4
 devices) stays replicated: correct, only not parallel.
 
-Multi-host: call `jax.distributed.initialize()` (on every host, before anything else touches
-JAX) and the mesh spans the devices of all hosts; see the README for the command.
+Several processes (hosts): after `keskar_repro.distributed.initialize_from_env()` (the scripts
+call it) `jax.devices()` lists every process's devices and the mesh spans them all. Every
+process holds the whole dataset, so `replicate` places each process's own copy on its local
+devices (`jax.device_put` of a host array onto a replicated global sharding; JAX takes each
+process's value as that process's shards); outputs that are replicated read back on every
+process with `np.asarray`. tests/test_distributed.py checks 2 processes x 2 devices against
+1 x 4; the README's "Several hosts" gives the commands.
 """
 
 from __future__ import annotations

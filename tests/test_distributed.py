@@ -1,7 +1,8 @@
 """Multi-process jobs (distributed.py, launch.py): 2 processes x 2 CPU devices compute what 1
 process x 4 devices does (training through the run store, the objective and its gradient,
-Metric 2.1), and write one set of files. The processes run on 127.0.0.1 with a bounded timeout,
-started by keskar_repro.launch; the 4-device reference runs in a plain subprocess."""
+Metric 2.1, the parametric path), and write one set of files. The processes run on 127.0.0.1
+with a bounded timeout, started by keskar_repro.launch; the 4-device reference runs in a plain
+subprocess."""
 
 import json
 import os
@@ -32,6 +33,7 @@ import jax, numpy as np
 from keskar_repro import parallel
 from keskar_repro.data import load
 from keskar_repro.files import write_json
+from keskar_repro.interpolation import evaluate_path
 from keskar_repro.measurements import RunSharpness
 from keskar_repro.objective import make_loss_fn
 from keskar_repro.protocol import with_seeds
@@ -53,6 +55,9 @@ value, grad = jax.value_and_grad(loss_fn)(runs[0].params)
 meter = RunSharpness(runs[0], small, root)
 phi = meter.measure(1e-3)
 again = meter.measure(1e-3)  # read back from the cache the primary wrote
+variables = [{"params": r.params, "batch_stats": r.batch_stats} for r in runs]
+path = evaluate_path(config.model(), *variables, [0.0, 0.5, 1.5],
+                     {"train": (small.x_train, small.y_train)}, chunk_size=400)
 flat = lambda tree: {k: {n: np.asarray(a).ravel().tolist() for n, a in v.items()}
                      for k, v in tree.items()}
 record = {
@@ -60,6 +65,7 @@ record = {
     "history": [r.history["train_loss"] for r in runs], "params": [flat(r.params) for r in runs],
     "objective": float(value),
     "grad": {k: v["kernel"][:50] for k, v in flat(grad).items() if "Dense" in k},
+    "path": path["train_loss"].tolist(),
     "phi": phi["value"], "phi_again": again["value"], "nit": phi["nit"],
 }
 write_json(out / "result.json", record)  # the primary process only
@@ -124,6 +130,7 @@ def test_two_processes_compute_what_one_process_does_on_four_devices(jobs):
     assert two["objective"] == pytest.approx(one["objective"], rel=1e-6)
     for layer, values in one["grad"].items():
         np.testing.assert_allclose(two["grad"][layer], values, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(two["path"], one["path"], rtol=1e-6)
     assert two["phi"] == pytest.approx(one["phi"], rel=1e-3)
 
 
