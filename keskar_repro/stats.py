@@ -1,4 +1,5 @@
-"""Statistics over seeds: mean +- sample std, per-epoch curves, and the SB - LB gap test.
+"""Statistics over seeds and runs: mean +- sample std, per-epoch curves, the SB - LB gap test,
+and rank correlation (Kendall's tau with a bootstrap interval).
 
 Every spread in this package is the sample standard deviation (ddof = 1) over seeds; a single
 value has std 0. The paper does not say which convention its tables use.
@@ -48,9 +49,12 @@ GAP_RULE = "|mean SB - mean LB| > 2 * sqrt(std_SB^2/n + std_LB^2/n) (std over n 
 
 
 def gap_test(sb: dict[int, float], lb: dict[int, float]) -> dict:
-    """The SB - LB difference of a per-seed quantity ({seed: value} each): difference of the
-    means, its standard error, the mean +- std of the per-seed differences, and whether the
-    difference exceeds twice its standard error (`GAP_RULE`)."""
+    """The SB - LB difference of a per-seed quantity ({seed: value} each, the same seeds: a
+    ValueError otherwise): difference of the means, its standard error, the mean +- std of the
+    per-seed differences, and whether the difference exceeds twice its standard error
+    (`GAP_RULE`)."""
+    if set(sb) != set(lb):
+        raise ValueError(f"gap_test pairs seeds: SB has {sorted(sb)}, LB has {sorted(lb)}")
     n = len(sb)
     (m_sb, s_sb), (m_lb, s_lb) = mean_std(list(sb.values())), mean_std(list(lb.values()))
     standard_error = (s_sb**2 / n + s_lb**2 / n) ** 0.5
@@ -60,4 +64,53 @@ def gap_test(sb: dict[int, float], lb: dict[int, float]) -> dict:
         "paired_mean_std": mean_std([sb[s] - lb[s] for s in sb]),
         "exceeds_spread": bool(n > 1 and abs(m_sb - m_lb) > 2 * standard_error),
         "rule": GAP_RULE,
+    }
+
+
+def kendall_tau(
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict:
+    """Kendall's tau-b between x and y over n paired observations (runs), with a percentile
+    bootstrap interval.
+
+    tau_b = (C - D) / sqrt((n0 - n1) (n0 - n2)): C and D the concordant and discordant pairs,
+    n0 = n (n - 1) / 2, n1 and n2 the pairs tied in x and in y (scipy.stats.kendalltau). The
+    interval: tau_b of `n_boot` resamples of the n pairs drawn with replacement (NumPy's
+    default_rng(seed), so it is reproducible), its (1 - level) / 2 and (1 + level) / 2
+    quantiles; a resample with every x (or every y) tied has no tau and is left out (counted in
+    "n_boot_undefined"). p_value: SciPy's two-sided test of tau = 0. Returns {"tau", "low",
+    "high", "level", "p_value", "n", "n_boot", "n_boot_undefined"}.
+    """
+    from scipy.stats import kendalltau
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
+        raise ValueError(
+            f"kendall_tau needs two equal-length 1-d samples (n >= 2), got {x.shape}, {y.shape}"
+        )
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    tau, p_value = kendalltau(x, y)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(x), (n_boot, len(x)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = np.array([kendalltau(x[i], y[i])[0] for i in picks])
+    defined = boot[np.isfinite(boot)]
+    low, high = (
+        np.quantile(defined, [(1 - level) / 2, (1 + level) / 2]) if len(defined) else (np.nan,) * 2
+    )
+    return {
+        "tau": float(tau),
+        "low": float(low),
+        "high": float(high),
+        "level": level,
+        "p_value": float(p_value),
+        "n": len(x),
+        "n_boot": n_boot,
+        "n_boot_undefined": int(n_boot - len(defined)),
     }

@@ -3,9 +3,10 @@ on small examples whose values are written out."""
 
 import math
 
+import numpy as np
 import pytest
 
-from keskar_repro.stats import gap_test, mean_std, mean_std_curves, record_stats
+from keskar_repro.stats import gap_test, kendall_tau, mean_std, mean_std_curves, record_stats
 
 
 def test_mean_std_is_the_sample_std():
@@ -68,3 +69,33 @@ def test_gap_test_on_a_clear_and_on_an_unclear_gap():
     single = gap_test({0: 1.0}, {0: 100.0})
     assert single["sb_minus_lb"] == -99.0 and single["standard_error"] == 0.0
     assert single["exceeds_spread"] is False
+
+
+def test_gap_test_refuses_unpaired_seeds():
+    with pytest.raises(ValueError, match=r"SB has \[0, 1\], LB has \[0, 2\]"):
+        gap_test({0: 1.0, 1: 2.0}, {0: 1.0, 2: 2.0})
+
+
+def test_kendall_tau_of_known_orders():
+    # pairs (1,2) (1,3) (1,4) (2,4) (3,4) concordant, (2,3) discordant: (5 - 1) / 6
+    r = kendall_tau([1, 2, 3, 4], [1, 3, 2, 4], n_boot=200)
+    assert r["tau"] == pytest.approx(2 / 3) and r["n"] == 4
+    assert -1 <= r["low"] <= r["tau"] <= r["high"] <= 1
+    # a monotone relation: tau 1 in every resample that has one
+    up = kendall_tau([0.1, 0.5, 2.0, 9.0, 10.0], [3, 4, 8, 9, 20], n_boot=300)
+    assert (up["tau"], up["low"], up["high"]) == pytest.approx((1.0, 1.0, 1.0))
+    assert 0 <= up["n_boot_undefined"] < 300
+    down = kendall_tau([1, 2, 3], [3, 2, 1], n_boot=10)
+    assert down["tau"] == pytest.approx(-1.0)
+    # ties in x (tau-b): x = [1, 1, 2], y = [1, 2, 3]: C = 2, D = 0, n0 = 3, n1 = 1, n2 = 0
+    assert kendall_tau([1, 1, 2], [1, 2, 3], n_boot=10)["tau"] == pytest.approx(2 / np.sqrt(6))
+
+
+def test_kendall_tau_bootstrap_is_reproducible_and_covers_independent_noise():
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal(40), rng.standard_normal(40)
+    a, b = kendall_tau(x, y, seed=1), kendall_tau(x, y, seed=1)
+    assert a == b
+    assert a["low"] < 0 < a["high"]  # independent samples: 0 inside the interval
+    with pytest.raises(ValueError, match="equal-length"):
+        kendall_tau([1, 2], [1, 2, 3])
