@@ -17,6 +17,7 @@ import numpy as np
 
 from keskar_repro.files import cached_json
 from keskar_repro.interpolation import evaluate_path
+from keskar_repro.notions import adaptive_sharpness, average_sharpness
 from keskar_repro.objective import make_loss_fn, split_metrics
 from keskar_repro.protocol import (
     DEFAULT_SUBSPACE_SCALING,
@@ -156,6 +157,87 @@ class RunSharpness:
 
         result = cached_measurement(self.run, "sharpness", spec, compute, self.root)
         return {"space": space, "bn_policy": bn_policy, **result}
+
+
+NOTION_KEY = 20170102  # our choice: the Gaussian draws of seed s come from fold_in(key(this), s)
+
+# The sharpness notions compared on the same runs: name -> (what it is, how it is computed from
+# (loss_fn, params, epsilon, key, samples)). Worst case: 10 L-BFGS-B iterations, as Metric 2.1.
+NOTIONS = {
+    "metric_2_1": (
+        "worst case, box |delta_i| <= eps (|x_i| + 1) (the paper's Metric 2.1)",
+        lambda f, x, eps, key, samples: sharpness(f, x, eps, maxiter=SHARPNESS_MAXITER),
+    ),
+    "adaptive": (
+        "worst case, box |delta_i| <= eps |x_i| (adaptive, Andriushchenko et al. 2023)",
+        lambda f, x, eps, key, samples: adaptive_sharpness(f, x, eps, maxiter=SHARPNESS_MAXITER),
+    ),
+    "average": (
+        "average case, delta_i ~ N(0, (eps (|x_i| + 1))^2): Metric 2.1's box scale",
+        lambda f, x, eps, key, samples: average_sharpness(
+            f, x, eps, key=key, samples=samples, adaptive=True, eta=1.0
+        ),
+    ),
+    "average_adaptive": (
+        "average case, delta_i ~ N(0, (eps |x_i|)^2) (adaptive)",
+        lambda f, x, eps, key, samples: average_sharpness(
+            f, x, eps, key=key, samples=samples, adaptive=True, eta=0.0
+        ),
+    ),
+}
+
+
+def notion_measurement(
+    run: TrainedRun,
+    dataset,
+    notion: str,
+    epsilon: float,
+    *,
+    samples: int,
+    params=None,
+    transform: dict | None = None,
+    loss_fn=None,
+    root: str | os.PathLike | None = None,
+) -> dict:
+    """{"value", "stderr" (Monte Carlo; 0 for the worst case), "report": the notion's
+    `to_dict()`} of `NOTIONS[notion]` on the run's training objective (BN policy "batch"),
+    cached beside the run.
+
+    `params` (default: the run's) may be a transformed copy; `transform`, a JSON-ready dict
+    that determines it (e.g. {"kind": "match_norms", "target": {...}}), is then part of the
+    cache's spec. `loss_fn` (default: built here) lets several measurements of one run share a
+    compiled objective. The Gaussian draws of seed s come from fold_in(key(NOTION_KEY), s): the
+    same for every run of a seed and every transform.
+    """
+    if notion not in NOTIONS:
+        raise ValueError(f"notion={notion!r} is not one of {sorted(NOTIONS)}")
+    if (params is None) != (transform is None):
+        raise ValueError("give params and the transform that made them together, or neither")
+    spec = {
+        "notion": notion,
+        "epsilon": epsilon,
+        "samples": samples if notion.startswith("average") else None,
+        "maxiter": SHARPNESS_MAXITER,
+        "bn_policy": "batch",
+        "transform": transform or {"kind": "none"},
+    }
+
+    def compute():
+        import jax
+
+        f = loss_fn or make_loss_fn(
+            run.config.model(), run.batch_stats, dataset.x_train, dataset.y_train
+        )
+        key = jax.random.fold_in(jax.random.key(NOTION_KEY), run.config.seed)
+        result = NOTIONS[notion][1](f, run.params if params is None else params, epsilon,
+                                    key, samples)  # fmt: skip
+        return {
+            "value": result.value,
+            "stderr": getattr(result, "stderr", 0.0),
+            "report": result.to_dict(),
+        }
+
+    return cached_measurement(run, "notion", spec, compute, root)
 
 
 def pair_path(

@@ -422,3 +422,81 @@ def grid_curves(cells: Sequence[dict], *, title: str = "") -> Figure:
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def notions_figure(summary: dict, *, title: str = "") -> Figure:
+    """Four panels from experiments/fig_sharpness_notions.py's summary: (a) the hidden kernels'
+    RMS entry per layer, SB and LB (mean +- std over seeds); (b) LB / SB of each notion's mean,
+    at the trained points and after matching norms (first epsilon; log scale); (c) seed 0:
+    value after each rescaling / value at the trained point; (d) Kendall's tau-b of each
+    notion (trained points) with the two generalisation gaps, with 95% bootstrap intervals."""
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+    colors = {"SB": "tab:blue", "LB": "tab:red"}
+    ax = axes[0]
+    for regime, rms in summary["rms"].items():
+        layers = [k.split("/")[0] for k in rms]
+        means, stds = [v[0] for v in rms.values()], [v[1] for v in rms.values()]
+        ax.errorbar(range(len(rms)), means, yerr=stds, marker="o", capsize=3,
+                    color=colors[regime], label=regime)  # fmt: skip
+    ax.set_xticks(range(len(layers)), layers, rotation=30)
+    ax.set(ylabel="kernel RMS entry", title="(a) hidden-kernel scale")
+    ax.legend()
+
+    eps = summary["gap"][0]["epsilon"]
+    gap = [e for e in summary["gap"] if e["epsilon"] == eps]
+    notions = [e["notion"] for e in gap]
+    ax, width = axes[1], 0.38
+    for i, point in enumerate(("trained", "matched")):
+        heights = [e[f"{point}_ratio"] or float("nan") for e in gap]
+        ax.bar([j + (i - 0.5) * width for j in range(len(gap))], heights, width, label=point)
+    ax.axhline(1, color="k", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(gap)), notions, rotation=30)
+    ax.set(ylabel="LB / SB (means)", title=f"(b) SB/LB gap, eps {eps:g}")
+    ax.legend()
+
+    ax = axes[2]
+    response = [r for r in summary["response"] if r["epsilon"] == eps]
+    points = sorted({r["point"] for r in response})
+    for k, point in enumerate(points):
+        for regime, marker in (("SB", "o"), ("LB", "s")):
+            ys = [
+                next(
+                    (
+                        r["ratio"]
+                        for r in response
+                        if (r["notion"], r["regime"], r["point"]) == (n, regime, point)
+                    ),
+                    None,
+                )
+                or float("nan")
+                for n in notions
+            ]
+            xs = [j + 0.12 * (k - len(points) / 2) for j in range(len(notions))]
+            ax.scatter(xs, ys, marker=marker, color=f"C{k}",
+                       label=f"{point}" if regime == "SB" else None)  # fmt: skip
+    ax.axhline(1, color="k", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(notions)), notions, rotation=30)
+    ax.set(ylabel="value / value at trained point", title="(c) seed 0 rescaled (o SB, s LB)")
+    ax.legend(fontsize=7)
+
+    ax = axes[3]
+    for k, gap_name in enumerate(("loss", "accuracy")):
+        taus = [next(t for t in summary["tau"] if (t["notion"], t["epsilon"], t["point"], t["gap"])
+                     == (n, eps, "trained", gap_name)) for n in notions]  # fmt: skip
+        xs = [j + 0.15 * (2 * k - 1) for j in range(len(notions))]
+        ok = [t["tau"] is not None for t in taus]  # undefined where every value ties
+        ys = [t["tau"] if o else float("nan") for t, o in zip(taus, ok, strict=True)]
+        low = [t["tau"] - t["low"] if o else 0.0 for t, o in zip(taus, ok, strict=True)]
+        high = [t["high"] - t["tau"] if o else 0.0 for t, o in zip(taus, ok, strict=True)]
+        err = [low, high]
+        ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3, label=f"gap in {gap_name}")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_xticks(range(len(notions)), notions, rotation=30)
+    ax.set(ylabel="Kendall tau-b", title="(d) rank correlation with the gap")
+    ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -84,7 +84,8 @@ def kendall_tau(
     default_rng(seed), so it is reproducible), its (1 - level) / 2 and (1 + level) / 2
     quantiles; a resample with every x (or every y) tied has no tau and is left out (counted in
     "n_boot_undefined"). p_value: SciPy's two-sided test of tau = 0. Returns {"tau", "low",
-    "high", "level", "p_value", "n", "n_boot", "n_boot_undefined"}.
+    "high", "level", "p_value", "n", "n_boot", "n_boot_undefined"}; tau, low, high and p_value
+    are None where undefined (every x or every y tied), so the record is strict JSON.
     """
     from scipy.stats import kendalltau
 
@@ -104,12 +105,16 @@ def kendall_tau(
     low, high = (
         np.quantile(defined, [(1 - level) / 2, (1 + level) / 2]) if len(defined) else (np.nan,) * 2
     )
+
+    def number(v: float) -> float | None:  # None where tau is undefined (all x or all y tied)
+        return float(v) if np.isfinite(v) else None
+
     return {
-        "tau": float(tau),
-        "low": float(low),
-        "high": float(high),
+        "tau": number(tau),
+        "low": number(low),
+        "high": number(high),
         "level": level,
-        "p_value": float(p_value),
+        "p_value": number(p_value),
         "n": len(x),
         "n_boot": n_boot,
         "n_boot_undefined": int(n_boot - len(defined)),

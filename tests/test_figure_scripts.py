@@ -154,6 +154,25 @@ def test_table_7_reads_the_sb_and_lb_rows_of_a_main_results_json(made):
         table_conservative.baseline_rows(main_json, configs, 1, [1e-3, 2e-3])
 
 
+def test_sharpness_notions_measure_every_point_and_the_rescalings_keep_the_function(made):
+    r = results(made[0], "fig_sharpness_notions")
+    assert set(r["notions"]) == {"metric_2_1", "adaptive", "average", "average_adaptive"}
+    points = {(row["regime"], row["point"]) for row in r["rows"]}
+    assert points == {(g, p) for g in ("SB", "LB") for p in ("trained", "matched", "pre_bn x2",
+                                                              "last_bn x2")}  # fmt: skip
+    for row in r["rows"]:
+        trained = next(
+            t for t in r["rows"] if (t["regime"], t["point"]) == (row["regime"], "trained")
+        )
+        if row["point"] == "last_bn x2":  # exact for a power of 2 (keskar_repro.reparam)
+            assert row["loss"] == trained["loss"]
+        assert row["loss"] == pytest.approx(trained["loss"], rel=1e-2)  # BN's epsilon only
+    response = r["summary"]["response"]
+    adaptive = [x for x in response if (x["notion"], x["point"]) == ("adaptive", "last_bn x2")]
+    assert len(adaptive) == 2 and all(x["ratio"] == pytest.approx(1, rel=1e-3) for x in adaptive)
+    assert {t["n"] for t in r["summary"]["tau"]} == {2}  # 1 seed x SB and LB
+
+
 def test_figure_4_and_the_grid_cover_their_ranges(made):
     out = made[0]
     sweep = results(out, "fig4_batch_sweep")["summary"]

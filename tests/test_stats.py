@@ -97,5 +97,7 @@ def test_kendall_tau_bootstrap_is_reproducible_and_covers_independent_noise():
     a, b = kendall_tau(x, y, seed=1), kendall_tau(x, y, seed=1)
     assert a == b
     assert a["low"] < 0 < a["high"]  # independent samples: 0 inside the interval
+    tied = kendall_tau([1, 1, 1], [1, 2, 3], n_boot=10)
+    assert tied["tau"] is None and tied["low"] is None and tied["n_boot_undefined"] == 10
     with pytest.raises(ValueError, match="equal-length"):
         kendall_tau([1, 2], [1, 2, 3])
