@@ -58,7 +58,7 @@ def test_snapshots_are_typed_and_measured_in_their_own_folder(trained, small_dat
     assert record["train_loss"] != run_record(sb, small_data, [1e-3], root=root)["train_loss"]
 
 
-@pytest.mark.slow
+@pytest.mark.exhaustive  # 30 s of the suite's 5 minutes: `pytest -m exhaustive` runs it
 def test_large_batch_f1_minimizer_is_sharper_than_small_batch_one(tmp_path):
     """Integration: F1 trained on 1,000 mnist10k images from one initial point with batch 20
     (20 epochs) and batch 500 (60 epochs: training loss 2e-4); the LB minimizer is sharper
