@@ -21,8 +21,8 @@ LB run (3 forward-backward passes per batch); the quick preset on mnist10k takes
 minutes; on full MNIST a conservative run trains in about 19 minutes (11 s per epoch) and its
 two sharpness measurements take about 1.5 minutes, so the paper preset is about 1 h 45 min on
 top of fig_sharpness.py's runs (with --baseline, which reads SB and LB from their JSON).
-Measured (4 seeds): conservative LB 98.06 +- 0.10% test accuracy, +0.09 over plain LB in
-every seed; sharpness 331 (eps 1e-3) and 73 (5e-4), paper_notes.md "Table 7".
+Measured (5 seeds): conservative LB 98.10 +- 0.12% test accuracy, +0.11 over plain LB in
+every seed; sharpness 323 (eps 1e-3) and 65 (5e-4), paper_notes.md "Table 7".
 """
 
 from __future__ import annotations
