@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -105,7 +104,9 @@ def main(argv=None) -> int:
     passed += ["--repeats", str(args.repeats)]
     if args.worker:
         result = worker(args)
-        if int(os.environ.get("KESKAR_PROCESS_ID", "0")) == 0:
+        from keskar_repro.distributed import is_primary
+
+        if is_primary():
             print(json.dumps(result), flush=True)
         return 0
 
