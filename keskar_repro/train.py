@@ -21,6 +21,10 @@ point) at one batch size. Runs that have met the stopping rule are frozen (their
 masked), so the others can continue. Snapshots of the parameters after chosen epochs feed the
 warm starts and the sharpness-along-training measurements.
 
+History: per epoch, the exact training and test loss and accuracy (after the epoch), the
+minibatch averages during it, the wall time, and the Frobenius norm of every Dense kernel
+(`KERNEL_NORM` + layer name), so the weight scale along training is on record for every run.
+
 Devices: the dataset is replicated on every device and each minibatch is split over them
 (parallel.py), so with several devices the same program runs data-parallel; one device is the
 unchanged single-device program.
@@ -338,6 +342,7 @@ HISTORY_KEYS = (
     "minibatch_accuracy",
     "seconds",
 )
+KERNEL_NORM = "kernel_norm/"  # + a Dense layer's name: its kernel's Frobenius norm per epoch
 _LOOP_META = ("epoch", "histories", "active", "stop_reasons", "diverged", "seconds")
 
 
@@ -347,7 +352,8 @@ class LoopState:
 
     state: TrainState  # stacked along a leading run axis, on the device
     epoch: int  # epochs completed
-    histories: list[dict[str, list[float]]]  # per run, HISTORY_KEYS -> one value per epoch
+    # per run, HISTORY_KEYS and KERNEL_NORM + layer -> one value per epoch
+    histories: list[dict[str, list[float]]]
     active: np.ndarray  # per run: still training (stopped runs are frozen)
     stop_reasons: list[str]  # per run: "" while training
     diverged: list[bool]  # per run: stopped because its loss became NaN or infinite
@@ -356,7 +362,8 @@ class LoopState:
     @classmethod
     def start(cls, state: TrainState) -> LoopState:
         n = int(jax.tree_util.tree_leaves(state)[0].shape[0])
-        histories = [{k: [] for k in HISTORY_KEYS} for _ in range(n)]
+        keys = HISTORY_KEYS + tuple(KERNEL_NORM + layer for layer in _dense_layers(state.params))
+        histories = [{k: [] for k in keys} for _ in range(n)]
         return cls(state, 0, histories, np.ones(n, bool), [""] * n, [False] * n, 0.0)
 
     def to_checkpoint(self) -> bytes:
@@ -408,13 +415,28 @@ def _mask_tree(active, new, old):
     return jax.tree_util.tree_map(pick, new, old)
 
 
+def _dense_layers(params) -> list[str]:
+    """The names of the Dense modules of a models.MLP params dict, in layer order."""
+    return sorted((k for k in params if str(k).startswith("Dense_")), key=lambda k: int(k[6:]))
+
+
+def _kernel_norms(params) -> dict[str, jax.Array]:
+    """{KERNEL_NORM + layer: ||kernel||_F per run} of stacked params (leading run axis),
+    accumulated in float32: the weight scale along training (issue 13)."""
+    return {
+        KERNEL_NORM + layer: jnp.sqrt(jnp.sum(jnp.square(params[layer]["kernel"]), axis=(1, 2)))
+        for layer in _dense_layers(params)
+    }
+
+
 def _unstack(tree, i):
     return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[i]), tree)
 
 
 def _compiled_epoch(configs: list[TrainConfig], x_tr, y_tr, x_te, y_te) -> Callable:
-    """The jitted `(state, active, epoch) -> (state, metrics)`: one epoch of every run (frozen
-    where not active), then the exact train and test loss and accuracy of each."""
+    """The jitted `(state, active, epoch) -> (state, metrics, norms)`: one epoch of every run
+    (frozen where not active), then the exact train and test loss and accuracy of each, and
+    its kernels' Frobenius norms (`_kernel_norms`)."""
     config, n_train = configs[0], int(x_tr.shape[0])
     epochs = runs_epoch_fn(config, len(configs), n_train)
     evaluate = jax.vmap(make_eval_fn(config), in_axes=(0, 0, None, None))
@@ -426,15 +448,21 @@ def _compiled_epoch(configs: list[TrainConfig], x_tr, y_tr, x_te, y_te) -> Calla
         state = _mask_tree(active, new_state, state)
         train_loss, train_acc = evaluate(state.params, state.batch_stats, x_tr, y_tr)
         test_loss, test_acc = evaluate(state.params, state.batch_stats, x_te, y_te)
-        return state, (train_loss, train_acc, test_loss, test_acc, mb_loss, mb_acc)
+        metrics = (train_loss, train_acc, test_loss, test_acc, mb_loss, mb_acc)
+        return state, metrics, _kernel_norms(state.params)
 
     return run_epoch
 
 
 def record_epoch(
-    loop: LoopState, metrics: Sequence[np.ndarray], configs: list[TrainConfig], on_divergence: str
+    loop: LoopState,
+    metrics: Sequence[np.ndarray],
+    configs: list[TrainConfig],
+    on_divergence: str,
+    norms: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Append one epoch's metrics to the history of every active run and apply the stopping
+    """Append one epoch's metrics (and kernel norms, keyed KERNEL_NORM + layer) to the history
+    of every active run and apply the stopping
     rules: patience, and a non-finite training loss (raised as a DivergenceError under
     on_divergence="raise", else the run is stopped and marked diverged)."""
     loop.epoch += 1
@@ -443,6 +471,9 @@ def record_epoch(
             continue
         for key, values in zip(HISTORY_KEYS[:-1], metrics, strict=True):
             history[key].append(float(values[i]))
+        for key, values in (norms or {}).items():
+            if key in history:  # absent in a run resumed from a checkpoint made before them
+                history[key].append(float(values[i]))
         history["seconds"].append(loop.seconds)
         reason = _stop_reason(history["train_loss"], configs[i])
         if not np.isfinite(history["minibatch_loss"][-1]):
@@ -501,10 +532,11 @@ def train_runs(
     )
     while loop.epoch < config.epochs and loop.active.any():
         t0 = time.perf_counter()
-        loop.state, metrics = run_epoch(loop.state, jnp.asarray(loop.active), loop.epoch)
+        loop.state, metrics, norms = run_epoch(loop.state, jnp.asarray(loop.active), loop.epoch)
         metrics = [np.asarray(m, np.float64) for m in metrics]
+        norms = {k: np.asarray(v, np.float64) for k, v in norms.items()}
         loop.seconds += time.perf_counter() - t0
-        record_epoch(loop, metrics, configs, on_divergence)
+        record_epoch(loop, metrics, configs, on_divergence, norms)
         snapshot(loop.epoch)
         bar.update(1)
         bar.set_postfix_str(

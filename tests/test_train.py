@@ -7,6 +7,7 @@ import pytest
 from keskar_repro.errors import DivergenceError, UserError
 from keskar_repro.protocol import with_seeds
 from keskar_repro.train import (
+    KERNEL_NORM,
     LoopState,
     TrainConfig,
     _stop_reason,
@@ -50,6 +51,23 @@ def test_short_f1_run_on_mnist10k_reaches_sensible_accuracy(mnist10k):
     assert history["train_loss"][1] < history["train_loss"][0]
     assert history["test_accuracy"][-1] > 0.94
     assert history["seconds"][1] > history["seconds"][0] > 0
+
+
+def test_history_records_every_kernels_norm_after_each_epoch(tiny_config, small_data):
+    config = dataclasses.replace(tiny_config, epochs=3)
+    (run,) = train(config, small_data, [0])
+    (one,) = train(dataclasses.replace(config, epochs=1), small_data, [0])
+    dense = sorted(k for k in run.params if k.startswith("Dense_"))
+    assert sorted(k for k in run.history if k.startswith(KERNEL_NORM)) == [
+        KERNEL_NORM + d for d in dense
+    ]
+    for d in dense:
+        norms = run.history[KERNEL_NORM + d]
+        assert len(norms) == 3
+        exact = np.linalg.norm(np.asarray(run.params[d]["kernel"], np.float64))
+        np.testing.assert_allclose(norms[-1], exact, rtol=1e-6)
+        after_one = np.linalg.norm(np.asarray(one.params[d]["kernel"], np.float64))
+        np.testing.assert_allclose(norms[0], after_one, rtol=1e-6)
 
 
 def test_training_is_deterministic(tiny_config, small_data):
