@@ -19,11 +19,18 @@ with Gaussian delta_i of std eps (|x_i| + 1), and of std eps |x_i|) at every eps
   ("pre_bn"), and the last batch norm's scale and offset times c with the output kernel times
   1 / c ("last_bn", exact), for each c in --factors.
 
+With --population all (the paper preset), also every other saved run of the dataset and
+architecture in --runs-dir (runs.saved_runs: the batch sweep, the learning-rate grid, warm
+starts, conservative training, other initialisations, whatever has been trained there) at its
+trained point. Each run's hidden-kernel RMS entry along training comes from its history
+(train.KERNEL_NORM).
+
 The training loss at every transformed point is recorded beside the trained one (a transform
 must not change it). Per run, the generalisation gap is test minus train cross-entropy and
-train minus test accuracy (percentage points); Kendall's tau-b between each notion (at the
-trained point and matched) and each gap is taken over the 2 x seeds runs, with a 95% bootstrap
-interval (`stats.kendall_tau`). Writes, into --out:
+train minus test accuracy (percentage points); Kendall's tau-b between each notion and each
+gap, with a 95% bootstrap interval (`stats.kendall_tau`), is taken over the 2 x seeds SB/LB
+runs (at the trained and at the matched points) and, with --population all, over every
+measured run (trained points). Writes, into --out:
 
     fig_sharpness_notions_<dataset>_<preset>.json
     fig_sharpness_notions_<dataset>_<preset>.{png,pdf}   norms, SB/LB ratios, rescalings, tau
@@ -46,6 +53,7 @@ from keskar_repro import experiment, stats  # noqa: E402  (no JAX at import)
 
 STEM = "fig_sharpness_notions"
 REGIMES = ("SB", "LB")
+POPULATIONS = ("pairs", "all")
 NOTION_NAMES = ("metric_2_1", "adaptive", "average", "average_adaptive")  # measurements.NOTIONS
 GAPS = {"loss": "test - train cross-entropy", "accuracy": "train - test accuracy (points)"}
 PRESETS = {
@@ -57,9 +65,17 @@ PRESETS = {
         "epsilons": [1e-3, 5e-4],
         "samples": 32,
         "factors": [0.5, 2.0],
+        "population": "all",
     },
     # A few minutes on mnist10k: fig_sharpness.py's quick runs, eps 1e-3, 8 draws, c = 2.
-    "quick": {"seeds": 2, "epochs": 15, "epsilons": [1e-3], "samples": 8, "factors": [2.0]},
+    "quick": {
+        "seeds": 2,
+        "epochs": 15,
+        "epsilons": [1e-3],
+        "samples": 8,
+        "factors": [2.0],
+        "population": "pairs",
+    },
 }
 
 
@@ -71,6 +87,14 @@ def options(p) -> None:
         "--factors",
         type=experiment.float_list,
         help="comma-separated c of the seed-0 reparametrisations, e.g. 0.5,2",
+    )
+    p.add_argument(
+        "--population",
+        choices=POPULATIONS,
+        help="runs of the rank correlations: this script's SB/LB pairs, or also every other "
+        "saved run of the dataset and architecture in --runs-dir (batch sweep, learning-rate "
+        "grid, warm starts, conservative training, other initialisations), measured at the "
+        "trained point",
     )
 
 
@@ -117,54 +141,74 @@ def common_norms(pair: dict) -> dict[str, float]:
     }
 
 
+def rms_history(run) -> dict[str, list[float]]:
+    """{"Dense_i/kernel": RMS entry after each epoch} of every hidden kernel, from the run's
+    history (train.KERNEL_NORM: ||A||_F per epoch, divided here by sqrt(size(A))); empty for a
+    run saved before the history kept kernel norms."""
+    from keskar_repro import reparam
+    from keskar_repro.train import KERNEL_NORM
+
+    out = {}
+    for layer in reparam.mlp_layers(run.params).hidden:
+        norms = run.history.get(KERNEL_NORM + layer)
+        if norms:
+            size = math.prod(run.params[layer]["kernel"].shape)
+            out[f"{layer}/kernel"] = [v / math.sqrt(size) for v in norms]
+    return out
+
+
 def _variables(run) -> dict:
     return {"params": run.params, "batch_stats": run.batch_stats}
 
 
+def other_runs(root, dataset: str, hidden: tuple[int, ...], exclude: set[str]) -> list[Path]:
+    """The saved runs of `dataset` and these hidden widths in `root` (runs.saved_runs) that
+    are not in `exclude` (run folder names) and did not diverge."""
+    from keskar_repro.runs import load_run, saved_runs
+
+    out = []
+    for path in saved_runs(root, dataset):
+        if path.name in exclude:
+            continue
+        run, _ = load_run(path)
+        if run.config.hidden == tuple(hidden) and not run.diverged:
+            out.append(path)
+    return out
+
+
+def label(config) -> str:
+    """A run's place in the package: batch, learning rate, and what differs from plain Adam."""
+    parts = [f"B={config.batch_size}", f"lr={config.learning_rate:g}", config.init]
+    if config.warm_start:
+        parts.append(f"warm from {config.warm_start}")
+    if config.prox_steps:
+        parts.append(f"conservative m={config.prox_steps}")
+    return " ".join(parts)
+
+
 def compute(args, dataset) -> dict:
-    from keskar_repro import reparam
-    from keskar_repro.measurements import NOTIONS, final_metrics, notion_measurement
-    from keskar_repro.objective import make_loss_fn
-    from keskar_repro.runs import run_dir
+    from keskar_repro.measurements import NOTIONS
+    from keskar_repro.runs import load_run, run_dir
 
     configs = experiment.sb_lb_configs(args, dataset)
     runs = {regime: experiment.seed_runs(args, dataset, configs[regime]) for regime in REGIMES}
+    pairs = {run_dir(r.config, args.runs_dir).name for rs in runs.values() for r in rs}
+    others = []
+    if args.population == "all":
+        others = other_runs(args.runs_dir, dataset.name, configs["SB"].hidden, pairs)
     n_points = 2 + 2 * len(args.factors)  # seed 0
-    total = 2 * len(NOTION_NAMES) * len(args.epsilons) * (2 * args.seeds + n_points - 2)
-    bar = experiment.progress_bar(args, total, "notions")
+    points = 2 * (2 * args.seeds + n_points - 2) + len(others)
+    bar = experiment.progress_bar(args, points * len(NOTION_NAMES) * len(args.epsilons), "notions")
     run_rows, rows = [], []
     for index in range(args.seeds):
         pair = {regime: runs[regime][index] for regime in REGIMES}
         common = common_norms(pair)
         for regime, run in pair.items():
-            metrics = final_metrics(run, dataset, "batch", args.runs_dir)
-            run_rows.append({
-                "regime": regime, "seed": run.config.seed,
-                "run_dir": str(run_dir(run.config, args.runs_dir)),
-                **metrics,
-                "gap_loss": metrics["test_loss"] - metrics["train_loss"],
-                "gap_accuracy": 100 * (metrics["train_accuracy"] - metrics["test_accuracy"]),
-                "norms": reparam.layer_norms(_variables(run)),
-                "rms": reparam.layer_norms(_variables(run), "rms"),
-            })  # fmt: skip
-            loss_fn = make_loss_fn(run.config.model(), run.batch_stats, dataset.x_train,
-                                   dataset.y_train)  # fmt: skip
             points = transforms(_variables(run), run.config.seed, common, args.factors)
-            for point, (params, spec) in points.items():
-                f = float(loss_fn(run.params if params is None else params))
-                for notion in NOTION_NAMES:
-                    for eps in args.epsilons:
-                        m = notion_measurement(
-                            run, dataset, notion, eps, samples=args.samples, params=params,
-                            transform=spec, loss_fn=loss_fn, root=args.runs_dir,
-                        )  # fmt: skip
-                        rows.append({
-                            "regime": regime, "seed": run.config.seed, "point": point,
-                            "notion": notion, "epsilon": eps, "loss": f,
-                            "value": m["value"], "stderr": m["stderr"],
-                        })  # fmt: skip
-                        bar.update(1)
-                        bar.set_postfix_str(f"{regime} seed {run.config.seed} {point} {notion}")
+            measure_run(run, regime, points, args, dataset, run_rows, rows, bar)
+    for path in others:
+        run, _ = load_run(path)
+        measure_run(run, "other", {"trained": (None, None)}, args, dataset, run_rows, rows, bar)
     bar.close()
     return {
         "notions": {name: NOTIONS[name][0] for name in NOTION_NAMES},
@@ -174,6 +218,43 @@ def compute(args, dataset) -> dict:
     }
 
 
+def measure_run(run, regime: str, points: dict, args, dataset, run_rows, rows, bar) -> None:
+    """Append the run's row (metrics, gaps, norms) to `run_rows` and one row per point, notion
+    and epsilon to `rows` (every measurement cached beside the run)."""
+    from keskar_repro import reparam
+    from keskar_repro.measurements import final_metrics, notion_measurement
+    from keskar_repro.objective import make_loss_fn
+    from keskar_repro.runs import run_dir
+
+    path = run_dir(run.config, args.runs_dir)
+    metrics = final_metrics(run, dataset, "batch", args.runs_dir)
+    run_rows.append({
+        "run": path.name, "regime": regime, "seed": run.config.seed, "label": label(run.config),
+        "run_dir": str(path), **metrics,
+        "gap_loss": metrics["test_loss"] - metrics["train_loss"],
+        "gap_accuracy": 100 * (metrics["train_accuracy"] - metrics["test_accuracy"]),
+        "norms": reparam.layer_norms(_variables(run)),
+        "rms": reparam.layer_norms(_variables(run), "rms"),
+        "rms_history": rms_history(run),
+    })  # fmt: skip
+    loss_fn = make_loss_fn(run.config.model(), run.batch_stats, dataset.x_train, dataset.y_train)
+    for point, (params, spec) in points.items():
+        f = float(loss_fn(run.params if params is None else params))
+        for notion in NOTION_NAMES:
+            for eps in args.epsilons:
+                m = notion_measurement(
+                    run, dataset, notion, eps, samples=args.samples, params=params,
+                    transform=spec, loss_fn=loss_fn, root=args.runs_dir,
+                )  # fmt: skip
+                rows.append({
+                    "run": path.name, "regime": regime, "seed": run.config.seed, "point": point,
+                    "notion": notion, "epsilon": eps, "loss": f,
+                    "value": m["value"], "stderr": m["stderr"],
+                })  # fmt: skip
+                bar.update(1)
+                bar.set_postfix_str(f"{regime} seed {run.config.seed} {point} {notion}")
+
+
 def _ratio(a: float, b: float) -> float | None:
     """a / b where both are positive (a ratio of sharpness values), else None."""
     return a / b if a > 0 and b > 0 else None
@@ -181,6 +262,16 @@ def _ratio(a: float, b: float) -> float | None:
 
 def _values(rows: list[dict], **where) -> list[float]:
     return [r["value"] for r in rows if all(r[k] == v for k, v in where.items())]
+
+
+def correlated(runs: list[dict]) -> list[tuple[str, str, list[dict]]]:
+    """(population, point, runs) of each rank correlation: the SB/LB pairs at the trained and
+    at the matched points, and, when other runs were measured, every run at its trained point."""
+    pairs = [r for r in runs if r["regime"] in REGIMES]
+    out = [("pairs", "trained", pairs), ("pairs", "matched", pairs)]
+    if len(pairs) < len(runs):
+        out.append(("all", "trained", runs))
+    return out
 
 
 def summarize(results: dict) -> dict:
@@ -205,15 +296,15 @@ def summarize(results: dict) -> dict:
             sharper = trained is not None and matched is not None and trained > 1
             entry["kept"] = math.log(matched) / math.log(trained) if sharper else None
             gap_table.append(entry)
-            for point in ("trained", "matched"):
+            for population, point, members in correlated(runs):
+                values = [
+                    _values(rows, notion=notion, epsilon=eps, point=point, run=r["run"])[0]
+                    for r in members
+                ]
                 for gap in GAPS:
-                    values = [
-                        _values(rows, notion=notion, epsilon=eps, point=point,
-                                regime=r["regime"], seed=r["seed"])[0]
-                        for r in runs
-                    ]  # fmt: skip
-                    t = stats.kendall_tau(values, [r[f"gap_{gap}"] for r in runs])
-                    tau.append({"notion": notion, "epsilon": eps, "point": point, "gap": gap, **t})
+                    t = stats.kendall_tau(values, [r[f"gap_{gap}"] for r in members])
+                    tau.append({"notion": notion, "epsilon": eps, "point": point, "gap": gap,
+                                "population": population, **t})  # fmt: skip
             for regime in REGIMES:
                 base = [
                     r
@@ -240,7 +331,19 @@ def summarize(results: dict) -> dict:
                  for k in hidden}
         for regime in REGIMES
     }  # fmt: skip
-    return {"gap": gap_table, "response": response, "tau": tau, "rms": norms}
+    return {"gap": gap_table, "response": response, "tau": tau, "rms": norms,
+            "rms_curves": rms_curves(runs)}  # fmt: skip
+
+
+def rms_curves(runs: list[dict]) -> dict[str, dict]:
+    """Per regime, the hidden kernels' RMS entry along training, mean and std over seeds
+    (stats.mean_std_curves); {} when the runs' histories have no kernel norms."""
+    out = {}
+    for regime in REGIMES:
+        histories = [r.get("rms_history") for r in runs if r["regime"] == regime]
+        if histories and all(histories):
+            out[regime] = stats.mean_std_curves(histories, tuple(histories[0]))
+    return out
 
 
 def _fmt(v: float | None) -> str:
@@ -254,6 +357,12 @@ def text(results: dict) -> str:
     lines.append("hidden-kernel RMS (mean over seeds): " + "; ".join(
         f"{k.split('/')[0]} SB {s['rms']['SB'][k][0]:.3g} LB {s['rms']['LB'][k][0]:.3g}"
         for k in s["rms"]["SB"]))  # fmt: skip
+    for regime, c in s.get("rms_curves", {}).items():
+        marks = sorted({1, min(10, len(c["epoch"])), len(c["epoch"])})
+        lines.append(f"{regime} hidden-kernel RMS along training (mean over seeds), epochs "
+                     f"{'/'.join(map(str, marks))}: " + "; ".join(
+            f"{k[:-5].split('/')[0]} " + "/".join(f"{c[k][e - 1]:.3g}" for e in marks)
+            for k in c if k.endswith("_mean")))  # fmt: skip
     lines.append("notion, eps | trained SB | trained LB | LB/SB | matched SB | matched LB | "
                  "LB/SB | kept")  # fmt: skip
     for e in s["gap"]:
@@ -272,9 +381,8 @@ def text(results: dict) -> str:
         tau = "undefined (ties)"
         if t["tau"] is not None:
             tau = f"{t['tau']:+.2f} [{t['low']:+.2f}, {t['high']:+.2f}]"
-        lines.append(
-            f"  {t['notion']}, {t['epsilon']:g}, {t['point']}, gap {t['gap']}: {tau} (n {t['n']})"
-        )
+        lines.append(f"  {t['notion']}, {t['epsilon']:g}, {t.get('population', 'pairs')} "
+                     f"{t['point']}, gap {t['gap']}: {tau} (n {t['n']})")  # fmt: skip
     return "\n".join(lines)
 
 

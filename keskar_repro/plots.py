@@ -424,16 +424,9 @@ def grid_curves(cells: Sequence[dict], *, title: str = "") -> Figure:
     return fig
 
 
-def notions_figure(summary: dict, *, title: str = "") -> Figure:
-    """Four panels from experiments/fig_sharpness_notions.py's summary: (a) the hidden kernels'
-    RMS entry per layer, SB and LB (mean +- std over seeds); (b) LB / SB of each notion's mean,
-    at the trained points and after matching norms (first epsilon; log scale); (c) seed 0:
-    value after each rescaling / value at the trained point; (d) Kendall's tau-b of each
-    notion (trained points) with the two generalisation gaps, with 95% bootstrap intervals."""
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
-    colors = {"SB": "tab:blue", "LB": "tab:red"}
-    ax = axes[0]
-    for regime, rms in summary["rms"].items():
+def _rms_panel(ax, rms_by_regime: dict, colors: dict) -> None:
+    """The hidden kernels' final RMS entry per layer, mean +- std over seeds, per regime."""
+    for regime, rms in rms_by_regime.items():
         layers = [k.split("/")[0] for k in rms]
         means, stds = [v[0] for v in rms.values()], [v[1] for v in rms.values()]
         ax.errorbar(range(len(rms)), means, yerr=stds, marker="o", capsize=3,
@@ -441,6 +434,39 @@ def notions_figure(summary: dict, *, title: str = "") -> Figure:
     ax.set_xticks(range(len(layers)), layers, rotation=30)
     ax.set(ylabel="kernel RMS entry", title="(a) hidden-kernel scale")
     ax.legend()
+
+
+def _rms_curves_panel(ax, curves: dict, colors: dict) -> None:
+    """Each hidden kernel's RMS entry along training (mean over seeds, +- std band), SB and LB;
+    a line per layer, darker for deeper layers."""
+    for regime, c in curves.items():
+        layers = [k[: -len("_mean")] for k in c if k.endswith("_mean")]
+        for i, layer in enumerate(layers):
+            mean, std = np.asarray(c[f"{layer}_mean"]), np.asarray(c[f"{layer}_std"])
+            alpha = 0.35 + 0.65 * i / max(1, len(layers) - 1)
+            label = regime if i == len(layers) - 1 else None
+            ax.plot(c["epoch"], mean, color=colors[regime], alpha=alpha, label=label)
+            ax.fill_between(c["epoch"], mean - std, mean + std, color=colors[regime], alpha=0.1)
+    ax.set_xscale("log")
+    ax.set(xlabel="epoch", ylabel="kernel RMS entry",
+           title="(a) hidden-kernel scale along training")  # fmt: skip
+    ax.legend(title="Dense_0 (light) .. last", fontsize=7)
+
+
+def notions_figure(summary: dict, *, title: str = "") -> Figure:
+    """Four panels from experiments/fig_sharpness_notions.py's summary: (a) the hidden kernels'
+    RMS entry along training per layer, SB and LB (mean +- std over seeds; the final values
+    per layer where the runs kept no kernel norms); (b) LB / SB of each notion's mean,
+    at the trained points and after matching norms (first epsilon; log scale); (c) seed 0:
+    value after each rescaling / value at the trained point; (d) Kendall's tau-b of each
+    notion (trained points) with the two generalisation gaps, with 95% bootstrap intervals,
+    over every measured run where the summary has them, else over the SB/LB runs."""
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+    colors = {"SB": "tab:blue", "LB": "tab:red"}
+    if summary.get("rms_curves"):
+        _rms_curves_panel(axes[0], summary["rms_curves"], colors)
+    else:
+        _rms_panel(axes[0], summary["rms"], colors)
 
     eps = summary["gap"][0]["epsilon"]
     gap = [e for e in summary["gap"] if e["epsilon"] == eps]
@@ -482,9 +508,12 @@ def notions_figure(summary: dict, *, title: str = "") -> Figure:
     ax.legend(fontsize=7)
 
     ax = axes[3]
+    populations = {t.get("population", "pairs"): t["n"] for t in summary["tau"]}
+    population = "all" if "all" in populations else "pairs"
     for k, gap_name in enumerate(("loss", "accuracy")):
-        taus = [next(t for t in summary["tau"] if (t["notion"], t["epsilon"], t["point"], t["gap"])
-                     == (n, eps, "trained", gap_name)) for n in notions]  # fmt: skip
+        taus = [next(t for t in summary["tau"] if (t["notion"], t["epsilon"], t["point"], t["gap"],
+                     t.get("population", "pairs")) == (n, eps, "trained", gap_name, population))
+                for n in notions]  # fmt: skip
         xs = [j + 0.15 * (2 * k - 1) for j in range(len(notions))]
         ok = [t["tau"] is not None for t in taus]  # undefined where every value ties
         ys = [t["tau"] if o else float("nan") for t, o in zip(taus, ok, strict=True)]
@@ -495,7 +524,9 @@ def notions_figure(summary: dict, *, title: str = "") -> Figure:
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylim(-1.05, 1.05)
     ax.set_xticks(range(len(notions)), notions, rotation=30)
-    ax.set(ylabel="Kendall tau-b", title="(d) rank correlation with the gap")
+    runs = "every run" if population == "all" else "SB/LB runs"
+    ax.set(ylabel="Kendall tau-b",
+           title=f"(d) tau with the gap, {runs} (n {populations[population]})")  # fmt: skip
     ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()

@@ -191,6 +191,22 @@ def load_run(path: str | os.PathLike) -> tuple[TrainedRun, dict]:
     return run, meta
 
 
+def saved_runs(root: str | os.PathLike | None = None, dataset: str | None = None) -> list[Path]:
+    """Every saved run under `root` (a folder holding all of RUN_FILES; the hidden folders of
+    runs being written are skipped), of `dataset` when given (by the folder name's
+    "<dataset>-" prefix, as `run_dir` writes it), sorted by name."""
+    root = _root(root)
+    if not root.is_dir():
+        return []
+    return sorted(
+        path
+        for path in root.iterdir()
+        if not path.name.startswith(".")
+        and (dataset is None or path.name.startswith(f"{dataset}-b"))
+        and all((path / f).is_file() for f in RUN_FILES)
+    )
+
+
 def _warm_start_variables(config: TrainConfig, root: Path) -> dict | None:
     source = config.warm_start_source
     if source is None:

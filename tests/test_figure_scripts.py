@@ -15,6 +15,7 @@ sys.path.insert(0, str(EXPERIMENTS))
 
 import fig_batch_sweep  # noqa: E402
 import fig_lr_batch  # noqa: E402
+import fig_sharpness_notions  # noqa: E402
 
 from keskar_repro import experiment  # noqa: E402
 from keskar_repro.train import TrainConfig  # noqa: E402
@@ -171,6 +172,40 @@ def test_sharpness_notions_measure_every_point_and_the_rescalings_keep_the_funct
     adaptive = [x for x in response if (x["notion"], x["point"]) == ("adaptive", "last_bn x2")]
     assert len(adaptive) == 2 and all(x["ratio"] == pytest.approx(1, rel=1e-3) for x in adaptive)
     assert {t["n"] for t in r["summary"]["tau"]} == {2}  # 1 seed x SB and LB
+    for run in r["runs"]:  # the history's last kernel norm is the trained kernel's
+        curve = r["summary"]["rms_curves"][run["regime"]]
+        assert len(curve["epoch"]) == r["config"]["epochs"]
+        for layer, final in run["rms"].items():
+            if layer in run["rms_history"]:
+                assert curve[f"{layer}_mean"][-1] == pytest.approx(final, rel=1e-5)
+        assert len(run["rms_history"]) == len(run["rms"]) // 4  # hidden kernels only
+
+
+def test_sharpness_notions_population_all_is_every_other_saved_run(made):
+    from keskar_repro.runs import load_run, saved_runs
+
+    out, runs_dir, _ = made
+    r = results(out, "fig_sharpness_notions")
+    pairs = {row["run"] for row in r["runs"]}
+    others = fig_sharpness_notions.other_runs(runs_dir, "mnist10k", (16,), pairs)
+    names = {p.name for p in others}
+    assert names and not names & pairs
+    every = {p.name for p in saved_runs(runs_dir, "mnist10k") if not load_run(p)[0].diverged}
+    assert names | pairs == every
+    labels = [fig_sharpness_notions.label(load_run(p)[0].config) for p in others]
+    assert any("warm from" in x for x in labels) and any("B=2000" in x for x in labels)
+    assert fig_sharpness_notions.other_runs(runs_dir, "mnist10k", (32,), pairs) == []
+
+    other = {**r["runs"][0], "run": "x", "regime": "other", "gap_loss": 9.0, "gap_accuracy": 9.0}
+    rows = [{**row, "run": "x", "regime": "other", "value": 1e9} for row in r["rows"]
+            if (row["run"], row["point"]) == (r["runs"][0]["run"], "trained")]  # fmt: skip
+    summary = fig_sharpness_notions.summarize(
+        {**r, "runs": [*r["runs"], other], "rows": [*r["rows"], *rows]}
+    )
+    tau = [t for t in summary["tau"] if t["population"] == "all"]
+    assert len(tau) == 4 * 2 and {t["n"] for t in tau} == {3}
+    gap = json.loads(json.dumps(summary["gap"]))  # tuples as the JSON's lists
+    assert gap == r["summary"]["gap"]  # the SB/LB table ignores other runs
 
 
 def test_figure_4_and_the_grid_cover_their_ranges(made):

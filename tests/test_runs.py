@@ -15,6 +15,7 @@ from keskar_repro.runs import (
     load_snapshot,
     run_dir,
     save_run,
+    saved_runs,
     snapshot_name,
     snapshot_path,
 )
@@ -114,6 +115,19 @@ def test_interrupted_job_resumes_from_its_checkpoint(
     for a, b in zip(leaves(resumed.params), leaves(reference.params), strict=True):
         np.testing.assert_array_equal(a, b)
     assert not list((tmp_path / "checkpoints").iterdir())
+
+
+def test_saved_runs_lists_complete_runs_of_a_dataset(tmp_path, tiny_config, small_data):
+    assert saved_runs(tmp_path / "absent") == []
+    runs = get(tiny_config, small_data, [0, 1], tmp_path)
+    paths = [run_dir(r.config, tmp_path) for r in runs]
+    (tmp_path / f".{paths[0].name}.x.tmp").mkdir()  # a run being written
+    (tmp_path / "checkpoints").mkdir(exist_ok=True)
+    assert saved_runs(tmp_path) == sorted(paths)
+    assert saved_runs(tmp_path, "mnist10k") == sorted(paths)
+    assert saved_runs(tmp_path, "fashion_mnist") == []
+    (paths[1] / "meta.json").unlink()  # incomplete: not listed
+    assert saved_runs(tmp_path) == [paths[0]]
 
 
 def test_incomplete_run_directory_does_not_load(tmp_path, tiny_config, small_data):
