@@ -5,7 +5,8 @@
 
 Prints one row per quantity of Tables 2, 3 and 4 (mean +- sample std over seeds): the paper's
 SB and LB columns, then SB and LB columns for each JSON given (experiments/fig_sharpness.py's
-output), headed by the dataset and batch sizes. Reads JSON only (no JAX); the numbers in
+output), headed by the dataset and batch sizes (and the initialisation, where the JSON files
+differ in it: `--init lecun_normal` beside the default). Reads JSON only (no JAX); the numbers in
 README.md are this script's output.
 """
 
@@ -63,10 +64,19 @@ def rows(results: list[dict]) -> list[tuple[str, str, list]]:
     return out
 
 
+def init_of(results: dict) -> str:
+    """The kernel initialiser of a results JSON; lecun_normal for those written before the
+    --init option (issue 12), which all used it."""
+    return results["config"].get("init", "lecun_normal")
+
+
 def markdown(results: list[dict]) -> str:
     header = ["quantity", "paper SB", "paper LB"]
-    for r in results:
+    inits = [init_of(r) for r in results]
+    for r, init in zip(results, inits, strict=True):
         name, cfg = r["dataset"]["name"], r["config"]
+        if len(set(inits)) > 1:  # the columns differ in initialisation: say which is which
+            name = f"{name} {init}"
         header += [f"{name} SB ({cfg['sb_batch']})", f"{name} LB ({cfg['lb_batch']})"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     seeds = ["5", "5"] + [str(r["config"]["seeds"]) for r in results for _ in range(2)]

@@ -359,3 +359,8 @@ def test_results_table_prints_the_readme_rows_from_the_json(made, capsys):
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| quantity | paper SB | paper LB | mnist10k SB (34) |")
     assert any(line.startswith("| sharpness, full, eps 0.001 | 1.23 +- 0.83 |") for line in table)
+    main = json.loads((made[0] / "fig_sharpness_mnist10k_quick.json").read_text())
+    old = {**main, "config": {k: v for k, v in main["config"].items() if k != "init"}}
+    header = results_table.markdown([main, old]).splitlines()[0]
+    assert "| mnist10k glorot_uniform SB (34) |" in header
+    assert "| mnist10k lecun_normal LB (800) |" in header  # before --init: Flax's default
