@@ -151,7 +151,9 @@ def parse(spec: FigureSpec, argv: list[str] | None) -> argparse.Namespace:
     p = parser(spec)
     args = p.parse_args(argv)
     for name, value in spec.presets[args.preset].items():
-        if getattr(args, name, None) is None:
+        if name not in vars(args):  # a typo in a script's PRESETS, not the user's mistake
+            raise ValueError(f"preset {args.preset!r} of {spec.name} sets {name!r}: no such option")
+        if getattr(args, name) is None:
             setattr(args, name, value)
     problems = {
         "--hidden": len(args.hidden) >= 1 and min(args.hidden) >= 1,

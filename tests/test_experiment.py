@@ -88,6 +88,13 @@ def test_parse_fills_from_the_preset_and_an_option_overrides_it():
     assert args.dataset is None and args.runs_per_program is None and not args.replot
 
 
+def test_a_preset_key_that_is_no_option_is_a_programming_error():
+    spec = make_spec(presets={"paper": {"n": 3, "nn": 4}, "quick": {"n": 1}})
+    with pytest.raises(ValueError, match="preset 'paper' of fig_fake sets 'nn': no such option"):
+        experiment.parse(spec, [])
+    assert experiment.parse(spec, ["--preset", "quick"]).n == 1
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
