@@ -73,6 +73,7 @@ from keskar_repro.errors import DivergenceError, UserError
 from keskar_repro.models import KERNEL_INITS, MLP, init_variables
 from keskar_repro.objective import cross_entropy, scale_pixels, split_metrics
 from keskar_repro.parallel import replicate, shard_examples
+from keskar_repro.reparam import mlp_layers
 
 STOPPING_RULES = ("epochs", "patience")
 
@@ -362,7 +363,7 @@ class LoopState:
     @classmethod
     def start(cls, state: TrainState) -> LoopState:
         n = int(jax.tree_util.tree_leaves(state)[0].shape[0])
-        keys = HISTORY_KEYS + tuple(KERNEL_NORM + layer for layer in _dense_layers(state.params))
+        keys = HISTORY_KEYS + tuple(KERNEL_NORM + layer for layer in _dense_names(state.params))
         histories = [{k: [] for k in keys} for _ in range(n)]
         return cls(state, 0, histories, np.ones(n, bool), [""] * n, [False] * n, 0.0)
 
@@ -415,9 +416,10 @@ def _mask_tree(active, new, old):
     return jax.tree_util.tree_map(pick, new, old)
 
 
-def _dense_layers(params) -> list[str]:
-    """The names of the Dense modules of a models.MLP params dict, in layer order."""
-    return sorted((k for k in params if str(k).startswith("Dense_")), key=lambda k: int(k[6:]))
+def _dense_names(params) -> tuple[str, ...]:
+    """The Dense modules of a models.MLP params dict, in layer order (reparam.mlp_layers)."""
+    layers = mlp_layers(params)
+    return (*layers.hidden, layers.output)
 
 
 def _kernel_norms(params) -> dict[str, jax.Array]:
@@ -425,7 +427,7 @@ def _kernel_norms(params) -> dict[str, jax.Array]:
     accumulated in float32: the weight scale along training (issue 13)."""
     return {
         KERNEL_NORM + layer: jnp.sqrt(jnp.sum(jnp.square(params[layer]["kernel"]), axis=(1, 2)))
-        for layer in _dense_layers(params)
+        for layer in _dense_names(params)
     }
 
 
