@@ -164,19 +164,13 @@ def _variables(run) -> dict:
     return {"params": run.params, "batch_stats": run.batch_stats}
 
 
-def other_runs(root, dataset: str, hidden: tuple[int, ...], exclude: set[str]) -> list[Path]:
-    """The saved runs of `dataset` and these hidden widths in `root` (runs.saved_runs) that
-    are not in `exclude` (run folder names) and did not diverge."""
+def other_runs(root, dataset: str, hidden: tuple[int, ...], exclude: set[str]) -> list:
+    """The saved runs (loaded, each once) of `dataset` and these hidden widths in `root`
+    (runs.saved_runs) that are not in `exclude` (run folder names) and did not diverge."""
     from keskar_repro.runs import load_run, saved_runs
 
-    out = []
-    for path in saved_runs(root, dataset):
-        if path.name in exclude:
-            continue
-        run, _ = load_run(path)
-        if run.config.hidden == tuple(hidden) and not run.diverged:
-            out.append(path)
-    return out
+    loaded = (load_run(path)[0] for path in saved_runs(root, dataset) if path.name not in exclude)
+    return [run for run in loaded if run.config.hidden == tuple(hidden) and not run.diverged]
 
 
 def label(config) -> str:
@@ -191,7 +185,7 @@ def label(config) -> str:
 
 def compute(args, dataset) -> dict:
     from keskar_repro.measurements import NOTIONS
-    from keskar_repro.runs import load_run, run_dir
+    from keskar_repro.runs import run_dir
 
     configs = experiment.sb_lb_configs(args, dataset)
     runs = {regime: experiment.seed_runs(args, dataset, configs[regime]) for regime in REGIMES}
@@ -209,8 +203,7 @@ def compute(args, dataset) -> dict:
         for regime, run in pair.items():
             points = transforms(_variables(run), run.config.seed, common, args.factors)
             measure_run(run, regime, points, args, dataset, run_rows, rows, bar)
-    for path in others:
-        run, _ = load_run(path)
+    for run in others:
         measure_run(run, "other", {"trained": (None, None)}, args, dataset, run_rows, rows, bar)
     bar.close()
     return {

@@ -182,17 +182,17 @@ def test_sharpness_notions_measure_every_point_and_the_rescalings_keep_the_funct
 
 
 def test_sharpness_notions_population_all_is_every_other_saved_run(made):
-    from keskar_repro.runs import load_run, saved_runs
+    from keskar_repro.runs import load_run, run_dir, saved_runs
 
     out, runs_dir, _ = made
     r = results(out, "fig_sharpness_notions")
     pairs = {row["run"] for row in r["runs"]}
     others = fig_sharpness_notions.other_runs(runs_dir, "mnist10k", (16,), pairs)
-    names = {p.name for p in others}
-    assert names and not names & pairs
+    names = {run_dir(run.config, runs_dir).name for run in others}
+    assert len(names) == len(others) and names and not names & pairs
     every = {p.name for p in saved_runs(runs_dir, "mnist10k") if not load_run(p)[0].diverged}
     assert names | pairs == every
-    labels = [fig_sharpness_notions.label(load_run(p)[0].config) for p in others]
+    labels = [fig_sharpness_notions.label(run.config) for run in others]
     assert any("warm from" in x for x in labels) and any("B=2000" in x for x in labels)
     assert fig_sharpness_notions.other_runs(runs_dir, "mnist10k", (32,), pairs) == []
 
