@@ -2,11 +2,15 @@
 
     python experiments/fig_accuracy_curves.py --dataset mnist10k          # the fig_sharpness runs
     python experiments/fig_accuracy_curves.py --dataset mnist10k --replot # redraw from the JSON
+    python experiments/fig_accuracy_curves.py --dataset mnist --data-dir ../shared/data/mnist \
+        --baseline figures/fig_sharpness_mnist_paper.json             # histories from its JSON
 
 The paper shows this figure only for F2 and C1 (LB reaches train accuracy like SB but lower test
 accuracy throughout). The runs are those of experiments/fig_sharpness.py (same configurations,
 so nothing is retrained when it has run); the accuracies are the exact per-epoch evaluations
-over the whole train and test sets (BN policy "batch"). Writes, into --out:
+over the whole train and test sets (BN policy "batch"). With --baseline the histories are read
+from a fig_sharpness.py results JSON, which keeps every run's (so Figure 2 needs no saved
+runs; each run's configuration is checked against this script's). Writes, into --out:
 
     fig2_accuracy_<dataset>_<preset>.json     curves per run and mean/std per epoch
     fig2_accuracy_<dataset>_<preset>.{png,pdf}
@@ -28,30 +32,55 @@ from keskar_repro import experiment, plots, stats  # noqa: E402  (no JAX at impo
 STEM = "fig2_accuracy"
 PRESETS = {"paper": {"seeds": 5, "epochs": 100}, "quick": {"seeds": 2, "epochs": 15}}
 KEYS = ("train_accuracy", "test_accuracy", "train_loss", "test_loss")
-options, checks = experiment.add_batch_options, experiment.batch_checks
+checks = experiment.batch_checks
+
+
+def options(p) -> None:
+    experiment.add_batch_options(p)
+    experiment.add_baseline_option(p, "per-epoch histories")
 
 
 def compute(args, dataset) -> dict:
+    configs = experiment.sb_lb_configs(args, dataset)
+    if args.baseline:
+        runs = baseline_histories(args.baseline, configs, args.seeds)
+    else:
+        runs = trained_histories(args, dataset, configs)
+    curves = {
+        regime: {
+            "batch_size": config.batch_size,
+            "n": sum(r["regime"] == regime for r in runs),
+            **stats.mean_std_curves([r["history"] for r in runs if r["regime"] == regime], KEYS),
+        }
+        for regime, config in configs.items()
+    }
+    return {"curves": curves, "runs": runs}
+
+
+def trained_histories(args, dataset, configs: dict) -> list[dict]:
+    """One entry (regime, seed, run_dir, history) per saved (or newly trained) run."""
     from keskar_repro.runs import run_dir
 
-    curves, runs = {}, []
-    for regime, config in experiment.sb_lb_configs(args, dataset).items():
-        trained = experiment.seed_runs(args, dataset, config)
-        curves[regime] = {
-            "batch_size": config.batch_size,
-            "n": len(trained),
-            **stats.mean_std_curves([r.history for r in trained], KEYS),
+    return [
+        {
+            "regime": regime,
+            "seed": r.config.seed,
+            "run_dir": str(run_dir(r.config, args.runs_dir)),
+            "history": r.history,
         }
-        runs += [
-            {
-                "regime": regime,
-                "seed": r.config.seed,
-                "run_dir": str(run_dir(r.config, args.runs_dir)),
-                "history": r.history,
-            }
-            for r in trained
-        ]
-    return {"curves": curves, "runs": runs}
+        for regime, config in configs.items()
+        for r in experiment.seed_runs(args, dataset, config)
+    ]
+
+
+def baseline_histories(path: str, configs: dict, seeds: int) -> list[dict]:
+    """The same entries read from a fig_sharpness.py results JSON (experiment.baseline_runs
+    checks each run's configuration against this script's), plus "baseline": its path."""
+    _, found = experiment.baseline_runs(path, configs, seeds)
+    keys = ("regime", "seed", "run_dir", "history")
+    return [
+        {**{k: run[k] for k in keys}, "baseline": path} for runs in found.values() for run in runs
+    ]
 
 
 def summarize(results: dict) -> dict:

@@ -54,14 +54,7 @@ def options(p) -> None:
     p.add_argument(
         "--prox-lambda", type=float, default=1e-3, help="lambda of the proximal term (1e-3)"
     )
-    p.add_argument(
-        "--baseline",
-        default=None,
-        help="a results JSON of experiments/fig_sharpness.py whose SB and LB runs are this "
-        "table's (checked: the same training configuration per seed): their accuracy and "
-        "full-space sharpness are read from it instead of trained and measured again, e.g. "
-        "figures/fig_sharpness_mnist_paper.json",
-    )
+    experiment.add_baseline_option(p, "accuracy and full-space sharpness")
 
 
 def checks(args) -> dict[str, bool]:
@@ -103,48 +96,36 @@ def compute(args, dataset) -> dict:
 def baseline_rows(path: str, configs: dict, seeds: int, epsilons: list[float]) -> list[dict]:
     """The SB and LB rows of a fig_sharpness.py results JSON, in `run_record`'s form (plus
     "baseline": path), for seeds 0 .. seeds - 1: each run must have this table's training
-    configuration and a full-space measurement at every epsilon with this table's settings (BN
-    policy "batch", normalized scaling, the protocol's iteration limit), else a UserError."""
+    configuration (experiment.baseline_runs) and a full-space measurement at every epsilon
+    with this table's settings (BN policy "batch", normalized scaling, the protocol's
+    iteration limit), else a UserError."""
     from keskar_repro.errors import UserError
-    from keskar_repro.files import read_json
-    from keskar_repro.protocol import SHARPNESS_MAXITER, with_seeds
+    from keskar_repro.protocol import SHARPNESS_MAXITER
 
-    if not Path(path).is_file():
-        raise UserError(f"--baseline {path} does not exist; run experiments/fig_sharpness.py")
-    results = read_json(path)
+    results, found = experiment.baseline_runs(path, configs, seeds)
     rows = []
-    for regime in ("SB", "LB"):
-        for config in with_seeds(configs[regime], range(seeds)):
-            where = f"--baseline {path}: {regime} seed {config.seed}"
-            found = [
-                r for r in results["runs"] if (r["regime"], r["seed"]) == (regime, config.seed)
-            ]
-            if (
-                not found
-                or found[0]["config"] != config.to_dict()
-                or found[0]["bn_policy"] != "batch"
-            ):
-                raise UserError(
-                    f"{where} is missing or not this table's run (training configuration "
-                    f"{config.to_dict()}, BN policy batch); drop --baseline to train it here"
-                )
+    for regime, runs in found.items():
+        for run in runs:
             values = {
                 str(m["epsilon"]): m
                 for m in results["sharpness"]
-                if (m["regime"], m["seed"], m["space"]) == (regime, config.seed, "full")
+                if (m["regime"], m["seed"], m["space"]) == (regime, run["seed"], "full")
                 and (m["bn_policy"], m["scaling"], m["maxiter"])
                 == ("batch", "normalized", SHARPNESS_MAXITER)
             }
             missing = [eps for eps in map(str, epsilons) if eps not in values]
             if missing:
-                raise UserError(f"{where} has no full-space sharpness at eps {missing}")
-            run = found[0]
+                raise UserError(
+                    f"--baseline {path}: {regime} seed {run['seed']} has no full-space "
+                    f"sharpness at eps {missing}"
+                )
+            config = configs[regime]
             rows.append(
                 {
                     "regime": regime,
                     "run_dir": run["run_dir"],
                     "baseline": str(path),
-                    "seed": config.seed,
+                    "seed": run["seed"],
                     "batch_size": config.batch_size,
                     "learning_rate": config.learning_rate,
                     "epoch": run["epochs_run"],

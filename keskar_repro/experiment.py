@@ -339,6 +339,49 @@ def sb_lb_configs(args: argparse.Namespace, dataset) -> dict[str, Any]:
     return configs
 
 
+def add_baseline_option(p: argparse.ArgumentParser, reads: str) -> None:
+    """--baseline: a fig_sharpness.py results JSON to read the SB and LB runs' `reads` from."""
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="a results JSON of experiments/fig_sharpness.py whose SB and LB runs are this "
+        f"script's (checked: the same training configuration per seed): their {reads} are "
+        "read from it instead of trained again, e.g. figures/fig_sharpness_mnist_paper.json",
+    )
+
+
+def baseline_runs(path: str, configs: dict[str, Any], seeds: int) -> tuple[dict, dict]:
+    """(results, {regime: [run entry]}) of a fig_sharpness.py results JSON at `path`: for SB
+    and LB and seeds 0 .. seeds - 1, the entry of `results["runs"]` trained with exactly
+    `configs[regime]` at that seed and evaluated under BN policy "batch"; a UserError naming
+    the first one missing or different (the JSON's runs were lost, so nothing can be
+    retrained to match: drop --baseline to train here)."""
+    from keskar_repro.files import read_json
+    from keskar_repro.protocol import with_seeds
+
+    if not Path(path).is_file():
+        raise UserError(f"--baseline {path} does not exist; run experiments/fig_sharpness.py")
+    results, found = read_json(path), {}
+    for regime in ("SB", "LB"):
+        found[regime] = []
+        for config in with_seeds(configs[regime], range(seeds)):
+            match = [
+                r
+                for r in results["runs"]
+                if (r["regime"], r["seed"]) == (regime, config.seed)
+                and r["config"] == config.to_dict()
+                and r["bn_policy"] == "batch"
+            ]
+            if not match:
+                raise UserError(
+                    f"--baseline {path}: {regime} seed {config.seed} is missing or not this "
+                    f"script's run (training configuration {config.to_dict()}, BN policy "
+                    "batch); drop --baseline to train it here"
+                )
+            found[regime].append(match[0])
+    return results, found
+
+
 def get_runs(args: argparse.Namespace, dataset, configs, **kwargs) -> list:
     """`runs.get_or_train(configs, ...)` with the script's --runs-dir, --runs-per-program and
     --no-progress."""

@@ -149,10 +149,38 @@ def test_table_7_reads_the_sb_and_lb_rows_of_a_main_results_json(made):
     keys = ("regime", "seed", "run_dir", "test_accuracy", "train_loss", "epoch", "sharpness")
     assert [{k: r[k] for k in keys} for r in rows] == [{k: r[k] for k in keys} for r in measured]
     assert all(r["baseline"] == main_json for r in rows)
-    with pytest.raises(UserError, match="SB seed 1 is missing or not this table's run"):
+    with pytest.raises(UserError, match="SB seed 1 is missing or not this script's run"):
         table_conservative.baseline_rows(main_json, configs, 2, [1e-3])
     with pytest.raises(UserError, match="no full-space sharpness at eps \\['0.002'\\]"):
         table_conservative.baseline_rows(main_json, configs, 1, [1e-3, 2e-3])
+
+
+def test_figure_2_draws_the_histories_of_a_main_results_json(made, tmp_path):
+    import dataclasses
+
+    import fig_accuracy_curves
+
+    from keskar_repro.errors import UserError
+
+    out, _, _ = made
+    main_json = str(out / "fig_sharpness_mnist10k_quick.json")
+    argv = ["--preset", "quick", "--dataset", "mnist10k", "--hidden", "16", "--epochs", "2"]
+    argv += ["--seeds", "1", "--no-progress", "--runs-dir", str(tmp_path / "none")]
+    code = experiment.main(
+        fig_accuracy_curves.SPEC, [*argv, "--baseline", main_json, "--out", str(tmp_path)]
+    )
+    assert code == 0 and not (tmp_path / "none").exists()  # nothing trained
+    drawn = json.loads((tmp_path / "fig2_accuracy_mnist10k_quick.json").read_text())
+    from_runs = results(out, "fig2_accuracy")
+    assert drawn["curves"] == from_runs["curves"] and drawn["summary"] == from_runs["summary"]
+    assert all(r["baseline"] == main_json for r in drawn["runs"])
+    args = experiment.parse(fig_accuracy_curves.SPEC, argv)
+    configs = experiment.sb_lb_configs(args, experiment.load_dataset(args))
+    other = {**configs, "LB": dataclasses.replace(configs["LB"], learning_rate=0.5)}
+    with pytest.raises(UserError, match="LB seed 0 is missing or not this script's run"):
+        fig_accuracy_curves.baseline_histories(main_json, other, 1)
+    with pytest.raises(UserError, match="does not exist; run experiments/fig_sharpness.py"):
+        fig_accuracy_curves.baseline_histories(str(tmp_path / "no.json"), configs, 1)
 
 
 def test_sharpness_notions_measure_every_point_and_the_rescalings_keep_the_function(made):
