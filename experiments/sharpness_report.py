@@ -19,10 +19,11 @@ Every measurement is cached beside its run.
 Runtime and result on the 2-core CPU: the quick preset on mnist10k (seed 0, 15 epochs,
 eps 1e-3: 22 maximisations) takes about 3 minutes after experiments/fig_sharpness.py; the
 paper preset (100 epochs, both epsilons, 44 maximisations) took 1,602 s on mnist10k (8 s to
-8 min per maximisation; the running policy's subspaces are the slow ones). On full MNIST a
-full-space maximisation takes about a minute, so `--policies batch --subspace-scaling
-gaussian` (16 maximisations) is the affordable report there. LB is the sharper minimizer in
-the full space under every BN policy and solver (figures/README.md).
+8 min per maximisation; the running policy's subspaces are the slow ones). On full MNIST,
+`--policies batch --subspace-scaling gaussian` (16 maximisations, 17-72 s each) took 633 s.
+LB is the sharper minimizer in the full space under every BN policy, with the default
+scaling and with PGA; the paper-literal scaling ranks it flatter on full MNIST, because 10
+of its iterations barely leave the minimizer (paper_notes.md, "Solver variants on full MNIST").
 """
 
 from __future__ import annotations
