@@ -367,7 +367,7 @@ def baseline_runs(path: str, configs: dict[str, Any], seeds: int) -> tuple[dict,
         for config in with_seeds(configs[regime], range(seeds)):
             match = [
                 r
-                for r in results["runs"]
+                for r in results.get("runs", [])
                 if (r["regime"], r["seed"]) == (regime, config.seed)
                 and r["config"] == config.to_dict()
                 and r["bn_policy"] == "batch"
