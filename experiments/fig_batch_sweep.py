@@ -141,15 +141,13 @@ def text(results: dict) -> str:
         + "  ".join(f"sharpness eps={float(e):g}" for e in epsilons),
     ]
     for i, b in enumerate(s["batch_sizes"]):
-        acc, train = s["test_accuracy"][i], s["train_accuracy"][i]
+        acc = stats.stats_text(s["test_accuracy"][i], "6.2f", 100, ".2f")
+        train = s["train_accuracy"][i]
         sharp = "  ".join(
-            f"{s['sharpness'][e][i]['mean']:>9.3g} +- {s['sharpness'][e][i]['std']:<8.2g}"
+            f"{stats.stats_text(s['sharpness'][e][i], '>9.3g', std_spec='<8.2g'):<21}"
             for e in epsilons
         )
-        lines.append(
-            f"  {b:<7} {100 * acc['mean']:6.2f} +- {100 * acc['std']:.2f}   "
-            f"{100 * train['mean']:6.2f}         {sharp}"
-        )
+        lines.append(f"  {b:<7} {acc:<16} {100 * train['mean']:6.2f}         {sharp}")
     falls = s["falls_at"]
     lines.append(
         f"  best test accuracy at batch {s['best_batch_size']}; accuracy starts to fall at "

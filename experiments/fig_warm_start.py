@@ -120,18 +120,15 @@ def text(results: dict) -> str:
         "  k    test acc (%)    " + "    ".join(f"sharpness eps={float(e):g}" for e in epsilons)
     )
     for i, k in enumerate(s["k"]):
-        acc = s["test_accuracy"][i]
+        acc = stats.stats_text(s["test_accuracy"][i], "6.2f", 100, ".2f")
         sharp = "    ".join(
-            f"{s['sharpness'][e][i]['mean']:>10.3g} +- {s['sharpness'][e][i]['std']:<8.2g}"
+            f"{stats.stats_text(s['sharpness'][e][i], '>10.3g', std_spec='<8.2g'):<22}"
             for e in epsilons
         )
-        lines.append(f"  {k:<4} {100 * acc['mean']:6.2f} +- {100 * acc['std']:.2f}    {sharp}")
-    sb = s["sb_test_accuracy"]
+        lines.append(f"  {k:<4} {acc:<15} {sharp}")
+    sb = stats.stats_text(s["sb_test_accuracy"], ".2f", 100)
     sb_sharp = ", ".join(f"eps={float(e):g}: {s['sb_sharpness'][e]['mean']:.3g}" for e in epsilons)
-    lines.append(
-        f"  SB alone: test accuracy {100 * sb['mean']:.2f} +- {100 * sb['std']:.2f}; sharpness "
-        + sb_sharp
-    )
+    lines.append(f"  SB alone: test accuracy {sb}; sharpness " + sb_sharp)
     return "\n".join(lines)
 
 

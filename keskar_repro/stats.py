@@ -45,6 +45,16 @@ def record_stats(records: list[dict], key: str, scale: float = 1.0) -> dict[str,
     return {"mean": mean, "std": std, "n": len(values)}
 
 
+def stats_text(record: dict, spec: str, scale: float = 1.0, std_spec: str | None = None) -> str:
+    """ "mean +- std" of a `record_stats` record, each formatted with `spec` (the std with
+    `std_spec` if given) after multiplying by `scale`; only the mean when the record holds a
+    single value, whose spread is unknown (stored as std 0)."""
+    mean = format(scale * record["mean"], spec)
+    if record["n"] < 2:
+        return mean
+    return f"{mean} +- {format(scale * record['std'], std_spec or spec)}"
+
+
 GAP_RULE = "|mean SB - mean LB| > 2 * sqrt(std_SB^2/n + std_LB^2/n) (std over n seeds)"
 
 

@@ -6,7 +6,14 @@ import math
 import numpy as np
 import pytest
 
-from keskar_repro.stats import gap_test, kendall_tau, mean_std, mean_std_curves, record_stats
+from keskar_repro.stats import (
+    gap_test,
+    kendall_tau,
+    mean_std,
+    mean_std_curves,
+    record_stats,
+    stats_text,
+)
 
 
 def test_mean_std_is_the_sample_std():
@@ -44,6 +51,14 @@ def test_record_stats_of_a_field_and_of_a_sharpness():
     acc = record_stats(records, "test_accuracy", scale=100)  # in %
     assert acc["mean"] == pytest.approx(97.0) and acc["std"] == pytest.approx(math.sqrt(2))
     assert record_stats(records[:1], "test_accuracy") == {"mean": 0.98, "std": 0.0, "n": 1}
+
+
+def test_stats_text_gives_the_spread_only_where_there_is_one():
+    two = record_stats([{"acc": 0.9612}, {"acc": 0.9688}], "acc")  # mean 0.965, std 0.00537
+    assert stats_text(two, ".2f", 100) == "96.50 +- 0.54"
+    assert stats_text(two, ".3g", std_spec=".1g") == "0.965 +- 0.005"
+    one = record_stats([{"acc": 0.9620}], "acc")
+    assert stats_text(one, ".2f", 100) == "96.20"  # one run: no "+- 0.00"
 
 
 def test_gap_test_on_a_clear_and_on_an_unclear_gap():
