@@ -17,7 +17,14 @@ max(2 standard errors, 0.1 points). Writes, into --out:
 
 Runtime and result on the 2-core CPU: the quick preset on mnist10k (batch 32, 256 and 2000,
 5 epochs, 1 seed) takes about 2 minutes; the paper preset (9 batch sizes x 2 seeds x 100
-epochs) about 40 minutes (figures/README.md).
+epochs) about 40 minutes (figures/README.md). On full MNIST (12 batch sizes, 256 to 60,000)
+it is several hours, so it is measured in parts, a few batch sizes per sitting, each into its
+own folder, then merged (experiment.Parts; the merged JSON is the one a single run would write):
+
+    python experiments/fig_batch_sweep.py --dataset mnist --data-dir ../shared/data/mnist \
+        --batch-sizes 32,64,128 --out parts/a      # ... then the other batch sizes into parts/b ...
+    python experiments/fig_batch_sweep.py --dataset mnist --out figures \
+        --merge parts/a/fig4_batch_sweep_mnist_paper.json parts/b/fig4_batch_sweep_mnist_paper.json
 """
 
 from __future__ import annotations
@@ -166,7 +173,11 @@ def draw(results: dict, args) -> list[str]:
     return plots.save_figure(fig, experiment.figure_stem(args, STEM))
 
 
-SPEC = experiment.figure(globals(), order=4, resolved=("batch_sizes",))
+# Parts: one run per few batch sizes (same seeds and epochs), merged with --merge.
+PARTS = experiment.Parts(
+    units=lambda c: c["batch_sizes"], field="batch_sizes", what="batch sizes", lists=("rows",)
+)
+SPEC = experiment.figure(globals(), order=4, resolved=("batch_sizes",), parts=PARTS)
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

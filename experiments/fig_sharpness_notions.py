@@ -41,7 +41,18 @@ after fig_sharpness.py's quick runs; the paper preset took 2,392 s after its run
 measurements, the CPU partly shared), and gave: LB/SB of Metric 2.1 298 at the trained points
 and 24 after matching norms (eps 1e-3); the adaptive worst case 0.06 (LB flatter) either way.
 Every other saved run adds 8 measurements at its trained point (about 70 s on mnist10k). On
-full MNIST (2.3 s per evaluation) the paper preset would take about 6 hours.
+full MNIST (2.3 s per evaluation) the paper preset would take about 6 hours, so it is measured
+in parts, a few seeds per sitting (--first-seed; the rescalings are measured with seed 0), each
+into its own folder, then merged (experiment.Parts: the merged JSON, its table and its tau are
+those of one run over all the seeds). The committed full-MNIST JSON was measured this way, at
+eps 1e-3 with 16 draws and c = 2 only (about 40 minutes per seed, training included):
+
+    python experiments/fig_sharpness_notions.py --dataset mnist --data-dir ../shared/data/mnist \
+        --population pairs --epsilons 1e-3 --samples 16 --factors 2 --first-seed 2 --seeds 1 \
+        --out parts/2
+    python experiments/fig_sharpness_notions.py --dataset mnist --out figures --merge \
+        figures/fig_sharpness_notions_mnist_paper.json \
+        parts/2/fig_sharpness_notions_mnist_paper.json
 """
 
 from __future__ import annotations
@@ -84,6 +95,12 @@ PRESETS = {
 
 def options(p) -> None:
     experiment.add_batch_options(p)
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="measure seeds first, first + 1, ..., first + seeds - 1 (a part, for --merge)",
+    )
     experiment.add_epsilons_option(p)
     p.add_argument("--samples", type=int, help="Gaussian draws of the average-case notions")
     p.add_argument(
@@ -105,9 +122,21 @@ def checks(args) -> dict[str, bool]:
     return {
         **experiment.batch_checks(args),
         **experiment.epsilons_check(args),
+        "--first-seed": args.first_seed >= 0,
         "--samples": args.samples >= 2,
         "--factors": bool(args.factors) and min(args.factors) > 0,
     }
+
+
+def seed_list(config) -> list[int]:
+    """The seeds a run of this script measured: a merged JSON's "seed_list", else --first-seed
+    (0 when the JSON predates it) and the --seeds that follow it; `config` is the parsed
+    arguments or a JSON's config dict."""
+    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+    if get("seed_list") is not None:
+        return list(get("seed_list"))
+    first = get("first_seed", 0) or 0
+    return list(range(first, first + get("seeds")))
 
 
 def transforms(variables: dict, seed: int, common: dict, factors: list[float]) -> dict:
@@ -188,13 +217,14 @@ def compute(args, dataset) -> dict:
     from keskar_repro.runs import run_dir
 
     configs = experiment.sb_lb_configs(args, dataset)
-    runs = {regime: experiment.seed_runs(args, dataset, configs[regime]) for regime in REGIMES}
+    seeds = seed_list(args)
+    runs = {r: experiment.seed_runs(args, dataset, configs[r], seeds) for r in REGIMES}
     pairs = {run_dir(r.config, args.runs_dir).name for rs in runs.values() for r in rs}
     others = []
     if args.population == "all":
         others = other_runs(args.runs_dir, dataset.name, configs["SB"].hidden, pairs)
-    n_points = 2 + 2 * len(args.factors)  # seed 0
-    points = 2 * (2 * args.seeds + n_points - 2) + len(others)
+    extra = 2 * len(args.factors) if 0 in seeds else 0  # seed 0's rescalings
+    points = 2 * (2 * args.seeds + extra) + len(others)
     bar = experiment.progress_bar(args, points * len(NOTION_NAMES) * len(args.epsilons), "notions")
     run_rows, rows = [], []
     for index in range(args.seeds):
@@ -346,10 +376,17 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3g}"
 
 
+def seeds_text(config: dict) -> str:
+    """ "5 seeds" for seeds 0 .. 4, else the seeds themselves: "2 seeds (2, 3)"."""
+    seeds = seed_list(config)
+    listed = "" if seeds == list(range(len(seeds))) else f" ({', '.join(map(str, seeds))})"
+    return f"{len(seeds)} seed{'s' * (len(seeds) != 1)}{listed}"
+
+
 def text(results: dict) -> str:
     s = results["summary"]
     lines = [f"Sharpness notions, F1 on {results['dataset']['name']}, "
-             f"{results['config']['seeds']} seeds: mean +- sample std over seeds"]  # fmt: skip
+             f"{seeds_text(results['config'])}: mean +- sample std over seeds"]  # fmt: skip
     lines.append("hidden-kernel RMS (mean over seeds): " + "; ".join(
         f"{k.split('/')[0]} SB {s['rms']['SB'][k][0]:.3g} LB {s['rms']['LB'][k][0]:.3g}"
         for k in s["rms"]["SB"]))  # fmt: skip
@@ -387,11 +424,17 @@ def draw(results: dict, args) -> list[str]:
 
     fig = plots.notions_figure(results["summary"], title=(
         f"Sharpness notions, F1 on {results['dataset']['name']}, "
-        f"{results['config']['seeds']} seeds"))  # fmt: skip
+        f"{seeds_text(results['config'])}"))  # fmt: skip
     return plots.save_figure(fig, experiment.figure_stem(args, STEM))
 
 
-SPEC = experiment.figure(globals(), order=1, resolved=("sb_batch", "lb_batch"))
+# Parts: one run per few seeds (--first-seed, --seeds), merged with --merge; a part without
+# seed 0 has no rescaling responses, and the merge takes them from the part that has it.
+PARTS = experiment.Parts(
+    units=seed_list, field="seed_list", what="seeds", lists=("runs", "rows"),
+    free=("first_seed", "seeds"), count="seeds",
+)  # fmt: skip
+SPEC = experiment.figure(globals(), order=1, resolved=("sb_batch", "lb_batch"), parts=PARTS)
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

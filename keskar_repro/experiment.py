@@ -10,6 +10,14 @@ configuration, dataset provenance, versions, device and wall time, and lets `--r
 the figures from that JSON without importing JAX. `specs()` finds every script's spec (for
 make_all and the tests), so adding a figure is adding one file to experiments/.
 
+Parts: a figure too long for one sitting (full MNIST on a CPU) declares `Parts`: which config
+field names its units (seeds, batch sizes), and which results lists hold one entry per unit.
+Each part is an ordinary run of the script on some of the units, written to its own --out;
+`--merge A.json B.json ...` then checks that the parts differ only in their units (same
+dataset files, same settings, no unit twice), concatenates their lists, summarizes the whole
+as if it had been measured at once, and writes and draws it like any run, recording every
+part's command, start and wall time. Nothing is loaded or computed by a merge.
+
 Errors: a `UserError` (bad input, a missing or corrupt file, a diverged run) is printed as one
 line on stderr with exit status 2, as argparse does for impossible options; any other exception
 is a bug and keeps its traceback.
@@ -37,6 +45,21 @@ DATASETS = ("mnist", "mnist10k", "fashion_mnist")
 KERNEL_INIT_NAMES = ("glorot_uniform", "lecun_normal")  # models.KERNEL_INITS (no JAX here)
 
 
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """How a figure measured in parts is merged (see the module docstring)."""
+
+    units: Callable[[dict], list]  # a results JSON's config -> the units it measured
+    field: str  # config key of the merged JSON that holds the union of the units, sorted
+    what: str  # the units in words, for --help and errors: "seeds", "batch sizes"
+    lists: tuple[str, ...]  # results keys with one entry per measurement, concatenated
+    free: tuple[str, ...] = ()  # config keys that may differ between parts (set to None)
+    count: str | None = None  # config key that the merge sets to the number of units
+
+
+WHERE = ("out", "data_dir", "runs_dir", "runs_per_program")  # config keys that may differ
+
+
 def _no_options(parser: argparse.ArgumentParser) -> None:
     return None
 
@@ -61,9 +84,16 @@ class FigureSpec:
     options: Callable[[argparse.ArgumentParser], None] = _no_options  # the script's own flags
     checks: Callable[[argparse.Namespace], dict[str, bool]] = _no_checks  # "--flag" -> possible
     resolved: tuple[str, ...] = ()  # options `compute` fills in, added to the JSON's config
+    parts: Parts | None = None  # how --merge combines parts; None: the script has no --merge
 
 
-def figure(namespace: dict[str, Any], *, order: int, resolved: tuple[str, ...] = ()) -> FigureSpec:
+def figure(
+    namespace: dict[str, Any],
+    *,
+    order: int,
+    resolved: tuple[str, ...] = (),
+    parts: Parts | None = None,
+) -> FigureSpec:
     """The FigureSpec of the script whose module globals are `namespace`: a figure script
     defines STEM, PRESETS, compute, summarize, text and draw (and, if it has options of its own,
     options and checks) at module level and ends with `SPEC = experiment.figure(globals(),
@@ -81,6 +111,7 @@ def figure(namespace: dict[str, Any], *, order: int, resolved: tuple[str, ...] =
         options=namespace.get("options", _no_options),
         checks=namespace.get("checks", _no_checks),
         resolved=resolved,
+        parts=parts,
     )
 
 
@@ -137,6 +168,15 @@ def parser(spec: FigureSpec) -> argparse.ArgumentParser:
     )
     p.add_argument("--replot", action="store_true", help="redraw figures from the JSON only")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if spec.parts is not None:
+        p.add_argument(
+            "--merge",
+            nargs="+",
+            metavar="JSON",
+            help="merge the results JSON of parts (runs on different "
+            f"{spec.parts.what}, same settings) into "
+            "<out>/<stem>_<dataset>_<preset>.json and draw it; computes nothing",
+        )
     spec.options(p)
     return p
 
@@ -197,7 +237,7 @@ def figure_stem(args: argparse.Namespace, name: str) -> str:
 
 def _header(spec: FigureSpec, args: argparse.Namespace, argv: list[str] | None, dataset) -> dict:
     """The start of a results JSON: command, configuration and dataset provenance."""
-    hidden = {"replot", "no_progress"}
+    hidden = {"replot", "no_progress", "merge"}
     return {
         "command": f"python experiments/{spec.name}.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
@@ -226,12 +266,101 @@ def replot(spec: FigureSpec, args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_key(provenance: dict) -> tuple:
+    """What makes two results' data the same: the name, the split sizes and every file's
+    sha256 (not where the files were read from)."""
+    files = tuple(sorted((f["file"], f["sha256"]) for f in provenance.get("files", [])))
+    return (provenance["name"], provenance.get("n_train"), provenance.get("n_test"), files)
+
+
+def _settings(config: dict, parts: Parts) -> dict:
+    """A part's config without the keys parts may differ in, JSON-normalised (tuples become
+    lists, as they are in a JSON read back)."""
+    ignored = {*WHERE, *parts.free, parts.field, "preset"}
+    return json.loads(json.dumps({k: v for k, v in config.items() if k not in ignored}))
+
+
+def check_parts(parts: Parts, loaded: list[tuple[str, dict]], args: argparse.Namespace) -> None:
+    """Raise a UserError naming the first part that does not fit: another dataset or preset
+    than --dataset/--preset, other data files, other settings, or a unit measured twice."""
+    first_path, first = loaded[0]
+    seen: dict[Any, str] = {}
+    for path, results in loaded:
+        config = results["config"]
+        if (config["dataset"], config["preset"]) != (args.dataset, args.preset):
+            raise UserError(
+                f"{path} is {config['dataset']} preset {config['preset']}, not --dataset "
+                f"{args.dataset} --preset {args.preset}; give the dataset and preset of the parts"
+            )
+        if _dataset_key(results["dataset"]) != _dataset_key(first["dataset"]):
+            raise UserError(f"{path} was measured on other data files than {first_path}")
+        a, b = _settings(config, parts), _settings(first["config"], parts)
+        if a != b:
+            diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            raise UserError(
+                f"{path} differs from {first_path} in {', '.join(diff)}; parts must differ only "
+                f"in their {parts.what}"
+            )
+        for unit in parts.units(config):
+            if unit in seen:
+                raise UserError(f"{parts.field} {unit} is in both {seen[unit]} and {path}")
+            seen[unit] = path
+
+
+def merge_parts(parts: Parts, loaded: list[tuple[str, dict]]) -> dict:
+    """The results of all parts as one: the first part's header and config with `field` the
+    sorted union of the units (and `count` their number), each list in `parts.lists`
+    concatenated in unit order, wall_seconds the sum, and "parts" recording each part."""
+    loaded = sorted(loaded, key=lambda pr: min(parts.units(pr[1]["config"])))
+    merged = json.loads(json.dumps(loaded[0][1]))  # a copy
+    units = sorted(u for _, r in loaded for u in parts.units(r["config"]))
+    merged["config"].update({k: None for k in parts.free}, **{parts.field: units})
+    if parts.count:
+        merged["config"][parts.count] = len(units)
+    for key in parts.lists:
+        merged[key] = [item for _, r in loaded for item in r[key]]
+    merged["wall_seconds"] = sum(r["wall_seconds"] for _, r in loaded)
+    merged["parts"] = [
+        {"file": path, "units": parts.units(r["config"]), "command": r["command"],
+         "started": r["started"], "wall_seconds": r["wall_seconds"]}
+        for path, r in loaded
+    ]  # fmt: skip
+    merged.pop("summary", None)
+    return merged
+
+
+def merge(spec: FigureSpec, args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """--merge: read the parts, check they fit, merge, summarize, write and draw."""
+    from keskar_repro.files import read_json, write_atomic
+
+    if args.dataset is None:
+        raise UserError("--merge needs --dataset (and the --preset) of the parts")
+    loaded = []
+    for path in args.merge:
+        if not Path(path).is_file():
+            raise UserError(f"no results at {path}; give the results JSON of each part")
+        loaded.append((path, read_json(path)))
+    check_parts(spec.parts, loaded, args)
+    results = merge_parts(spec.parts, loaded)
+    results["command"] = f"python experiments/{spec.name}.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    results["summary"] = spec.summarize(results)
+    path = results_path(args, spec.stem)
+    write_atomic(path, json.dumps(results, indent=1))
+    print(f"wrote {path} ({len(loaded)} parts)")
+    _show(spec, results, args)
+    return 0
+
+
 def main(spec: FigureSpec, argv: list[str] | None = None) -> int:
     """The whole script: parse; --replot, or load the data, compute, summarize, write the JSON
     atomically (with the options in `spec.resolved` added to its config), print, draw."""
     args = parse(spec, argv)
     if args.replot:
         return replot(spec, args)
+    if getattr(args, "merge", None):
+        return merge(spec, args, argv)
     from keskar_repro.distributed import initialize_from_env
     from keskar_repro.files import environment, write_atomic
 
@@ -397,11 +526,12 @@ def get_runs(args: argparse.Namespace, dataset, configs, **kwargs) -> list:
     )
 
 
-def seed_runs(args: argparse.Namespace, dataset, config, **kwargs) -> list:
-    """The runs of `config` for seeds 0 .. args.seeds - 1 (`get_runs`)."""
+def seed_runs(args: argparse.Namespace, dataset, config, seeds=None, **kwargs) -> list:
+    """The runs of `config` for `seeds` (default 0 .. args.seeds - 1) (`get_runs`)."""
     from keskar_repro.protocol import with_seeds
 
-    return get_runs(args, dataset, with_seeds(config, range(args.seeds)), **kwargs)
+    seeds = range(args.seeds) if seeds is None else seeds
+    return get_runs(args, dataset, with_seeds(config, seeds), **kwargs)
 
 
 def progress_bar(args: argparse.Namespace, total: int, desc: str):

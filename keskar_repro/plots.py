@@ -505,7 +505,10 @@ def notions_figure(summary: dict, *, title: str = "") -> Figure:
     ax.set_yscale("log")
     ax.set_xticks(range(len(notions)), notions, rotation=30)
     ax.set(ylabel="value / value at trained point", title="(c) seed 0 rescaled (o SB, s LB)")
-    ax.legend(fontsize=7)
+    if points:
+        ax.legend(fontsize=7)
+    else:  # a part of the seeds without seed 0 (fig_sharpness_notions --first-seed)
+        ax.text(0.5, 0.5, "seed 0 not measured", ha="center", transform=ax.transAxes)
 
     ax = axes[3]
     populations = {t.get("population", "pairs"): t["n"] for t in summary["tau"]}

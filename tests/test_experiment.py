@@ -230,3 +230,108 @@ def test_the_init_choices_are_the_models_initialisers():
     from keskar_repro.models import KERNEL_INITS
 
     assert set(experiment.KERNEL_INIT_NAMES) == set(KERNEL_INITS)
+
+
+# -- a figure measured in parts (FigureSpec.parts, --merge) ----------------------------------
+
+
+def parted_options(p: argparse.ArgumentParser) -> None:
+    options(p)
+    p.add_argument("--first", type=int, default=0, help="first unit")
+
+
+def parted_compute(args: argparse.Namespace, dataset) -> dict:
+    return {"values": [{"unit": u, "square": u * u} for u in parted_units(vars(args))]}
+
+
+def parted_units(config: dict) -> list[int]:
+    if config.get("units") is not None:
+        return config["units"]
+    return list(range(config["first"], config["first"] + config["n"]))
+
+
+PARTS = experiment.Parts(
+    units=parted_units,
+    field="units",
+    what="units",
+    lists=("values",),
+    free=("first", "n"),
+    count="n",
+)
+
+
+def parted_spec(**changes) -> FigureSpec:
+    fields = dict(options=parted_options, compute=parted_compute, parts=PARTS, resolved=())
+    return make_spec(**{**fields, **changes})
+
+
+def run_part(tmp_path: Path, name: str, *argv: str) -> Path:
+    out = tmp_path / name
+    experiment.main(parted_spec(), ["--dataset", "mnist", "--out", str(out), *argv])
+    return out / "fake_mnist_paper.json"
+
+
+def test_parts_merged_are_the_figure_measured_at_once(tmp_path, fake_data, capsys):
+    whole = json.loads(run_part(tmp_path, "whole", "--n", "3").read_text())
+    a = run_part(tmp_path, "a", "--n", "2")
+    b = run_part(tmp_path, "b", "--first", "2", "--n", "1")
+    loaded = len(fake_data)
+
+    def no_compute(args, dataset):
+        raise AssertionError("--merge computed")
+
+    merged_dir = tmp_path / "merged"
+    argv = ["--dataset", "mnist", "--out", str(merged_dir), "--merge", str(b), str(a)]
+    assert experiment.main(parted_spec(compute=no_compute), argv) == 0
+    assert len(fake_data) == loaded  # the merge loaded no data
+    m = json.loads((merged_dir / "fake_mnist_paper.json").read_text())
+    assert m["values"] == whole["values"] == [{"unit": u, "square": u * u} for u in range(3)]
+    assert m["summary"] == whole["summary"] == {"count": 3}
+    assert m["config"]["units"] == [0, 1, 2] and m["config"]["n"] == 3
+    assert m["config"]["first"] is None
+    assert m["command"] == "python experiments/fig_fake.py " + " ".join(argv)
+    assert [p["file"] for p in m["parts"]] == [str(a), str(b)]  # in unit order
+    assert [p["units"] for p in m["parts"]] == [[0, 1], [2]]
+    parts = [json.loads(p.read_text()) for p in (a, b)]
+    assert m["wall_seconds"] == sum(p["wall_seconds"] for p in parts)
+    assert (merged_dir / "fake_values_mnist_paper.txt").is_file()
+    assert f"wrote {merged_dir / 'fake_mnist_paper.json'} (2 parts)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "second, edit, message",
+    [
+        (("--first", "1", "--n", "2"), None, "units 1 is in both"),
+        (("--first", "2", "--hidden", "8"), None, "differs from .* in hidden; parts must differ"),
+        (("--first", "2", "--preset", "quick"), None, "is mnist preset quick, not --dataset mnist"),
+        (("--first", "2",), {"dataset": {"name": "other"}}, "measured on other data files"),
+    ],
+)  # fmt: skip
+def test_parts_that_do_not_fit_are_refused_before_anything_is_written(
+    tmp_path, fake_data, second, edit, message
+):
+    a = run_part(tmp_path, "a", "--n", "2")
+    out = tmp_path / "b"
+    experiment.main(parted_spec(), ["--dataset", "mnist", "--out", str(out), *second])
+    b = next(out.glob("*.json"))
+    if edit:
+        b.write_text(json.dumps({**json.loads(b.read_text()), **edit}))
+    merged = tmp_path / "merged"
+    with pytest.raises(UserError, match=message):
+        experiment.main(
+            parted_spec(), ["--dataset", "mnist", "--out", str(merged), "--merge", str(a), str(b)]
+        )
+    assert not merged.exists()
+
+
+def test_merge_of_a_missing_part_is_a_user_error(tmp_path, fake_data):
+    with pytest.raises(UserError, match="no results at .*n.json; give the results JSON"):
+        experiment.main(parted_spec(), ["--dataset", "mnist", "--merge", str(tmp_path / "n.json")])
+    with pytest.raises(UserError, match="--merge needs --dataset"):
+        experiment.main(parted_spec(), ["--merge", str(tmp_path / "nope.json")])
+
+
+def test_only_a_figure_with_parts_has_merge(tmp_path):
+    with pytest.raises(SystemExit):
+        experiment.parse(make_spec(), ["--merge", "a.json"])
+    assert experiment.parse(parted_spec(), ["--merge", "a.json"]).merge == ["a.json"]

@@ -392,3 +392,39 @@ def test_results_table_prints_the_readme_rows_from_the_json(made, capsys):
     header = results_table.markdown([main, old]).splitlines()[0]
     assert "| mnist10k glorot_uniform SB (34) |" in header
     assert "| mnist10k lecun_normal LB (800) |" in header  # before --init: Flax's default
+
+
+def test_sharpness_notions_in_parts_are_the_notions_of_all_seeds_at_once(made, tmp_path):
+    out, runs_dir, _ = made
+    common = ["--dataset", "mnist10k", "--preset", "quick", "--hidden", "16", "--epochs", "2",
+              "--runs-dir", str(runs_dir), "--no-progress"]  # fmt: skip
+    spec = fig_sharpness_notions.SPEC
+    part = tmp_path / "part"
+    argv = [*common, "--first-seed", "1", "--seeds", "1", "--out", str(part)]
+    assert experiment.main(spec, argv) == 0
+    assert experiment.main(spec, [*common, "--seeds", "2", "--out", str(tmp_path / "whole")]) == 0
+    seed_0 = out / "fig_sharpness_notions_mnist10k_quick.json"
+    parts = [str(part / seed_0.name), str(seed_0)]
+    merged = tmp_path / "merged"
+    assert experiment.main(spec, [*common, "--out", str(merged), "--merge", *parts]) == 0
+    m, whole = (json.loads((d / seed_0.name).read_text()) for d in (merged, tmp_path / "whole"))
+    for key in ("runs", "rows", "summary"):
+        assert m[key] == whole[key], key
+    assert m["config"]["seed_list"] == [0, 1] and m["config"]["seeds"] == 2
+    assert fig_sharpness_notions.seeds_text(m["config"]) == "2 seeds"
+    assert fig_sharpness_notions.seeds_text({"first_seed": 2, "seeds": 1}) == "1 seed (2)"
+    assert fig_sharpness_notions.seeds_text({"seeds": 3}) == "3 seeds"  # before --first-seed
+    other = _with_epochs(part / seed_0.name, 3)
+    with pytest.raises(experiment.UserError, match="differs from .* in epochs; parts must"):
+        experiment.main(spec, [*common, "--out", str(tmp_path / "no"), "--merge", str(seed_0),
+                               str(other)])  # fmt: skip
+    assert not (tmp_path / "no").exists()
+
+
+def _with_epochs(path: Path, epochs: int) -> Path:
+    """A copy of a results JSON whose config says another number of epochs."""
+    r = json.loads(path.read_text())
+    r["config"]["epochs"] = epochs
+    copy = path.with_name("epochs.json")
+    copy.write_text(json.dumps(r))
+    return copy
