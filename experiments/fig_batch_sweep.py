@@ -173,11 +173,9 @@ def draw(results: dict, args) -> list[str]:
     return plots.save_figure(fig, experiment.figure_stem(args, STEM))
 
 
-# Parts: one run per few batch sizes (same seeds and epochs), merged with --merge.
-PARTS = experiment.Parts(
-    units=lambda c: c["batch_sizes"], field="batch_sizes", what="batch sizes", lists=("rows",)
+SPEC = experiment.figure(
+    globals(), order=4, resolved=("batch_sizes",), parts=experiment.BATCH_SIZE_PARTS
 )
-SPEC = experiment.figure(globals(), order=4, resolved=("batch_sizes",), parts=PARTS)
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

@@ -18,7 +18,9 @@ the corner cells and the best cell. Writes, into --out:
 
 Runtime and result on the 2-core CPU: the quick preset on mnist10k (3 learning rates x batch
 64 and 800, 3 epochs) takes about 1 minute; the paper preset about 30 minutes, best cell lr
-1e-3 at batch 32 (figures/README.md).
+1e-3 at batch 32 (figures/README.md). On full MNIST (about 2 hours) it can be measured a few
+batch sizes per sitting (--batch-sizes, each into its own --out) and merged with --merge, as
+Figure 4 (experiments/fig_batch_sweep.py).
 """
 
 from __future__ import annotations
@@ -208,7 +210,9 @@ def draw(results: dict, args) -> list[str]:
     return files
 
 
-SPEC = experiment.figure(globals(), order=5, resolved=("batch_sizes",))
+SPEC = experiment.figure(
+    globals(), order=5, resolved=("batch_sizes",), parts=experiment.BATCH_SIZE_PARTS
+)
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

@@ -59,6 +59,13 @@ class Parts:
 
 WHERE = ("out", "data_dir", "runs_dir", "runs_per_program")  # config keys that may differ
 
+# The parts of a figure with one results row per run and a --batch-sizes option (Figure 4, the
+# learning-rate x batch grid): a few batch sizes per part.
+BATCH_SIZE_PARTS = Parts(
+    units=lambda config: config["batch_sizes"], field="batch_sizes", what="batch sizes",
+    lists=("rows",),
+)  # fmt: skip
+
 
 def _no_options(parser: argparse.ArgumentParser) -> None:
     return None

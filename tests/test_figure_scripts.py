@@ -428,3 +428,24 @@ def _with_epochs(path: Path, epochs: int) -> Path:
     copy = path.with_name("epochs.json")
     copy.write_text(json.dumps(r))
     return copy
+
+
+@pytest.mark.parametrize("module, first", [(fig_batch_sweep, "32"), (fig_lr_batch, "64")])
+def test_batch_size_parts_merge_to_the_figure_of_all_batch_sizes(made, tmp_path, module, first):
+    out, runs_dir, _ = made
+    stem = f"{module.STEM}_mnist10k_quick.json"
+    whole = json.loads((out / stem).read_text())
+    rest = ",".join(str(b) for b in whole["config"]["batch_sizes"] if str(b) != first)
+    common = ["--dataset", "mnist10k", "--preset", "quick", "--hidden", "16", "--epochs", "2",
+              "--seeds", "1", "--runs-dir", str(runs_dir), "--no-progress"]  # fmt: skip
+    for name, batches in (("a", rest), ("b", first)):  # every run and measurement is reused
+        argv = [*common, "--batch-sizes", batches, "--out", str(tmp_path / name)]
+        assert experiment.main(module.SPEC, argv) == 0
+    parts = [str(tmp_path / name / stem) for name in ("a", "b")]
+    argv = [*common, "--out", str(tmp_path / "m"), "--merge", *parts]
+    assert experiment.main(module.SPEC, argv) == 0
+    merged = json.loads((tmp_path / "m" / stem).read_text())
+    assert merged["config"]["batch_sizes"] == whole["config"]["batch_sizes"]
+    assert merged["rows"] == whole["rows"] and merged["summary"] == whole["summary"]
+    units = [[int(first)], [int(b) for b in rest.split(",")]]  # in unit order, not given order
+    assert [p["units"] for p in merged["parts"]] == units
