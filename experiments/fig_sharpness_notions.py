@@ -132,11 +132,11 @@ def seed_list(config) -> list[int]:
     """The seeds a run of this script measured: a merged JSON's "seed_list", else --first-seed
     (0 when the JSON predates it) and the --seeds that follow it; `config` is the parsed
     arguments or a JSON's config dict."""
-    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
-    if get("seed_list") is not None:
-        return list(get("seed_list"))
-    first = get("first_seed", 0) or 0
-    return list(range(first, first + get("seeds")))
+    config = config if isinstance(config, dict) else vars(config)
+    if config.get("seed_list") is not None:
+        return list(config["seed_list"])
+    first = config.get("first_seed") or 0
+    return list(range(first, first + config["seeds"]))
 
 
 def transforms(variables: dict, seed: int, common: dict, factors: list[float]) -> dict:

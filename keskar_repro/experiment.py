@@ -242,12 +242,16 @@ def figure_stem(args: argparse.Namespace, name: str) -> str:
     return str(Path(args.out) / f"{name}_{args.dataset}_{args.preset}")
 
 
+def _command(spec: FigureSpec, argv: list[str] | None) -> str:
+    """The command line that made a results JSON."""
+    return f"python experiments/{spec.name}.py " + " ".join(sys.argv[1:] if argv is None else argv)
+
+
 def _header(spec: FigureSpec, args: argparse.Namespace, argv: list[str] | None, dataset) -> dict:
     """The start of a results JSON: command, configuration and dataset provenance."""
     hidden = {"replot", "no_progress", "merge"}
     return {
-        "command": f"python experiments/{spec.name}.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": _command(spec, argv),
         "config": {k: v for k, v in vars(args).items() if k not in hidden},
         "dataset": dataset.provenance,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -291,6 +295,7 @@ def check_parts(parts: Parts, loaded: list[tuple[str, dict]], args: argparse.Nam
     """Raise a UserError naming the first part that does not fit: another dataset or preset
     than --dataset/--preset, other data files, other settings, or a unit measured twice."""
     first_path, first = loaded[0]
+    expected = _settings(first["config"], parts)
     seen: dict[Any, str] = {}
     for path, results in loaded:
         config = results["config"]
@@ -301,7 +306,7 @@ def check_parts(parts: Parts, loaded: list[tuple[str, dict]], args: argparse.Nam
             )
         if _dataset_key(results["dataset"]) != _dataset_key(first["dataset"]):
             raise UserError(f"{path} was measured on other data files than {first_path}")
-        a, b = _settings(config, parts), _settings(first["config"], parts)
+        a, b = _settings(config, parts), expected
         if a != b:
             diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
             raise UserError(
@@ -346,12 +351,13 @@ def merge(spec: FigureSpec, args: argparse.Namespace, argv: list[str] | None = N
     for path in args.merge:
         if not Path(path).is_file():
             raise UserError(f"no results at {path}; give the results JSON of each part")
-        loaded.append((path, read_json(path)))
+        results = read_json(path)
+        if not isinstance(results, dict) or "config" not in results:
+            raise UserError(f"{path} is not a results JSON of {spec.name}; give each part's")
+        loaded.append((path, results))
     check_parts(spec.parts, loaded, args)
     results = merge_parts(spec.parts, loaded)
-    results["command"] = f"python experiments/{spec.name}.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
+    results["command"] = _command(spec, argv)
     results["summary"] = spec.summarize(results)
     path = results_path(args, spec.stem)
     write_atomic(path, json.dumps(results, indent=1))
