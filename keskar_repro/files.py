@@ -2,9 +2,11 @@
 
 Nothing here knows about runs or experiments. Every write goes through a temporary file in the
 target's folder and a rename, so a killed process never leaves a half-written file behind, and
-two processes writing the same file leave one complete copy. `file_lock` (the `filelock`
-package: an OS-level lock released when its process dies) serialises work that two processes
-sharing a folder must not do twice at once.
+two processes writing the same file leave one complete copy. What is written gets the
+permissions a plain `open()` would give it (0666 or 0777 less the umask, `published_mode`), not
+the owner-only 0600 / 0700 of a temporary file, so a results folder can be shared. `file_lock`
+(the `filelock` package: an OS-level lock released when its process dies) serialises work that
+two processes sharing a folder must not do twice at once.
 
 In a multi-process job (keskar_repro.distributed) only the primary process writes and locks;
 the others compute the same values, skip the write, and take the primary's answer wherever a
@@ -29,6 +31,15 @@ from keskar_repro.distributed import agree, is_primary
 from keskar_repro.errors import CorruptFileError
 
 
+def published_mode(*, directory: bool = False) -> int:
+    """The mode `open()` (0o666) or `mkdir()` (0o777) would give a new file or folder under
+    the current umask; temporary files are created 0o600 / 0o700 and get this before the
+    rename that publishes them."""
+    umask = os.umask(0o022)  # read the umask (POSIX has no read-only call), then restore it
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def write_atomic(path: str | os.PathLike, blob: bytes | str) -> None:
     """Write `blob` to `path` through a temporary file and a rename: all or nothing. Only the
     primary process of a multi-process job writes; on the others this does nothing."""
@@ -41,6 +52,7 @@ def write_atomic(path: str | os.PathLike, blob: bytes | str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), published_mode())
             handle.write(blob)
         os.replace(tmp, path)
     finally:

@@ -129,6 +129,7 @@ def save_figure(fig: Figure, stem: str) -> list[str]:
     import tempfile
 
     from keskar_repro.distributed import is_primary
+    from keskar_repro.files import published_mode
 
     paths = []
     for ext in ("png", "pdf") if is_primary() else ():
@@ -138,6 +139,7 @@ def save_figure(fig: Figure, stem: str) -> list[str]:
         os.close(fd)
         try:
             fig.savefig(tmp, format=ext, dpi=150)
+            os.chmod(tmp, published_mode())
             os.replace(tmp, final)
         finally:
             if os.path.exists(tmp):

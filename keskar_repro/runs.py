@@ -49,6 +49,7 @@ from keskar_repro.errors import CorruptFileError, UserError
 from keskar_repro.files import (
     environment,
     file_lock,
+    published_mode,
     read_json,
     spec_hash,
     write_atomic,
@@ -155,6 +156,7 @@ def save_run(
             **environment(),
         }
         write_json(tmp / "meta.json", meta)
+        os.chmod(tmp, published_mode(directory=True))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

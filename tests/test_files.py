@@ -18,6 +18,7 @@ from keskar_repro.files import (
     cached_json,
     environment,
     file_lock,
+    published_mode,
     read_json,
     spec_hash,
     write_atomic,
@@ -32,6 +33,19 @@ def test_write_atomic_replaces_the_file_and_leaves_no_temporary(tmp_path):
     write_atomic(target, b"two\x00")
     assert target.read_bytes() == b"two\x00"
     assert os.listdir(target.parent) == ["a.txt"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_written_files_get_the_umask_mode_not_the_temporary_0600(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "a.json", "{}")
+        assert published_mode() == 0o666 & ~umask
+        assert published_mode(directory=True) == 0o777 & ~umask
+        assert os.umask(umask) == umask  # reading the mode left the umask as it was
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_a_failed_write_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 import dataclasses
+import os
 
 import jax
 import numpy as np
@@ -62,6 +63,17 @@ def test_save_load_round_trip(tmp_path, tiny_config, small_data):
         np.testing.assert_array_equal(a, b)
     assert meta["dataset"]["name"] == "mnist10k"
     assert meta["versions"]["jax"] and meta["device"]["platform"]
+
+
+def test_a_saved_run_is_readable_by_the_group_like_a_plain_mkdir(tmp_path, tiny_config, small_data):
+    old = os.umask(0o022)
+    try:
+        (run,) = get(tiny_config, small_data, [0], tmp_path)
+    finally:
+        os.umask(old)
+    folder = run_dir(run.config, tmp_path)
+    assert folder.stat().st_mode & 0o777 == 0o755  # not mkdtemp's 0o700
+    assert {f.stat().st_mode & 0o777 for f in folder.iterdir() if f.is_file()} == {0o644}
 
 
 def test_existing_runs_are_loaded_not_retrained(tmp_path, tiny_config, small_data, monkeypatch):
