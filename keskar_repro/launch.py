@@ -10,8 +10,9 @@ with --devices-per-process N also JAX_PLATFORMS=cpu and XLA's forced host device
 P x N CPU devices can stand in for P hosts (the test suite does this). Process 0 writes to this
 terminal; process i > 0 writes to <log-dir>/process-<i>.log (a temporary folder unless
 --log-dir is given), whose tail is printed if that process fails. When any process fails, or
---timeout passes, the others are stopped (a process left alone would wait in a collective), and
-the exit status is the first failure's (124 on a timeout). On several hosts, do not use this:
+--timeout passes, the others are stopped (a process left alone would wait in a collective); every
+process that failed by then (within SETTLE_S of the first) is reported, and the exit status is
+the lowest-numbered failed process's (124 on a timeout). On several hosts, do not use this:
 start one process per host with the three variables set (README, "Several hosts").
 """
 
@@ -31,6 +32,7 @@ from keskar_repro.distributed import ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PRO
 
 TIMEOUT_STATUS = 124
 GRACE_S = 10.0  # how long a stopped process gets before it is killed
+SETTLE_S = 1.0  # after a failure, how long to wait for others failing at the same time
 
 
 def free_port() -> int:
@@ -124,15 +126,17 @@ def launch(
 
 
 def _wait(procs: list[subprocess.Popen], logs: Path, timeout: float | None) -> int:
-    """Wait for every process; on the first failure or the timeout, report it and return."""
+    """Wait for every process; on a failure, report every process failed within SETTLE_S of it
+    and return the lowest-numbered one's status; on the timeout, say so and return 124."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         codes = [p.poll() for p in procs]
-        failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-        if failed:
-            pid, code = failed[0]
-            _report(pid, f"exited with status {code}", logs)
-            return code
+        if any(c not in (None, 0) for c in codes):
+            time.sleep(SETTLE_S)  # processes failing together (a shared cause) are all reported
+            failed = [(i, p.poll()) for i, p in enumerate(procs) if p.poll() not in (None, 0)]
+            for pid, code in failed:
+                _report(pid, f"exited with status {code}", logs)
+            return failed[0][1]
         if all(c == 0 for c in codes):
             return 0
         if deadline is not None and time.monotonic() > deadline:

@@ -207,6 +207,18 @@ def test_launch_stops_every_process_when_one_fails(tmp_path):
     assert status == 3
 
 
+def test_launch_reports_every_process_that_failed_not_only_the_first(tmp_path, capsys):
+    program = "import os, sys\nprint('cause', os.environ['KESKAR_PROCESS_ID'])\n"
+    program += "sys.exit(3 + int(os.environ['KESKAR_PROCESS_ID']))"
+    with open(tmp_path / "p0.log", "w") as log:
+        status = launch.launch(["-c", program], 3, timeout=120, log_dir=tmp_path, stdout=log)
+    err = capsys.readouterr().err
+    assert status == 3
+    for pid in range(3):
+        assert f"launch: process {pid} exited with status {3 + pid}" in err
+    assert "[process 2] cause 2" in err  # a failed process's log tail is shown
+
+
 def test_launch_timeout_stops_the_job(tmp_path):
     with open(tmp_path / "p0.log", "w") as log:
         status = launch.launch(["-c", "import time; time.sleep(600)"], 2, timeout=1.0,
