@@ -21,9 +21,10 @@ with Gaussian delta_i of std eps (|x_i| + 1), and of std eps |x_i|) at every eps
 
 With --population all (the paper preset), also every other saved run of the dataset and
 architecture in --runs-dir (runs.saved_runs: the batch sweep, the learning-rate grid, warm
-starts, conservative training, other initialisations, whatever has been trained there) at its
-trained point. Each run's hidden-kernel RMS entry along training comes from its history
-(train.KERNEL_NORM).
+starts, conservative training, other initialisations, whatever has been trained there; never a
+run of the SB or LB configuration, whatever its seed) at its trained point; --population others
+measures only those, as a part to merge with the pairs' parts (below). Each run's hidden-kernel
+RMS entry along training comes from its history (train.KERNEL_NORM).
 
 The training loss at every transformed point is recorded beside the trained one (a transform
 must not change it). Per run, the generalisation gap is test minus train cross-entropy and
@@ -53,6 +54,14 @@ eps 1e-3 with 16 draws and c = 2 only (about 40 minutes per seed, training inclu
     python experiments/fig_sharpness_notions.py --dataset mnist --out figures --merge \
         figures/fig_sharpness_notions_mnist_paper.json \
         parts/2/fig_sharpness_notions_mnist_paper.json
+
+The full-MNIST population grows the same way: in the sitting that trained other runs (a part
+of Figure 4, say), while they are in --runs-dir, measure them as a part of their own, with the
+pairs' settings, and merge it with the pairs (the units of such a part are the runs' folder
+names; a run measured in two parts is refused):
+
+    python experiments/fig_sharpness_notions.py --dataset mnist --data-dir ../shared/data/mnist \
+        --population others --epsilons 1e-3 --samples 16 --factors 2 --out parts/others-a
 """
 
 from __future__ import annotations
@@ -67,7 +76,7 @@ from keskar_repro import experiment, stats  # noqa: E402  (no JAX at import)
 
 STEM = "fig_sharpness_notions"
 REGIMES = ("SB", "LB")
-POPULATIONS = ("pairs", "all")
+POPULATIONS = ("pairs", "all", "others")
 NOTION_NAMES = ("metric_2_1", "adaptive", "average", "average_adaptive")  # measurements.NOTIONS
 GAPS = {"loss": "test - train cross-entropy", "accuracy": "train - test accuracy (points)"}
 PRESETS = {
@@ -114,7 +123,7 @@ def options(p) -> None:
         help="runs of the rank correlations: this script's SB/LB pairs, or also every other "
         "saved run of the dataset and architecture in --runs-dir (batch sweep, learning-rate "
         "grid, warm starts, conservative training, other initialisations), measured at the "
-        "trained point",
+        "trained point; 'others': those other runs only (a part, for --merge with the pairs)",
     )
 
 
@@ -130,13 +139,28 @@ def checks(args) -> dict[str, bool]:
 
 def seed_list(config) -> list[int]:
     """The seeds a run of this script measured: a merged JSON's "seed_list", else --first-seed
-    (0 when the JSON predates it) and the --seeds that follow it; `config` is the parsed
-    arguments or a JSON's config dict."""
+    (0 when the JSON predates it) and the --seeds that follow it, none under --population
+    others; `config` is the parsed arguments or a JSON's config dict."""
     config = config if isinstance(config, dict) else vars(config)
     if config.get("seed_list") is not None:
         return list(config["seed_list"])
+    if config.get("population") == "others":
+        return []
     first = config.get("first_seed") or 0
     return list(range(first, first + config["seeds"]))
+
+
+def part_units(config: dict) -> list:
+    """A part's units: its seeds, then the folder names of the other runs it measured."""
+    return [*seed_list(config), *(config.get("other_runs") or [])]
+
+
+def merged_units(units: list) -> dict:
+    """The merged config's unit keys from the sorted union of the parts' units."""
+    seeds = [u for u in units if not isinstance(u, str)]
+    names = [u for u in units if isinstance(u, str)]
+    return {"seed_list": seeds, "seeds": len(seeds), "other_runs": names,
+            "population": "all" if names else "pairs"}  # fmt: skip
 
 
 def transforms(variables: dict, seed: int, common: dict, factors: list[float]) -> dict:
@@ -193,13 +217,25 @@ def _variables(run) -> dict:
     return {"params": run.params, "batch_stats": run.batch_stats}
 
 
-def other_runs(root, dataset: str, hidden: tuple[int, ...], exclude: set[str]) -> list:
+def other_runs(
+    root, dataset: str, hidden: tuple[int, ...], exclude: set[str], pairs: tuple = ()
+) -> list:
     """The saved runs (loaded, each once) of `dataset` and these hidden widths in `root`
-    (runs.saved_runs) that are not in `exclude` (run folder names) and did not diverge."""
+    (runs.saved_runs) that are not in `exclude` (run folder names), did not diverge, and are
+    not a run of one of the `pairs` configs (the SB and LB configs) with any seed."""
+    import dataclasses
+
     from keskar_repro.runs import load_run, saved_runs
 
+    def paired(config) -> bool:
+        return any(dataclasses.replace(config, seed=c.seed) == c for c in pairs)
+
     loaded = (load_run(path)[0] for path in saved_runs(root, dataset) if path.name not in exclude)
-    return [run for run in loaded if run.config.hidden == tuple(hidden) and not run.diverged]
+    return [
+        run
+        for run in loaded
+        if run.config.hidden == tuple(hidden) and not run.diverged and not paired(run.config)
+    ]
 
 
 def label(config) -> str:
@@ -221,13 +257,20 @@ def compute(args, dataset) -> dict:
     runs = {r: experiment.seed_runs(args, dataset, configs[r], seeds) for r in REGIMES}
     pairs = {run_dir(r.config, args.runs_dir).name for rs in runs.values() for r in rs}
     others = []
-    if args.population == "all":
-        others = other_runs(args.runs_dir, dataset.name, configs["SB"].hidden, pairs)
+    if args.population != "pairs":
+        sb_lb = (configs["SB"], configs["LB"])
+        others = other_runs(args.runs_dir, dataset.name, configs["SB"].hidden, pairs, sb_lb)
+        if not others and not seeds:
+            raise experiment.UserError(
+                f"no saved {dataset.name} runs other than SB/LB pairs in {args.runs_dir}; train "
+                "some first (fig_batch_sweep.py, fig_lr_batch.py, fig_warm_start.py)"
+            )
+    args.other_runs = [run_dir(run.config, args.runs_dir).name for run in others]
     extra = 2 * len(args.factors) if 0 in seeds else 0  # seed 0's rescalings
-    points = 2 * (2 * args.seeds + extra) + len(others)
+    points = 2 * (2 * len(seeds) + extra) + len(others)
     bar = experiment.progress_bar(args, points * len(NOTION_NAMES) * len(args.epsilons), "notions")
     run_rows, rows = [], []
-    for index in range(args.seeds):
+    for index in range(len(seeds)):
         pair = {regime: runs[regime][index] for regime in REGIMES}
         common = common_norms(pair)
         for regime, run in pair.items():
@@ -292,12 +335,14 @@ def _values(rows: list[dict], **where) -> list[float]:
 
 def correlated(runs: list[dict]) -> list[tuple[str, str, list[dict]]]:
     """(population, point, runs) of each rank correlation: the SB/LB pairs at the trained and
-    at the matched points, and, when other runs were measured, every run at its trained point."""
+    at the matched points, and, when other runs were measured, every run at its trained point
+    (only populations of 2 runs or more)."""
     pairs = [r for r in runs if r["regime"] in REGIMES]
     out = [("pairs", "trained", pairs), ("pairs", "matched", pairs)]
     if len(pairs) < len(runs):
         out.append(("all", "trained", runs))
-    return out
+    return [(population, point, members) for population, point, members in out
+            if len(members) >= 2]  # fmt: skip
 
 
 def summarize(results: dict) -> dict:
@@ -308,9 +353,21 @@ def summarize(results: dict) -> dict:
     of each notion with each gap; and the per-layer RMS of the hidden kernels, mean per regime."""
     rows, runs = results["rows"], results["runs"]
     epsilons = sorted({r["epsilon"] for r in rows}, reverse=True)
+    regimes = [g for g in REGIMES if any(r["regime"] == g for r in runs)]  # none in an others part
     gap_table, response, tau = [], [], []
     for notion in results["notions"]:
         for eps in epsilons:
+            for population, point, members in correlated(runs):
+                values = [
+                    _values(rows, notion=notion, epsilon=eps, point=point, run=r["run"])[0]
+                    for r in members
+                ]
+                for gap in GAPS:
+                    t = stats.kendall_tau(values, [r[f"gap_{gap}"] for r in members])
+                    tau.append({"notion": notion, "epsilon": eps, "point": point, "gap": gap,
+                                "population": population, **t})  # fmt: skip
+            if regimes != list(REGIMES):
+                continue
             entry = {"notion": notion, "epsilon": eps}
             for point in ("trained", "matched"):
                 for regime in REGIMES:
@@ -322,15 +379,6 @@ def summarize(results: dict) -> dict:
             sharper = trained is not None and matched is not None and trained > 1
             entry["kept"] = math.log(matched) / math.log(trained) if sharper else None
             gap_table.append(entry)
-            for population, point, members in correlated(runs):
-                values = [
-                    _values(rows, notion=notion, epsilon=eps, point=point, run=r["run"])[0]
-                    for r in members
-                ]
-                for gap in GAPS:
-                    t = stats.kendall_tau(values, [r[f"gap_{gap}"] for r in members])
-                    tau.append({"notion": notion, "epsilon": eps, "point": point, "gap": gap,
-                                "population": population, **t})  # fmt: skip
             for regime in REGIMES:
                 base = [
                     r
@@ -355,7 +403,7 @@ def summarize(results: dict) -> dict:
     norms = {
         regime: {k: stats.mean_std([r["rms"][k] for r in runs if r["regime"] == regime])
                  for k in hidden}
-        for regime in REGIMES
+        for regime in regimes
     }  # fmt: skip
     return {"gap": gap_table, "response": response, "tau": tau, "rms": norms,
             "rms_curves": rms_curves(runs)}  # fmt: skip
@@ -387,6 +435,12 @@ def text(results: dict) -> str:
     s = results["summary"]
     lines = [f"Sharpness notions, F1 on {results['dataset']['name']}, "
              f"{seeds_text(results['config'])}: mean +- sample std over seeds"]  # fmt: skip
+    others = results["config"].get("other_runs") or []
+    if others:
+        lines.append(f"and {len(others)} other saved runs at their trained points")
+    if not s["gap"]:  # a part of other runs only
+        lines.append("no SB/LB pairs here: --merge this part with the pairs' parts")
+        return "\n".join(lines + _tau_lines(s["tau"]))
     lines.append("hidden-kernel RMS (mean over seeds): " + "; ".join(
         f"{k.split('/')[0]} SB {s['rms']['SB'][k][0]:.3g} LB {s['rms']['LB'][k][0]:.3g}"
         for k in s["rms"]["SB"]))  # fmt: skip
@@ -409,32 +463,41 @@ def text(results: dict) -> str:
     for r in s["response"]:
         lines.append(f"  {r['notion']}, {r['epsilon']:g}, {r['regime']}, {r['point']}: "
                      f"{_fmt(r['ratio'])} [{r['loss_change']:+.1e}]")  # fmt: skip
-    lines.append("Kendall tau-b with the generalisation gap over runs [95% bootstrap interval]:")
-    for t in s["tau"]:
+    return "\n".join(lines + _tau_lines(s["tau"]))
+
+
+def _tau_lines(taus: list[dict]) -> list[str]:
+    lines = ["Kendall tau-b with the generalisation gap over runs [95% bootstrap interval]:"]
+    for t in taus:
         tau = "undefined (ties)"
         if t["tau"] is not None:
             tau = f"{t['tau']:+.2f} [{t['low']:+.2f}, {t['high']:+.2f}]"
         lines.append(f"  {t['notion']}, {t['epsilon']:g}, {t.get('population', 'pairs')} "
                      f"{t['point']}, gap {t['gap']}: {tau} (n {t['n']})")  # fmt: skip
-    return "\n".join(lines)
+    return lines
 
 
 def draw(results: dict, args) -> list[str]:
     from keskar_repro import plots
 
+    if not results["summary"]["gap"]:  # a part of other runs only: drawn once merged
+        return []
     fig = plots.notions_figure(results["summary"], title=(
         f"Sharpness notions, F1 on {results['dataset']['name']}, "
         f"{seeds_text(results['config'])}"))  # fmt: skip
     return plots.save_figure(fig, experiment.figure_stem(args, STEM))
 
 
-# Parts: one run per few seeds (--first-seed, --seeds), merged with --merge; a part without
-# seed 0 has no rescaling responses, and the merge takes them from the part that has it.
+# Parts: one run per few seeds (--first-seed, --seeds), or of the other saved runs
+# (--population others), merged with --merge; a part without seed 0 has no rescaling responses,
+# and the merge takes them from the part that has it.
 PARTS = experiment.Parts(
-    units=seed_list, field="seed_list", what="seeds", lists=("runs", "rows"),
-    free=("first_seed", "seeds"), count="seeds",
+    units=part_units, field="seed_list", what="seeds or other runs", lists=("runs", "rows"),
+    free=("first_seed", "seeds", "population", "other_runs"), merged=merged_units,
 )  # fmt: skip
-SPEC = experiment.figure(globals(), order=1, resolved=("sb_batch", "lb_batch"), parts=PARTS)
+SPEC = experiment.figure(
+    globals(), order=1, resolved=("sb_batch", "lb_batch", "other_runs"), parts=PARTS
+)
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

@@ -49,12 +49,20 @@ KERNEL_INIT_NAMES = ("glorot_uniform", "lecun_normal")  # models.KERNEL_INITS (n
 class Parts:
     """How a figure measured in parts is merged (see the module docstring)."""
 
-    units: Callable[[dict], list]  # a results JSON's config -> the units it measured
+    units: Callable[[dict], list]  # a results JSON's config -> its units (numbers or strings)
     field: str  # config key of the merged JSON that holds the union of the units, sorted
     what: str  # the units in words, for --help and errors: "seeds", "batch sizes"
     lists: tuple[str, ...]  # results keys with one entry per measurement, concatenated
     free: tuple[str, ...] = ()  # config keys that may differ between parts (set to None)
     count: str | None = None  # config key that the merge sets to the number of units
+    # the sorted union of the units -> the merged config's unit keys; default
+    # {field: units, count: len(units)}. For units of two kinds (seeds and run names).
+    merged: Callable[[list], dict] | None = None
+
+
+def unit_order(unit: Any) -> tuple[bool, Any]:
+    """Sort key of a part's units: numbers first (in order), then strings."""
+    return isinstance(unit, str), unit
 
 
 WHERE = ("out", "data_dir", "runs_dir", "runs_per_program")  # config keys that may differ
@@ -315,20 +323,25 @@ def check_parts(parts: Parts, loaded: list[tuple[str, dict]], args: argparse.Nam
             )
         for unit in parts.units(config):
             if unit in seen:
-                raise UserError(f"{parts.field} {unit} is in both {seen[unit]} and {path}")
+                raise UserError(f"{parts.what} {unit} is in both {seen[unit]} and {path}")
             seen[unit] = path
 
 
 def merge_parts(parts: Parts, loaded: list[tuple[str, dict]]) -> dict:
     """The results of all parts as one: the first part's header and config with `field` the
-    sorted union of the units (and `count` their number), each list in `parts.lists`
-    concatenated in unit order, wall_seconds the sum, and "parts" recording each part."""
-    loaded = sorted(loaded, key=lambda pr: min(parts.units(pr[1]["config"])))
+    sorted union of the units (and `count` their number; or what `parts.merged` makes of the
+    union), each list in `parts.lists` concatenated in unit order (`unit_order`), wall_seconds
+    the sum, and "parts" recording each part."""
+    loaded = sorted(loaded, key=lambda pr: min(map(unit_order, parts.units(pr[1]["config"]))))
     merged = json.loads(json.dumps(loaded[0][1]))  # a copy
-    units = sorted(u for _, r in loaded for u in parts.units(r["config"]))
-    merged["config"].update({k: None for k in parts.free}, **{parts.field: units})
-    if parts.count:
-        merged["config"][parts.count] = len(units)
+    units = sorted((u for _, r in loaded for u in parts.units(r["config"])), key=unit_order)
+    merged["config"].update({k: None for k in parts.free})
+    if parts.merged is not None:
+        merged["config"].update(parts.merged(units))
+    else:
+        merged["config"][parts.field] = units
+        if parts.count:
+            merged["config"][parts.count] = len(units)
     for key in parts.lists:
         merged[key] = [item for _, r in loaded for item in r[key]]
     merged["wall_seconds"] = sum(r["wall_seconds"] for _, r in loaded)

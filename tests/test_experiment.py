@@ -298,6 +298,34 @@ def test_parts_merged_are_the_figure_measured_at_once(tmp_path, fake_data, capsy
     assert f"wrote {merged_dir / 'fake_mnist_paper.json'} (2 parts)" in capsys.readouterr().out
 
 
+def test_units_of_two_kinds_merge_numbers_first_through_the_merged_hook():
+    def units(config):
+        return [*config["seeds"], *config["names"]]
+
+    def merged(union):
+        seeds = [u for u in union if not isinstance(u, str)]
+        return {"seeds": seeds, "names": [u for u in union if isinstance(u, str)], "n": len(seeds)}
+
+    parts = experiment.Parts(units=units, field="seeds", what="units", lists=("rows",),
+                             free=("first",), merged=merged)  # fmt: skip
+
+    def part(seeds, names):
+        rows = [*seeds, *names]
+        config = {"seeds": seeds, "names": names, "first": 7, "n": len(seeds)}
+        return {"config": config, "rows": rows, "command": "c", "started": "s", "wall_seconds": 1}
+
+    loaded = [
+        ("c.json", part([], ["b", "a"])),
+        ("b.json", part([2], [])),
+        ("a.json", part([0], [])),
+    ]
+    m = experiment.merge_parts(parts, loaded)
+    assert m["config"] == {"seeds": [0, 2], "names": ["a", "b"], "first": None, "n": 2}
+    assert m["rows"] == [0, 2, "b", "a"]  # parts in unit order, each part's rows as measured
+    assert [p["file"] for p in m["parts"]] == ["a.json", "b.json", "c.json"]
+    assert sorted([3, "x", 1, "a"], key=experiment.unit_order) == [1, 3, "a", "x"]
+
+
 @pytest.mark.parametrize(
     "second, edit, message",
     [

@@ -421,6 +421,41 @@ def test_sharpness_notions_in_parts_are_the_notions_of_all_seeds_at_once(made, t
     assert not (tmp_path / "no").exists()
 
 
+def test_a_part_of_the_other_runs_merged_with_the_pairs_is_population_all(made, tmp_path):
+    out, runs_dir, _ = made
+    common = ["--dataset", "mnist10k", "--preset", "quick", "--hidden", "16", "--epochs", "2",
+              "--runs-dir", str(runs_dir), "--no-progress"]  # fmt: skip
+    spec = fig_sharpness_notions.SPEC
+    stem = "fig_sharpness_notions_mnist10k_quick.json"
+    others = tmp_path / "others"
+    assert experiment.main(spec, [*common, "--population", "others", "--out", str(others)]) == 0
+    part = json.loads((others / stem).read_text())
+    assert part["config"]["other_runs"] and not {r["regime"] for r in part["runs"]} - {"other"}
+    assert part["summary"]["gap"] == [] and not list(others.glob("*.png"))  # drawn once merged
+    assert {t["population"] for t in part["summary"]["tau"]} == {"all"}
+    whole = tmp_path / "whole"
+    argv = [*common, "--population", "all", "--seeds", "1", "--out", str(whole)]
+    assert experiment.main(spec, argv) == 0
+    merged = tmp_path / "merged"
+    argv = [*common, "--out", str(merged), "--merge", str(others / stem), str(out / stem)]
+    assert experiment.main(spec, argv) == 0
+    m, w = (json.loads((d / stem).read_text()) for d in (merged, whole))
+    for key in ("runs", "rows", "summary"):
+        assert m[key] == w[key], key
+    assert m["config"]["population"] == "all" and m["config"]["seed_list"] == [0]
+    assert m["config"]["other_runs"] == sorted(w["config"]["other_runs"])
+    pair_names = {r["run"] for r in m["runs"] if r["regime"] != "other"}
+    assert pair_names.isdisjoint(m["config"]["other_runs"])  # no SB/LB run counted twice
+    with pytest.raises(experiment.UserError, match="other runs .* is in both"):
+        experiment.main(spec, [*common, "--out", str(tmp_path / "no"), "--merge",
+                               str(others / stem), str(whole / stem)])  # fmt: skip
+    empty = tmp_path / "empty-runs"
+    empty.mkdir()
+    argv = [*common, "--population", "others", "--runs-dir", str(empty), "--out", str(empty)]
+    with pytest.raises(experiment.UserError, match="no saved mnist10k runs other than SB/LB"):
+        experiment.main(spec, argv)
+
+
 def _with_epochs(path: Path, epochs: int) -> Path:
     """A copy of a results JSON whose config says another number of epochs."""
     r = json.loads(path.read_text())
