@@ -350,14 +350,20 @@ def summarize(results: dict) -> dict:
     the ratio of the means LB / SB, and "kept" = log(ratio matched) / log(ratio trained), the
     share of the (log) SB/LB gap that survives common norms; the seed-0 reparametrisation
     responses value(transform) / value(trained) and the relative loss change; Kendall's tau
-    of each notion with each gap; and the per-layer RMS of the hidden kernels, mean per regime."""
+    of each notion with each gap; and the per-layer RMS of the hidden kernels, mean per regime.
+
+    Merged parts may have measured different epsilons (the SB/LB pairs at two, the other runs
+    at one): each tau is over the runs measured at its epsilon (its "n" says how many), and
+    an epsilon at which some SB/LB pair was not measured has no gap-table row."""
     rows, runs = results["rows"], results["runs"]
     epsilons = sorted({r["epsilon"] for r in rows}, reverse=True)
     regimes = [g for g in REGIMES if any(r["regime"] == g for r in runs)]  # none in an others part
+    paired = [r for r in runs if r["regime"] in REGIMES]
     gap_table, response, tau = [], [], []
     for notion in results["notions"]:
         for eps in epsilons:
-            for population, point, members in correlated(runs):
+            measured = [r for r in runs if _values(rows, notion=notion, epsilon=eps, run=r["run"])]
+            for population, point, members in correlated(measured):
                 values = [
                     _values(rows, notion=notion, epsilon=eps, point=point, run=r["run"])[0]
                     for r in members
@@ -366,8 +372,8 @@ def summarize(results: dict) -> dict:
                     t = stats.kendall_tau(values, [r[f"gap_{gap}"] for r in members])
                     tau.append({"notion": notion, "epsilon": eps, "point": point, "gap": gap,
                                 "population": population, **t})  # fmt: skip
-            if regimes != list(REGIMES):
-                continue
+            if regimes != list(REGIMES) or len(measured) < len(paired):
+                continue  # no pairs here, or some pair was not measured at this eps
             entry = {"notion": notion, "epsilon": eps}
             for point in ("trained", "matched"):
                 for regime in REGIMES:
@@ -494,6 +500,7 @@ def draw(results: dict, args) -> list[str]:
 PARTS = experiment.Parts(
     units=part_units, field="seed_list", what="seeds or other runs", lists=("runs", "rows"),
     free=("first_seed", "seeds", "population", "other_runs"), merged=merged_units,
+    unions=("epsilons",),
 )  # fmt: skip
 SPEC = experiment.figure(
     globals(), order=1, resolved=("sb_batch", "lb_batch", "other_runs"), parts=PARTS

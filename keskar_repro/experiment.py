@@ -14,7 +14,8 @@ Parts: a figure too long for one sitting (full MNIST on a CPU) declares `Parts`:
 field names its units (seeds, batch sizes), and which results lists hold one entry per unit.
 Each part is an ordinary run of the script on some of the units, written to its own --out;
 `--merge A.json B.json ...` then checks that the parts differ only in their units (same
-dataset files, same settings, no unit twice), concatenates their lists, summarizes the whole
+dataset files, same settings, no unit twice; a figure may let some list settings differ, and
+the merge keeps their union, `Parts.unions`), concatenates their lists, summarizes the whole
 as if it had been measured at once, and writes and draws it like any run, recording every
 part's command, start and wall time. Nothing is loaded or computed by a merge.
 
@@ -54,6 +55,9 @@ class Parts:
     what: str  # the units in words, for --help and errors: "seeds", "batch sizes"
     lists: tuple[str, ...]  # results keys with one entry per measurement, concatenated
     free: tuple[str, ...] = ()  # config keys that may differ between parts (set to None)
+    # config keys (lists) that may differ between parts: the merged config holds their union,
+    # the first part's values in order, then each further part's new ones (e.g. epsilons)
+    unions: tuple[str, ...] = ()
     count: str | None = None  # config key that the merge sets to the number of units
     # the sorted union of the units -> the merged config's unit keys; default
     # {field: units, count: len(units)}. For units of two kinds (seeds and run names).
@@ -295,7 +299,7 @@ def _dataset_key(provenance: dict) -> tuple:
 def _settings(config: dict, parts: Parts) -> dict:
     """A part's config without the keys parts may differ in, JSON-normalised (tuples become
     lists, as they are in a JSON read back)."""
-    ignored = {*WHERE, *parts.free, parts.field, "preset"}
+    ignored = {*WHERE, *parts.free, *parts.unions, parts.field, "preset"}
     return json.loads(json.dumps({k: v for k, v in config.items() if k not in ignored}))
 
 
@@ -330,12 +334,16 @@ def check_parts(parts: Parts, loaded: list[tuple[str, dict]], args: argparse.Nam
 def merge_parts(parts: Parts, loaded: list[tuple[str, dict]]) -> dict:
     """The results of all parts as one: the first part's header and config with `field` the
     sorted union of the units (and `count` their number; or what `parts.merged` makes of the
-    union), each list in `parts.lists` concatenated in unit order (`unit_order`), wall_seconds
-    the sum, and "parts" recording each part."""
+    union) and each key of `parts.unions` the union of the parts' values, each list in
+    `parts.lists` concatenated in unit order (`unit_order`), wall_seconds the sum, and "parts"
+    recording each part."""
     loaded = sorted(loaded, key=lambda pr: min(map(unit_order, parts.units(pr[1]["config"]))))
     merged = json.loads(json.dumps(loaded[0][1]))  # a copy
     units = sorted((u for _, r in loaded for u in parts.units(r["config"])), key=unit_order)
     merged["config"].update({k: None for k in parts.free})
+    for key in parts.unions:
+        values = [v for _, r in loaded for v in r["config"][key]]
+        merged["config"][key] = [v for i, v in enumerate(values) if v not in values[:i]]
     if parts.merged is not None:
         merged["config"].update(parts.merged(units))
     else:

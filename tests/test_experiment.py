@@ -326,6 +326,26 @@ def test_units_of_two_kinds_merge_numbers_first_through_the_merged_hook():
     assert sorted([3, "x", 1, "a"], key=experiment.unit_order) == [1, 3, "a", "x"]
 
 
+def test_a_union_setting_may_differ_between_parts_and_the_merge_keeps_every_value():
+    parts = experiment.Parts(units=lambda c: c["seeds"], field="seeds", what="seeds",
+                             lists=("rows",), unions=("eps",))  # fmt: skip
+
+    def part(seeds, eps):
+        config = {"dataset": "mnist", "preset": "paper", "seeds": seeds, "eps": eps, "n": 8}
+        return {"config": config, "dataset": {"name": "mnist"}, "rows": seeds, "command": "c",
+                "started": "s", "wall_seconds": 1}  # fmt: skip
+
+    loaded = [("b.json", part([2], [1e-3])), ("a.json", part([0, 1], [5e-4, 1e-3, 2e-3]))]
+    args = argparse.Namespace(dataset="mnist", preset="paper")
+    experiment.check_parts(parts, loaded, args)  # eps may differ, n may not
+    assert experiment.merge_parts(parts, loaded)["config"]["eps"] == [5e-4, 1e-3, 2e-3]
+    loaded.append(("c.json", part([3], [1e-2])))
+    assert experiment.merge_parts(parts, loaded)["config"]["eps"] == [5e-4, 1e-3, 2e-3, 1e-2]
+    loaded[-1][1]["config"]["n"] = 9
+    with pytest.raises(UserError, match="c.json differs from .* in n; parts must differ only"):
+        experiment.check_parts(parts, loaded, args)
+
+
 @pytest.mark.parametrize(
     "second, edit, message",
     [

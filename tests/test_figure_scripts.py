@@ -456,6 +456,35 @@ def test_a_part_of_the_other_runs_merged_with_the_pairs_is_population_all(made, 
         experiment.main(spec, argv)
 
 
+def test_parts_at_other_epsilons_merge_with_each_tau_over_the_runs_measured_at_its_eps(
+    made, tmp_path
+):
+    out, runs_dir, _ = made
+    common = ["--dataset", "mnist10k", "--preset", "quick", "--hidden", "16", "--epochs", "2",
+              "--runs-dir", str(runs_dir), "--no-progress"]  # fmt: skip
+    spec = fig_sharpness_notions.SPEC
+    stem = "fig_sharpness_notions_mnist10k_quick.json"
+    pairs, others, merged = tmp_path / "pairs", tmp_path / "others", tmp_path / "merged"
+    argv = [*common, "--seeds", "1", "--epsilons", "1e-3,5e-4", "--out", str(pairs)]
+    assert experiment.main(spec, argv) == 0  # both eps for the pair
+    argv = [*common, "--population", "others", "--epsilons", "1e-3", "--out", str(others)]
+    assert experiment.main(spec, argv) == 0  # one eps for the other runs
+    argv = [*common, "--out", str(merged), "--merge", str(others / stem), str(pairs / stem)]
+    assert experiment.main(spec, argv) == 0
+    m = json.loads((merged / stem).read_text())
+    assert m["config"]["epsilons"] == [1e-3, 5e-4]  # the union, the pairs' part first
+    n_runs = len(m["runs"])
+    assert n_runs > 2 and m["config"]["population"] == "all"
+    tau = {(t["epsilon"], t["population"], t["point"]): t["n"] for t in m["summary"]["tau"]}
+    assert tau[(1e-3, "all", "trained")] == n_runs and tau[(1e-3, "pairs", "trained")] == 2
+    assert tau[(5e-4, "pairs", "matched")] == 2 and (5e-4, "all", "trained") not in tau
+    assert {e["epsilon"] for e in m["summary"]["gap"]} == {1e-3, 5e-4}
+    rows = [r for r in m["rows"] if r["epsilon"] == 1e-3 or r["regime"] != "SB"]
+    partial = fig_sharpness_notions.summarize({**m, "rows": rows})  # SB not measured at 5e-4
+    assert {e["epsilon"] for e in partial["gap"]} == {1e-3}
+    assert not [t for t in partial["tau"] if t["epsilon"] == 5e-4]  # one run: no tau
+
+
 def _with_epochs(path: Path, epochs: int) -> Path:
     """A copy of a results JSON whose config says another number of epochs."""
     r = json.loads(path.read_text())
