@@ -125,8 +125,34 @@ def file_lock(path: str | os.PathLike, what: str, *, poll: float = 1.0) -> Itera
 PACKAGES = ("keskar-repro", "jax", "jaxlib", "flax", "optax", "numpy", "scipy")
 
 
+# The host CPU's instruction-set extensions that change XLA:CPU's code, hence float rounding.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16",
+             "avx512_vnni", "amx_bf16")  # fmt: skip
+
+
+def host_cpu(cpuinfo: str | None = None) -> dict[str, Any]:
+    """{"model", "isa"}: the host CPU's model name and which of `ISA_FLAGS` it has, from
+    /proc/cpuinfo (Linux; elsewhere the model is `platform.processor()` and "isa" None).
+
+    Two machines with the same packages can round differently when XLA compiles for other
+    instruction sets, and a difference amplified by 100 epochs of training is then another
+    trajectory; recording the CPU tells such a difference from a bug."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {"model": platform.processor() or None, "isa": None}
+    fields = dict(
+        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in cpuinfo.splitlines())
+        if k.strip() in ("model name", "flags")
+    )  # fmt: skip
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name"), "isa": [f for f in ISA_FLAGS if f in flags]}
+
+
 def environment() -> dict[str, Any]:
-    """Versions of the packages that shape a result, and the device that computed it."""
+    """Versions of the packages that shape a result, the device that computed it, the host CPU
+    (`host_cpu`) and XLA_FLAGS (None when unset)."""
     import jax
 
     versions = {}
@@ -146,4 +172,6 @@ def environment() -> dict[str, Any]:
             "count": jax.device_count(),
             "processes": jax.process_count(),
         },
+        "host_cpu": host_cpu(),
+        "xla_flags": os.environ.get("XLA_FLAGS"),
     }

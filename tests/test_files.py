@@ -18,6 +18,7 @@ from keskar_repro.files import (
     cached_json,
     environment,
     file_lock,
+    host_cpu,
     published_mode,
     read_json,
     spec_hash,
@@ -177,4 +178,17 @@ def test_environment_records_versions_and_the_device():
     assert env["device"]["platform"] == jax.devices()[0].platform
     assert env["device"]["count"] == jax.device_count() >= 1
     assert re.fullmatch(r"3\.\d+\.\d+.*", env["python"])
+    assert env["xla_flags"] == os.environ.get("XLA_FLAGS")
+    assert set(env["host_cpu"]) == {"model", "isa"}
     json.dumps(env)  # goes into every results JSON as it is
+
+
+def test_host_cpu_names_the_model_and_the_instruction_sets_that_change_xla_code():
+    cpuinfo = ("processor\t: 0\nmodel name\t: AMD EPYC 9B14\n"
+               "flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw\n\n"
+               "processor\t: 1\nmodel name\t: AMD EPYC 9B14\n"
+               "flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw\n")  # fmt: skip
+    assert host_cpu(cpuinfo) == {
+        "model": "AMD EPYC 9B14", "isa": ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw"]
+    }  # fmt: skip
+    assert host_cpu("model name\t: Old\nflags\t: fpu sse4_2 avx\n")["isa"] == ["sse4_2", "avx"]
