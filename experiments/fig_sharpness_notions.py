@@ -359,10 +359,11 @@ def summarize(results: dict) -> dict:
     epsilons = sorted({r["epsilon"] for r in rows}, reverse=True)
     regimes = [g for g in REGIMES if any(r["regime"] == g for r in runs)]  # none in an others part
     paired = [r for r in runs if r["regime"] in REGIMES]
+    measured_at = {(r["run"], r["notion"], r["epsilon"]) for r in rows}
     gap_table, response, tau = [], [], []
     for notion in results["notions"]:
         for eps in epsilons:
-            measured = [r for r in runs if _values(rows, notion=notion, epsilon=eps, run=r["run"])]
+            measured = [r for r in runs if (r["run"], notion, eps) in measured_at]
             for population, point, members in correlated(measured):
                 values = [
                     _values(rows, notion=notion, epsilon=eps, point=point, run=r["run"])[0]

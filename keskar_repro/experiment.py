@@ -342,8 +342,7 @@ def merge_parts(parts: Parts, loaded: list[tuple[str, dict]]) -> dict:
     units = sorted((u for _, r in loaded for u in parts.units(r["config"])), key=unit_order)
     merged["config"].update({k: None for k in parts.free})
     for key in parts.unions:
-        values = [v for _, r in loaded for v in r["config"][key]]
-        merged["config"][key] = [v for i, v in enumerate(values) if v not in values[:i]]
+        merged["config"][key] = list(dict.fromkeys(v for _, r in loaded for v in r["config"][key]))
     if parts.merged is not None:
         merged["config"].update(parts.merged(units))
     else:
