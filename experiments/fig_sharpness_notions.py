@@ -150,9 +150,12 @@ def seed_list(config) -> list[int]:
     return list(range(first, first + config["seeds"]))
 
 
-def part_units(config: dict) -> list:
-    """A part's units: its seeds, then the folder names of the other runs it measured."""
-    return [*seed_list(config), *(config.get("other_runs") or [])]
+def part_units(results: dict) -> list:
+    """A part's units: its seeds, then the folder names of the other runs it measured (its
+    "other" rows of "runs": a JSON of --population all measured before the config listed
+    them, e.g. mnist10k's committed one, names them there only)."""
+    others = [row["run"] for row in results["runs"] if row["regime"] == "other"]
+    return [*seed_list(results["config"]), *others]
 
 
 def merged_units(units: list) -> dict:

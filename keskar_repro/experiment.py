@@ -50,7 +50,9 @@ KERNEL_INIT_NAMES = ("glorot_uniform", "lecun_normal")  # models.KERNEL_INITS (n
 class Parts:
     """How a figure measured in parts is merged (see the module docstring)."""
 
-    units: Callable[[dict], list]  # a results JSON's config -> its units (numbers or strings)
+    # a results JSON -> its units (numbers or strings); from its config, or from its rows where
+    # the config of an older JSON does not list them
+    units: Callable[[dict], list]
     field: str  # config key of the merged JSON that holds the union of the units, sorted
     what: str  # the units in words, for --help and errors: "seeds", "batch sizes"
     lists: tuple[str, ...]  # results keys with one entry per measurement, concatenated
@@ -74,8 +76,8 @@ WHERE = ("out", "data_dir", "runs_dir", "runs_per_program")  # config keys that 
 # The parts of a figure with one results row per run and a --batch-sizes option (Figure 4, the
 # learning-rate x batch grid): a few batch sizes per part.
 BATCH_SIZE_PARTS = Parts(
-    units=lambda config: config["batch_sizes"], field="batch_sizes", what="batch sizes",
-    lists=("rows",),
+    units=lambda results: results["config"]["batch_sizes"], field="batch_sizes",
+    what="batch sizes", lists=("rows",),
 )  # fmt: skip
 
 
@@ -325,7 +327,7 @@ def check_parts(parts: Parts, loaded: list[tuple[str, dict]], args: argparse.Nam
                 f"{path} differs from {first_path} in {', '.join(diff)}; parts must differ only "
                 f"in their {parts.what}"
             )
-        for unit in parts.units(config):
+        for unit in parts.units(results):
             if unit in seen:
                 raise UserError(f"{parts.what} {unit} is in both {seen[unit]} and {path}")
             seen[unit] = path
@@ -337,9 +339,9 @@ def merge_parts(parts: Parts, loaded: list[tuple[str, dict]]) -> dict:
     union) and each key of `parts.unions` the union of the parts' values, each list in
     `parts.lists` concatenated in unit order (`unit_order`), wall_seconds the sum, and "parts"
     recording each part."""
-    loaded = sorted(loaded, key=lambda pr: min(map(unit_order, parts.units(pr[1]["config"]))))
+    loaded = sorted(loaded, key=lambda pr: min(map(unit_order, parts.units(pr[1]))))
     merged = json.loads(json.dumps(loaded[0][1]))  # a copy
-    units = sorted((u for _, r in loaded for u in parts.units(r["config"])), key=unit_order)
+    units = sorted((u for _, r in loaded for u in parts.units(r)), key=unit_order)
     merged["config"].update({k: None for k in parts.free})
     for key in parts.unions:
         merged["config"][key] = list(dict.fromkeys(v for _, r in loaded for v in r["config"][key]))
@@ -353,7 +355,7 @@ def merge_parts(parts: Parts, loaded: list[tuple[str, dict]]) -> dict:
         merged[key] = [item for _, r in loaded for item in r[key]]
     merged["wall_seconds"] = sum(r["wall_seconds"] for _, r in loaded)
     merged["parts"] = [
-        {"file": path, "units": parts.units(r["config"]), "command": r["command"],
+        {"file": path, "units": parts.units(r), "command": r["command"],
          "started": r["started"], "wall_seconds": r["wall_seconds"]}
         for path, r in loaded
     ]  # fmt: skip

@@ -251,7 +251,7 @@ def parted_units(config: dict) -> list[int]:
 
 
 PARTS = experiment.Parts(
-    units=parted_units,
+    units=lambda results: parted_units(results["config"]),
     field="units",
     what="units",
     lists=("values",),
@@ -299,8 +299,8 @@ def test_parts_merged_are_the_figure_measured_at_once(tmp_path, fake_data, capsy
 
 
 def test_units_of_two_kinds_merge_numbers_first_through_the_merged_hook():
-    def units(config):
-        return [*config["seeds"], *config["names"]]
+    def units(results):
+        return [*results["config"]["seeds"], *results["config"]["names"]]
 
     def merged(union):
         seeds = [u for u in union if not isinstance(u, str)]
@@ -327,7 +327,7 @@ def test_units_of_two_kinds_merge_numbers_first_through_the_merged_hook():
 
 
 def test_a_union_setting_may_differ_between_parts_and_the_merge_keeps_every_value():
-    parts = experiment.Parts(units=lambda c: c["seeds"], field="seeds", what="seeds",
+    parts = experiment.Parts(units=lambda r: r["config"]["seeds"], field="seeds", what="seeds",
                              lists=("rows",), unions=("eps",))  # fmt: skip
 
     def part(seeds, eps):

@@ -449,6 +449,13 @@ def test_a_part_of_the_other_runs_merged_with_the_pairs_is_population_all(made, 
     with pytest.raises(experiment.UserError, match="other runs .* is in both"):
         experiment.main(spec, [*common, "--out", str(tmp_path / "no"), "--merge",
                                str(others / stem), str(whole / stem)])  # fmt: skip
+    older = json.loads((whole / stem).read_text())
+    del older["config"]["other_runs"]  # a JSON from before the config listed them
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    assert fig_sharpness_notions.part_units(older) == [0, *sorted(w["config"]["other_runs"])]
+    with pytest.raises(experiment.UserError, match="other runs .* is in both"):
+        experiment.main(spec, [*common, "--out", str(tmp_path / "no"), "--merge",
+                               str(others / stem), str(tmp_path / "older.json")])  # fmt: skip
     empty = tmp_path / "empty-runs"
     empty.mkdir()
     argv = [*common, "--population", "others", "--runs-dir", str(empty), "--out", str(empty)]
