@@ -508,8 +508,9 @@ PARTS = experiment.Parts(
     free=("first_seed", "seeds", "population", "other_runs"), merged=merged_units,
     unions=("epsilons",),
 )  # fmt: skip
+# Last in make_all: --population all measures every run the other scripts have trained.
 SPEC = experiment.figure(
-    globals(), order=1, resolved=("sb_batch", "lb_batch", "other_runs"), parts=PARTS
+    globals(), order=6, resolved=("sb_batch", "lb_batch", "other_runs"), parts=PARTS
 )
 
 if __name__ == "__main__":

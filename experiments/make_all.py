@@ -7,11 +7,12 @@
 Runs, in one process (so compiled programs and loaded data are shared), every script of
 experiments/ that declares a figure (`SPEC`, keskar_repro.experiment), in the order of their
 specs: fig_sharpness (Tables 2-4, Figures 3 and 7), then the scripts that reuse its runs
-(fig_accuracy_curves: Figure 2; sharpness_report; table_conservative: Table 7;
-fig_sharpness_notions: other sharpness notions and rescalings),
+(fig_accuracy_curves: Figure 2; sharpness_report; table_conservative: Table 7),
 fig_sharpness_training (Figure 6, which
 keeps the SB snapshots), fig_warm_start (Figure 5, warm-started from those snapshots),
-fig_batch_sweep (Figure 4) and fig_lr_batch (the learning-rate x batch-size study). Every script
+fig_batch_sweep (Figure 4), fig_lr_batch (the learning-rate x batch-size study), and last
+fig_sharpness_notions (other sharpness notions and rescalings; its paper preset measures every
+run the scripts before it trained, for the rank correlations). Every script
 reuses the saved runs and measurements of the others, so an interrupted make_all resumes where
 it stopped. The options below, except --quick and --only, are passed to every script (--seeds
 and --epochs override every preset: for smoke tests).

@@ -214,6 +214,7 @@ def test_specs_are_the_scripts_in_make_all_order():
     specs = experiment.specs()
     names = [s.name for s in specs]
     assert names[0] == "fig_sharpness"  # the runs every other figure reuses
+    assert names[-1] == "fig_sharpness_notions"  # --population all: every run trained before
     assert len(set(names)) == len(names) and len({s.stem for s in specs}) == len(specs)
     assert [s.order for s in specs] == sorted(s.order for s in specs)
     assert {"fig_accuracy_curves", "fig_batch_sweep", "sharpness_report"} <= set(names)
