@@ -42,8 +42,8 @@ after fig_sharpness.py's quick runs; the paper preset took 2,392 s after its run
 measurements, the CPU partly shared), and gave: LB/SB of Metric 2.1 298 at the trained points
 and 24 after matching norms (eps 1e-3); the adaptive worst case 0.06 (LB flatter) either way.
 Every other saved run adds 8 measurements at its trained point (about 70 s on mnist10k; the
-committed mnist10k JSON, n 64, merges that run with a --population others part over the
-retrained Figures 4 and 5, figures/README.md). On
+committed mnist10k JSON, n 64, merges the paper preset's JSON with a --population others part
+over the retrained Figures 4 and 5, figures/README.md). On
 full MNIST (2.3 s per evaluation) the paper preset would take about 6 hours, so it is measured
 in parts, a few seeds per sitting (--first-seed; the rescalings are measured with seed 0), each
 into its own folder, then merged (experiment.Parts: the merged JSON, its table and its tau are

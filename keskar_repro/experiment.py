@@ -50,9 +50,7 @@ KERNEL_INIT_NAMES = ("glorot_uniform", "lecun_normal")  # models.KERNEL_INITS (n
 class Parts:
     """How a figure measured in parts is merged (see the module docstring)."""
 
-    # a results JSON -> its units (numbers or strings); from its config, or from its rows where
-    # the config of an older JSON does not list them
-    units: Callable[[dict], list]
+    units: Callable[[dict], list]  # a results JSON -> its units (numbers or strings)
     field: str  # config key of the merged JSON that holds the union of the units, sorted
     what: str  # the units in words, for --help and errors: "seeds", "batch sizes"
     lists: tuple[str, ...]  # results keys with one entry per measurement, concatenated
