@@ -5,15 +5,19 @@
 # scipy, matplotlib and pytest. The package's other pure-Python dependencies travel as wheels
 # in .wheels/ (made on a networked machine, from the repository root, by
 #     pip download --only-binary :all: --no-deps -d .wheels \
-#         pooch tqdm jaxopt platformdirs packaging requests urllib3 idna certifi charset-normalizer
-# ) and are installed with --no-deps, only when missing, so the host's jax[cuda] is never
+#         pooch jaxopt platformdirs matfree
+# plus any of tqdm filelock packaging requests urllib3 idna certifi charset-normalizer the host
+# lacks) and are installed with --no-deps, only when missing, so the host's jax[cuda] is never
 # replaced. Run from the repository root:
-#     bash benchmarks/gpu_check.sh            # every file of tests/, then the speed table
+#     bash benchmarks/gpu_check.sh            # the speed table, then every file of tests/
 #     QUICK=1 bash benchmarks/gpu_check.sh    # smoke run anywhere (small table, two test files)
-# Each test file runs to its end in its own pytest process (at most $TEST_TIMEOUT seconds,
-# default 300); a failing or timed-out file does not stop the others or the table. The failures
-# are listed at the end, and the script then exits 1. The speed table is printed last; its JSON
-# lands in benchmarks/table_gpu.json (and $OUT/ when $OUT is set).
+#     JOBS=8 bash benchmarks/gpu_check.sh     # 8 test files at a time (default 1)
+# The speed table runs first, on a quiet machine; its JSON lands in benchmarks/table_gpu.json
+# (and $OUT/ when $OUT is set). Then each test file runs to its end in its own pytest process
+# (at most $TEST_TIMEOUT seconds, default 300), $JOBS of them at once sharing the accelerator
+# (JAX's preallocation is off, so each process takes only the memory it uses); each file's last
+# lines are printed when it ends, and a failing or timed-out file does not stop the others. The
+# failures are listed at the end, and the script then exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -27,7 +31,7 @@ PY
 missing=$(python3 - <<'PY'
 import importlib.util
 need = {"pooch": "pooch", "tqdm": "tqdm", "jaxopt": "jaxopt", "platformdirs": "platformdirs",
-        "packaging": "packaging", "requests": "requests", "urllib3": "urllib3", "idna": "idna",
+        "matfree": "matfree", "filelock": "filelock", "packaging": "packaging", "requests": "requests", "urllib3": "urllib3", "idna": "idna",
         "certifi": "certifi", "charset_normalizer": "charset-normalizer"}
 print(" ".join(dist for mod, dist in need.items() if importlib.util.find_spec(mod) is None))
 PY
@@ -44,23 +48,29 @@ else
   TESTS=(tests/test_*.py)
   TABLE=(--data random)
 fi
-FAILED=()
-for test in "${TESTS[@]}"; do
-  echo "== $test"
-  if ! timeout "${TEST_TIMEOUT:-300}" python3 -m pytest -q -rfE -p no:cacheprovider "$test" 2>&1 \
-      | tail -n 20; then
-    echo "FAILED OR TIMED OUT: $test"
-    FAILED+=("$test")
-  fi
-done
-
+TABLE_FAILED=
 echo "== speed table"
 if ! timeout 300 python3 -m benchmarks.table "${TABLE[@]}" --out benchmarks/table_gpu.json 2>&1 \
     | grep -v '^{'; then
   echo "TABLE FAILED OR TIMED OUT"
-  FAILED+=("benchmarks.table")
+  TABLE_FAILED=1
 fi
 if [ -n "${OUT:-}" ]; then cp benchmarks/table_gpu.json "$OUT/" 2>/dev/null || true; fi
+
+export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several test processes share one accelerator
+LOGS=$(mktemp -d)
+run_file() {  # one test file to its end; its tail and verdict go to the log, "FAILED" marks it
+  local log="$LOGS/$(basename "$1").log"
+  local verdict="FAILED OR TIMED OUT"
+  timeout "${TEST_TIMEOUT:-300}" python3 -m pytest -q -rfE -p no:cacheprovider "$1" >"$log" 2>&1 \
+    && verdict="passed in $SECONDS s"
+  (flock 9; echo "== $1 $verdict"; tail -n 20 "$log") 9>"$LOGS/lock"  # one file's lines together
+}
+export -f run_file; export LOGS
+printf '%s\n' "${TESTS[@]}" | xargs -P "${JOBS:-1}" -I{} bash -c 'run_file {}' \
+  | tee "$LOGS/summary"
+mapfile -t FAILED < <(sed -n 's/^== \(.*\) FAILED OR TIMED OUT$/\1/p' "$LOGS/summary")
+if [ -n "$TABLE_FAILED" ]; then FAILED+=("benchmarks.table"); fi
 
 if [ "${#FAILED[@]}" -gt 0 ]; then
   echo "== FAILED: ${FAILED[*]}"
