@@ -48,10 +48,10 @@ full MNIST (2.3 s per evaluation) the paper preset would take about 6 hours, so 
 in parts, a few seeds per sitting (--first-seed; the rescalings are measured with seed 0), each
 into its own folder, then merged (experiment.Parts: the merged JSON, its table and its tau are
 those of one run over all the seeds). The committed full-MNIST JSON was measured this way, at
-eps 1e-3 with 16 draws and c = 2 only (about 40 minutes per seed, training included):
+eps 1e-3 and 5e-4 with 16 draws and c = 2 only (about 45 minutes per seed, training included):
 
     python experiments/fig_sharpness_notions.py --dataset mnist --data-dir ../shared/data/mnist \
-        --population pairs --epsilons 1e-3 --samples 16 --factors 2 --first-seed 2 --seeds 1 \
+        --population pairs --epsilons 1e-3,5e-4 --samples 16 --factors 2 --first-seed 2 --seeds 1 \
         --out parts/2
     python experiments/fig_sharpness_notions.py --dataset mnist --out figures --merge \
         figures/fig_sharpness_notions_mnist_paper.json \
