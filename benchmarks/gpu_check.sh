@@ -31,8 +31,9 @@ PY
 missing=$(python3 - <<'PY'
 import importlib.util
 need = {"pooch": "pooch", "tqdm": "tqdm", "jaxopt": "jaxopt", "platformdirs": "platformdirs",
-        "matfree": "matfree", "filelock": "filelock", "packaging": "packaging", "requests": "requests", "urllib3": "urllib3", "idna": "idna",
-        "certifi": "certifi", "charset_normalizer": "charset-normalizer"}
+        "matfree": "matfree", "filelock": "filelock", "packaging": "packaging",
+        "requests": "requests", "urllib3": "urllib3", "idna": "idna", "certifi": "certifi",
+        "charset_normalizer": "charset-normalizer"}  # module: distribution
 print(" ".join(dist for mod, dist in need.items() if importlib.util.find_spec(mod) is None))
 PY
 )
