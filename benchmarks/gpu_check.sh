@@ -10,7 +10,8 @@
 # lacks) and are installed with --no-deps, only when missing, so the host's jax[cuda] is never
 # replaced. Run from the repository root:
 #     bash benchmarks/gpu_check.sh            # the speed table, then every file of tests/
-#     QUICK=1 bash benchmarks/gpu_check.sh    # smoke run anywhere (small table, two test files)
+#     QUICK=1 bash benchmarks/gpu_check.sh    # smoke run anywhere (small table, two test files;
+#                                             # its table goes to a temp dir, not the repo)
 #     JOBS=8 bash benchmarks/gpu_check.sh     # 8 test files at a time (default 1)
 # The speed table runs first, on a quiet machine; its JSON lands in benchmarks/table_gpu.json
 # (and $OUT/ when $OUT is set). Then each test file runs to its end in its own pytest process
@@ -45,18 +46,20 @@ fi
 if [ -n "${QUICK:-}" ]; then
   TESTS=(tests/test_objective.py tests/test_parallel.py)
   TABLE=(--data random --quick)
+  TABLE_JSON="$(mktemp -d)/table_gpu_quick.json"  # a smoke table never replaces the real one
 else
   TESTS=(tests/test_*.py)
   TABLE=(--data random)
+  TABLE_JSON=benchmarks/table_gpu.json
 fi
 TABLE_FAILED=
 echo "== speed table"
-if ! timeout 300 python3 -m benchmarks.table "${TABLE[@]}" --out benchmarks/table_gpu.json 2>&1 \
+if ! timeout 300 python3 -m benchmarks.table "${TABLE[@]}" --out "$TABLE_JSON" 2>&1 \
     | grep -v '^{'; then
   echo "TABLE FAILED OR TIMED OUT"
   TABLE_FAILED=1
 fi
-if [ -n "${OUT:-}" ]; then cp benchmarks/table_gpu.json "$OUT/" 2>/dev/null || true; fi
+if [ -n "${OUT:-}" ]; then cp "$TABLE_JSON" "$OUT/" 2>/dev/null || true; fi
 
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several test processes share one accelerator
 LOGS=$(mktemp -d)
