@@ -5,7 +5,7 @@
     python benchmarks/collectives.py --n-train 2000 --repeats 1   # a smoke run
 
 Each layout runs this file with --worker in fresh processes: one process with XLA's forced
-host device count 2 (or 1), or two processes started by `keskar_repro.launch` with one CPU
+host device count 2 (or 1), or two processes started by `keskar_repro.devices.launch` with one CPU
 device each, joined through JAX's distributed runtime (gloo collectives over TCP on
 127.0.0.1). In every layout the work is the package's own: one training epoch of F1 on the
 first --n-train images of --dataset at batch 256 and at the LB batch (10% of the images), as
@@ -39,16 +39,16 @@ LAYOUTS = {  # name: (processes, devices per process)
 
 def worker(args) -> dict:
     """The timings of this process's layout (run with --worker, in every process of it)."""
-    from keskar_repro.distributed import initialize_from_env
+    from keskar_repro.devices.distributed import initialize_from_env
 
     initialize_from_env()
     import jax
 
     from benchmarks.common import epoch_runner, load_images, spread, timed
-    from keskar_repro.models import f1, init_variables
-    from keskar_repro.objective import make_loss_fn
-    from keskar_repro.parallel import replicate
-    from keskar_repro.train import TrainConfig
+    from keskar_repro.devices.parallel import replicate
+    from keskar_repro.training.models import f1, init_variables
+    from keskar_repro.training.objective import make_loss_fn
+    from keskar_repro.training.train import TrainConfig
 
     name, x, y, _, _ = load_images(args.dataset, args.n_train, 0)
     x_dev, y_dev = replicate(x), replicate(y)
@@ -74,7 +74,7 @@ def worker(args) -> dict:
 
 def run_layout(processes: int, devices: int, argv: list[str]) -> dict:
     """The worker's record of process 0 of one layout, each process a fresh interpreter."""
-    from keskar_repro import launch
+    from keskar_repro.devices import launch
 
     command = [str(Path(__file__).resolve()), "--worker", *argv]
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     passed += ["--repeats", str(args.repeats)]
     if args.worker:
         result = worker(args)
-        from keskar_repro.distributed import is_primary
+        from keskar_repro.devices.distributed import is_primary
 
         if is_primary():
             print(json.dumps(result), flush=True)

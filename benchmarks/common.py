@@ -4,11 +4,11 @@
 - `peak_memory_gb`: the process's peak memory so far (device memory on a GPU, resident set on
   a CPU); `run_row_in_subprocess`: one row in a fresh process, so that the peak is its own;
 - `matmul_flops_per_second`: the hardware limit every ratio is measured against (the FLOP
-  bound; the FLOPs of the work are `keskar_repro.models.matmul_flops_per_example` and
+  bound; the FLOPs of the work are `keskar_repro.training.models.matmul_flops_per_example` and
   `train_step_flops_per_example`); `device_description`;
 - `load_images`: a dataset's images, or random ones where it is not on this host;
 - `epoch_runner`: the next training epoch of seeded F1 runs, compiled from the package's own
-  `keskar_repro.train.runs_epoch_fn` (the function the training loop compiles);
+  `keskar_repro.training.train.runs_epoch_fn` (the function the training loop compiles);
 - `paper_runs`: the SB and LB runs of the paper's protocol, as the figure scripts train them;
 - `record`, `markdown_table`: a benchmark's JSON record and printed table.
 
@@ -32,10 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from keskar_repro.files import environment
-from keskar_repro.protocol import sb_lb_configs, with_seeds
-from keskar_repro.runs import get_or_train
-from keskar_repro.train import (
+from keskar_repro.store.files import environment
+from keskar_repro.store.runs import get_or_train
+from keskar_repro.training.protocol import sb_lb_configs, with_seeds
+from keskar_repro.training.train import (
     TrainConfig,
     TrainedRun,
     runs_epoch_fn,

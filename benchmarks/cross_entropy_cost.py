@@ -26,9 +26,9 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
 from benchmarks.common import device_description, spread, timed  # noqa: E402
-from keskar_repro import objective  # noqa: E402
 from keskar_repro.data import load  # noqa: E402
-from keskar_repro.train import TrainConfig, initial_state  # noqa: E402
+from keskar_repro.training import objective  # noqa: E402
+from keskar_repro.training.train import TrainConfig, initial_state  # noqa: E402
 
 LOSSES = {
     "package (log1p form)": objective.cross_entropy,

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file fr
 
 from benchmarks.common import HERE, paper_runs, record  # noqa: E402
 from keskar_repro.data import load  # noqa: E402
-from keskar_repro.measurements import RunSharpness  # noqa: E402
+from keskar_repro.store.measurements import RunSharpness  # noqa: E402
 
 
 def compare(meter: RunSharpness, regime: str, eps: float) -> dict:

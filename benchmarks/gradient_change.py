@@ -27,9 +27,9 @@ import jax  # noqa: E402
 
 from benchmarks.common import paper_runs  # noqa: E402
 from keskar_repro.data import load  # noqa: E402
-from keskar_repro.objective import make_loss_fn, split_metrics  # noqa: E402
-from keskar_repro.parallel import replicate  # noqa: E402
-from keskar_repro.sharpness import sharpness  # noqa: E402
+from keskar_repro.devices.parallel import replicate  # noqa: E402
+from keskar_repro.measures.sharpness import sharpness  # noqa: E402
+from keskar_repro.training.objective import make_loss_fn, split_metrics  # noqa: E402
 
 
 def main(argv=None) -> int:

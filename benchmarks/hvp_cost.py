@@ -37,11 +37,11 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import load_images, markdown_table, record, spread  # noqa: E402
-from keskar_repro import curvature  # noqa: E402
-from keskar_repro.bn_policies import BN_POLICIES, DEFAULT_CHUNK_SIZE  # noqa: E402
-from keskar_repro.memory import program_bytes  # noqa: E402
-from keskar_repro.models import INPUT_DIM, f1, init_variables, matmul_flops_per_example  # noqa: E402
-from keskar_repro.objective import make_loss_fn  # noqa: E402
+from keskar_repro.devices.memory import program_bytes  # noqa: E402
+from keskar_repro.measures import curvature  # noqa: E402
+from keskar_repro.training.bn_policies import BN_POLICIES, DEFAULT_CHUNK_SIZE  # noqa: E402
+from keskar_repro.training.models import INPUT_DIM, f1, init_variables, matmul_flops_per_example  # noqa: E402
+from keskar_repro.training.objective import make_loss_fn  # noqa: E402
 
 
 def flop_ratio(model) -> float:

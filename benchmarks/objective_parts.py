@@ -50,11 +50,11 @@ from benchmarks.common import (  # noqa: E402
     spread,
     timed,
 )
-from keskar_repro.bn_policies import DEFAULT_CHUNK_SIZE  # noqa: E402
-from keskar_repro.models import INPUT_DIM, train_step_flops_per_example  # noqa: E402
-from keskar_repro.objective import make_loss_fn, scale_pixels, split_metrics  # noqa: E402
-from keskar_repro.parallel import replicate  # noqa: E402
-from keskar_repro.train import TrainConfig, initial_state  # noqa: E402
+from keskar_repro.devices.parallel import replicate  # noqa: E402
+from keskar_repro.training.bn_policies import DEFAULT_CHUNK_SIZE  # noqa: E402
+from keskar_repro.training.models import INPUT_DIM, train_step_flops_per_example  # noqa: E402
+from keskar_repro.training.objective import make_loss_fn, scale_pixels, split_metrics  # noqa: E402
+from keskar_repro.training.train import TrainConfig, initial_state  # noqa: E402
 
 ROWS = ("matmuls", "matmuls+relu", "matmuls+bn+relu", "package scan-gradient", "package chunk-wise")
 # --experiments: attempts at the elementwise part, none adopted (benchmarks/README.md)

@@ -22,8 +22,8 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import device_description, spread, timed  # noqa: E402
 from keskar_repro.data import load  # noqa: E402
-from keskar_repro.interpolation import evaluate_path  # noqa: E402
-from keskar_repro.train import TrainConfig, initial_state  # noqa: E402
+from keskar_repro.training.interpolation import evaluate_path  # noqa: E402
+from keskar_repro.training.train import TrainConfig, initial_state  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -7,7 +7,7 @@ Each row runs in a fresh process, so its peak is its own: the peak resident set 
 Python process with JAX, the dataset and everything else), the allocator's peak device memory
 on a GPU/TPU. "baseline" is that process after loading the data and one F1 initialisation,
 before any of the work. "program GB" is XLA's account of the row's compiled program (arguments,
-outputs and temporaries; keskar_repro.memory.program_bytes) where the row is one program.
+outputs and temporaries; keskar_repro.devices.memory.program_bytes) where the row is one program.
 
 Rows (F1 at its initialisation, BN policy "batch", chunks of 5000):
 - objective: one value-and-gradient of the training objective (make_loss_fn);
@@ -39,11 +39,11 @@ from benchmarks.common import (  # noqa: E402
     record,
     run_row_in_subprocess,
 )
-from keskar_repro.interpolation import evaluate_path  # noqa: E402
-from keskar_repro.memory import program_bytes  # noqa: E402
-from keskar_repro.objective import make_loss_fn  # noqa: E402
-from keskar_repro.sharpness import sharpness  # noqa: E402
-from keskar_repro.train import TrainConfig, initial_state  # noqa: E402
+from keskar_repro.devices.memory import program_bytes  # noqa: E402
+from keskar_repro.measures.sharpness import sharpness  # noqa: E402
+from keskar_repro.training.interpolation import evaluate_path  # noqa: E402
+from keskar_repro.training.objective import make_loss_fn  # noqa: E402
+from keskar_repro.training.train import TrainConfig, initial_state  # noqa: E402
 
 ROWS = ("baseline", "objective", "sharpness full", "sharpness subspace 100-d", "paths 25 alphas")
 

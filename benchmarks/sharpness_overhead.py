@@ -6,8 +6,8 @@
 
 Builds F1 (784 -> 5 x [Dense 512 -> BN -> ReLU] -> Dense 10) and its mean cross-entropy over N
 random images (default N = 60,000, float32 on the device, evaluated in chunks of 5,000 with
-per-chunk batch statistics) with keskar_repro.models / keskar_repro.objective (`--loss plain`:
-a self-contained plain-JAX version of the same network), and times
+per-chunk batch statistics) with keskar_repro.training.models / keskar_repro.training.objective
+(`--loss plain`: a self-contained plain-JAX version of the same network), and times
 
 - one jitted value_and_grad of loss_fn (median of --repeats calls): t_vg;
 - one sharpness call (maxiter = 10) in the full space and in a p = 100 random subspace, per
@@ -45,8 +45,11 @@ import scipy  # noqa: E402
 import scipy.optimize  # noqa: E402
 
 from benchmarks.common import spread, timed  # noqa: E402
-from keskar_repro import models, objective  # noqa: E402
-from keskar_repro.sharpness import _lbfgsb_setulb, sharpness  # noqa: E402
+from keskar_repro.measures.sharpness import _lbfgsb_setulb, sharpness  # noqa: E402
+from keskar_repro.training import (
+    models,
+    objective,  # noqa: E402
+)
 
 F1_WIDTHS = (784, 512, 512, 512, 512, 512, 10)
 
@@ -90,7 +93,8 @@ def plain_f1_loss(n: int, chunk: int, seed: int):
 
 
 def project_f1_loss(n: int, chunk: int, seed: int):
-    """F1 and its loss from keskar_repro.models / keskar_repro.objective (bn_policy='batch')."""
+    """F1 and its loss from keskar_repro.training.models / keskar_repro.training.objective
+    (bn_policy='batch')."""
     model = models.f1()
     variables = models.init_variables(model, jax.random.key(seed))
     rng = np.random.default_rng(seed)
@@ -99,7 +103,8 @@ def project_f1_loss(n: int, chunk: int, seed: int):
     loss_fn = objective.make_loss_fn(
         model, variables["batch_stats"], images, labels, bn_policy="batch", chunk_size=chunk
     )
-    return loss_fn, variables["params"], "keskar_repro.objective.make_loss_fn(F1, bn='batch')"
+    source = "keskar_repro.training.objective.make_loss_fn(F1, bn='batch')"
+    return loss_fn, variables["params"], source
 
 
 def scipy_paths(n: int, maxiter: int) -> dict[str, float]:

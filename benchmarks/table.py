@@ -13,10 +13,12 @@ Rows (N training and test images, by default 60,000 and 10,000, F1, BN policy "b
 
 - epoch B=256 / B=N/10: one compiled training epoch (floor(N/B) Adam steps), one seed;
 - epoch x5 vmapped: 5 seeds in one vmapped program, also as a ratio to 5 one-seed epochs;
-- objective: one value-and-grad of the full-split training objective (keskar_repro.objective);
+- objective: one value-and-grad of the full-split training objective
+(keskar_repro.training.objective);
 - sharpness: one full-space Metric 2.1 maximisation (10 iterations), per method, also as a
   ratio to nfev x the objective's time (1.0 = no cost outside the loss evaluations);
-- paths: the 25-point parametric evaluation over train and test (keskar_repro.interpolation).
+- paths: the 25-point parametric evaluation over train and test
+  (keskar_repro.training.interpolation).
 
 Each time is the median of --repeats calls after a compiling call; min-max is the spread. Peak
 memory is the process's so far (device memory on a GPU, resident set on a CPU). The table is
@@ -48,11 +50,11 @@ from benchmarks.common import (  # noqa: E402
     spread,
     timed,
 )
-from keskar_repro.interpolation import evaluate_path  # noqa: E402
-from keskar_repro.models import matmul_flops_per_example, train_step_flops_per_example  # noqa: E402
-from keskar_repro.objective import make_loss_fn  # noqa: E402
-from keskar_repro.sharpness import sharpness  # noqa: E402
-from keskar_repro.train import TrainConfig, initial_state  # noqa: E402
+from keskar_repro.measures.sharpness import sharpness  # noqa: E402
+from keskar_repro.training.interpolation import evaluate_path  # noqa: E402
+from keskar_repro.training.models import matmul_flops_per_example, train_step_flops_per_example  # noqa: E402
+from keskar_repro.training.objective import make_loss_fn  # noqa: E402
+from keskar_repro.training.train import TrainConfig, initial_state  # noqa: E402
 
 
 class Table:

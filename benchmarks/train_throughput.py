@@ -33,8 +33,8 @@ from benchmarks.common import (  # noqa: E402
     spread,
     timed,
 )
-from keskar_repro.models import train_step_flops_per_example  # noqa: E402
-from keskar_repro.train import TrainConfig  # noqa: E402
+from keskar_repro.training.models import train_step_flops_per_example  # noqa: E402
+from keskar_repro.training.train import TrainConfig  # noqa: E402
 
 
 def main(argv=None) -> int:

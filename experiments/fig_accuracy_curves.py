@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro import experiment, plots, stats  # noqa: E402  (no JAX at import)
+from keskar_repro.report import experiment, plots, stats  # noqa: E402  (no JAX at import)
 
 STEM = "fig2_accuracy"
 PRESETS = {"paper": {"seeds": 5, "epochs": 100}, "quick": {"seeds": 2, "epochs": 15}}
@@ -59,7 +59,7 @@ def compute(args, dataset) -> dict:
 
 def trained_histories(args, dataset, configs: dict) -> list[dict]:
     """One entry (regime, seed, run_dir, history) per saved (or newly trained) run."""
-    from keskar_repro.runs import run_dir
+    from keskar_repro.store.runs import run_dir
 
     return [
         {

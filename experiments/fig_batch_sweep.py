@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro import experiment, plots, stats  # noqa: E402  (no JAX at import)
+from keskar_repro.report import experiment, plots, stats  # noqa: E402  (no JAX at import)
 
 STEM = "fig4_batch_sweep"
 PRESETS = {
@@ -74,8 +74,8 @@ def checks(args) -> dict[str, bool]:
 
 def compute(args, dataset) -> dict:
     from keskar_repro.errors import UserError
-    from keskar_repro.measurements import run_record
-    from keskar_repro.train import TrainConfig
+    from keskar_repro.store.measurements import run_record
+    from keskar_repro.training.train import TrainConfig
 
     batches = args.batch_sizes or sweep_batch_sizes(dataset.n_train)
     too_big = [b for b in batches if b > dataset.n_train]

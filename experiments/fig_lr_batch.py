@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro import experiment, plots, stats  # noqa: E402  (no JAX at import)
+from keskar_repro.report import experiment, plots, stats  # noqa: E402  (no JAX at import)
 
 STEM = "fig_lr_batch"
 PRESETS = {
@@ -76,7 +76,7 @@ def checks(args) -> dict[str, bool]:
 
 def compute(args, dataset) -> dict:
     from keskar_repro.errors import UserError
-    from keskar_repro.train import TrainConfig, default_runs_per_program
+    from keskar_repro.training.train import TrainConfig, default_runs_per_program
 
     batches = args.batch_sizes or grid_batch_sizes(dataset.n_train, args.preset)
     too_big = [b for b in batches if b > dataset.n_train]

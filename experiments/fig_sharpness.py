@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from keskar_repro import experiment, paper, plots, stats  # noqa: E402  (no JAX at import)
+from keskar_repro.report import experiment, paper, plots, stats  # noqa: E402  (no JAX at import)
 
 STEM = "fig_sharpness"
 PRESETS = {
@@ -92,7 +92,7 @@ def checks(args: argparse.Namespace) -> dict[str, bool]:
 
 def compute(args: argparse.Namespace, dataset) -> dict:
     """Train or load the runs, then every measurement; returns the results dictionary."""
-    from keskar_repro import protocol
+    from keskar_repro.training import protocol
 
     configs = experiment.sb_lb_configs(args, dataset)
     args.subspace_key = protocol.SUBSPACE_KEY
@@ -109,8 +109,8 @@ def measure(args: argparse.Namespace, dataset, runs: dict[str, list]) -> dict:
     """Accuracy and sharpness of every run, and the paths between the seed-0 pair."""
     import numpy as np
 
-    from keskar_repro.measurements import RunSharpness, final_metrics, pair_path
-    from keskar_repro.runs import run_dir
+    from keskar_repro.store.measurements import RunSharpness, final_metrics, pair_path
+    from keskar_repro.store.runs import run_dir
 
     seeds = list(range(args.seeds))
     spaces = [(None, None)]

@@ -6,15 +6,16 @@ of F1, under function-preserving rescalings, and their rank correlation with gen
     python experiments/fig_sharpness_notions.py --dataset mnist10k --replot
 
 Reuses (or trains) the SB and LB runs of experiments/fig_sharpness.py and measures, on each
-run's training objective (BN policy "batch"), every notion of `keskar_repro.measurements.NOTIONS`
-(worst case on Metric 2.1's box eps (|x_i| + 1); adaptive worst case on eps |x_i|; average case
-with Gaussian delta_i of std eps (|x_i| + 1), and of std eps |x_i|) at every epsilon:
+run's training objective (BN policy "batch"), every notion of
+`keskar_repro.store.measurements.NOTIONS` (worst case on Metric 2.1's box eps (|x_i| + 1); adaptive
+worst case on eps |x_i|; average case with Gaussian delta_i of std eps (|x_i| + 1), and of std eps
+|x_i|) at every epsilon:
 
 - at the trained point;
 - "matched": both minimizers of a seed with every hidden Dense layer rescaled
   (`reparam.match_norms`: kernel, bias and running statistics) to the geometric mean of the two
   kernels' Frobenius norms, so that SB and LB have the same per-layer norms; batch norm keeps
-  the function (up to its epsilon, `keskar_repro.reparam`);
+  the function (up to its epsilon, `keskar_repro.training.reparam`);
 - for seed 0 only, the reparametrisations themselves: every hidden Dense layer times c
   ("pre_bn"), and the last batch norm's scale and offset times c with the output kernel times
   1 / c ("last_bn", exact), for each c in --factors.
@@ -74,7 +75,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro import experiment, stats  # noqa: E402  (no JAX at import)
+from keskar_repro.report import experiment, stats  # noqa: E402  (no JAX at import)
 
 STEM = "fig_sharpness_notions"
 REGIMES = ("SB", "LB")
@@ -171,7 +172,7 @@ def merged_units(units: list) -> dict:
 def transforms(variables: dict, seed: int, common: dict, factors: list[float]) -> dict:
     """{name: (params, JSON spec)} of every point measured for a run: the trained one (None),
     "matched" to the `common` hidden-kernel norms, and for seed 0 each rescaling by each c."""
-    from keskar_repro import reparam
+    from keskar_repro.training import reparam
 
     matched, _ = reparam.match_norms(variables, common)
     out = {
@@ -193,7 +194,7 @@ def transforms(variables: dict, seed: int, common: dict, factors: list[float]) -
 
 def common_norms(pair: dict) -> dict[str, float]:
     """The geometric mean of the SB and LB runs' hidden-kernel Frobenius norms, per layer."""
-    from keskar_repro import reparam
+    from keskar_repro.training import reparam
 
     norms = [reparam.layer_norms(_variables(pair[r])) for r in REGIMES]
     hidden = reparam.mlp_layers(pair["SB"].params).hidden
@@ -206,8 +207,8 @@ def rms_history(run) -> dict[str, list[float]]:
     """{"Dense_i/kernel": RMS entry after each epoch} of every hidden kernel, from the run's
     history (train.KERNEL_NORM: ||A||_F per epoch, divided here by sqrt(size(A))); empty for a
     run saved before the history kept kernel norms."""
-    from keskar_repro import reparam
-    from keskar_repro.train import KERNEL_NORM
+    from keskar_repro.training import reparam
+    from keskar_repro.training.train import KERNEL_NORM
 
     out = {}
     for layer in reparam.mlp_layers(run.params).hidden:
@@ -230,7 +231,7 @@ def other_runs(
     not a run of one of the `pairs` configs (the SB and LB configs) with any seed."""
     import dataclasses
 
-    from keskar_repro.runs import load_run, saved_runs
+    from keskar_repro.store.runs import load_run, saved_runs
 
     def paired(config) -> bool:
         return any(dataclasses.replace(config, seed=c.seed) == c for c in pairs)
@@ -254,8 +255,8 @@ def label(config) -> str:
 
 
 def compute(args, dataset) -> dict:
-    from keskar_repro.measurements import NOTIONS
-    from keskar_repro.runs import run_dir
+    from keskar_repro.store.measurements import NOTIONS
+    from keskar_repro.store.runs import run_dir
 
     configs = experiment.sb_lb_configs(args, dataset)
     seeds = seed_list(args)
@@ -295,10 +296,10 @@ def compute(args, dataset) -> dict:
 def measure_run(run, regime: str, points: dict, args, dataset, run_rows, rows, bar) -> None:
     """Append the run's row (metrics, gaps, norms) to `run_rows` and one row per point, notion
     and epsilon to `rows` (every measurement cached beside the run)."""
-    from keskar_repro import reparam
-    from keskar_repro.measurements import final_metrics, notion_measurement
-    from keskar_repro.objective import make_loss_fn
-    from keskar_repro.runs import run_dir
+    from keskar_repro.store.measurements import final_metrics, notion_measurement
+    from keskar_repro.store.runs import run_dir
+    from keskar_repro.training import reparam
+    from keskar_repro.training.objective import make_loss_fn
 
     path = run_dir(run.config, args.runs_dir)
     metrics = final_metrics(run, dataset, "batch", args.runs_dir)
@@ -490,7 +491,7 @@ def _tau_lines(taus: list[dict]) -> list[str]:
 
 
 def draw(results: dict, args) -> list[str]:
-    from keskar_repro import plots
+    from keskar_repro.report import plots
 
     if not results["summary"]["gap"]:  # a part of other runs only: drawn once merged
         return []

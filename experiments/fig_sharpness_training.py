@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro import experiment, plots  # noqa: E402  (no JAX: --replot stays light)
+from keskar_repro.report import experiment, plots  # noqa: E402  (no JAX: --replot stays light)
 
 STEM = "fig6_sharpness_training"
 PRESETS = {
@@ -44,8 +44,8 @@ def checks(args) -> dict[str, bool]:
 
 
 def compute(args, dataset) -> dict:
-    from keskar_repro.measurements import run_record, snapshot_of
-    from keskar_repro.protocol import snapshot_schedule
+    from keskar_repro.store.measurements import run_record, snapshot_of
+    from keskar_repro.training.protocol import snapshot_schedule
 
     schedule = snapshot_schedule(args.epochs)
     measured = [e for e in schedule if e >= 1]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro import experiment, plots, stats  # noqa: E402  (no JAX at import)
+from keskar_repro.report import experiment, plots, stats  # noqa: E402  (no JAX at import)
 
 STEM = "fig5_warm_start"
 PRESETS = {
@@ -53,9 +53,9 @@ def checks(args) -> dict[str, bool]:
 
 
 def compute(args, dataset) -> dict:
-    from keskar_repro.measurements import run_record
-    from keskar_repro.protocol import snapshot_schedule
-    from keskar_repro.runs import run_dir
+    from keskar_repro.store.measurements import run_record
+    from keskar_repro.store.runs import run_dir
+    from keskar_repro.training.protocol import snapshot_schedule
 
     configs = experiment.sb_lb_configs(args, dataset)
     ks = snapshot_schedule(args.epochs)

@@ -5,7 +5,7 @@
     python experiments/make_all.py --dataset mnist10k --only fig_warm_start,fig_lr_batch
 
 Runs, in one process (so compiled programs and loaded data are shared), every script of
-experiments/ that declares a figure (`SPEC`, keskar_repro.experiment), in the order of their
+experiments/ that declares a figure (`SPEC`, keskar_repro.report.experiment), in the order of their
 specs: fig_sharpness (Tables 2-4, Figures 3 and 7), then the scripts that reuse its runs
 (fig_accuracy_curves: Figure 2; sharpness_report; table_conservative: Table 7),
 fig_sharpness_training (Figure 6, which
@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from keskar_repro import experiment  # noqa: E402
 from keskar_repro.errors import UserError  # noqa: E402
+from keskar_repro.report import experiment  # noqa: E402
 
 PASSED = (
     "dataset",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro import paper  # noqa: E402
+from keskar_repro.report import paper  # noqa: E402
 
 ACCURACY_ROWS = {
     "test_accuracy": "test accuracy (%)",

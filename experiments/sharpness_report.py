@@ -34,8 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro import experiment  # noqa: E402  (no JAX at import)
-from keskar_repro.bn_policies import BN_POLICIES  # noqa: E402
+from keskar_repro.report import experiment  # noqa: E402  (no JAX at import)
+from keskar_repro.training.bn_policies import BN_POLICIES  # noqa: E402
 
 STEM = "sharpness_report"
 PRESETS = {
@@ -90,7 +90,7 @@ def jobs(args: argparse.Namespace) -> list[dict]:
 
 
 def compute(args: argparse.Namespace, dataset) -> dict:
-    from keskar_repro.measurements import RunSharpness
+    from keskar_repro.store.measurements import RunSharpness
 
     configs = experiment.sb_lb_configs(args, dataset)
     todo = jobs(args)
@@ -137,7 +137,7 @@ def text(results: dict) -> str:
 
 def draw(results: dict, args: argparse.Namespace) -> list[str]:
     """The table as Markdown, with its command, data and device."""
-    from keskar_repro.files import write_atomic
+    from keskar_repro.store.files import write_atomic
 
     path = experiment.figure_stem(args, STEM) + ".md"
     device = results["environment"]["device"]

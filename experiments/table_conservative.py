@@ -6,7 +6,7 @@
 
 Conservative training replaces each LB Adam step by an inexact solve of the batch's proximal
 sub-problem, x_{k+1} ~ argmin_x f_B(x) + (lambda/2) ||x - x_k||^2, with --prox-steps Adam
-iterations (the paper: 3, lambda = 1e-3; keskar_repro.train documents the choices the paper
+iterations (the paper: 3, lambda = 1e-3; keskar_repro.training.train documents the choices the paper
 leaves open). Trains (or reuses) the SB and LB runs of experiments/fig_sharpness.py and the
 conservative LB runs from the same initial points and data order, then reports for each regime
 the test accuracy and the full-space sharpness (Metric 2.1, 10 L-BFGS-B iterations, BN policy
@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro import experiment, paper, plots, stats  # noqa: E402  (no JAX at import)
+from keskar_repro.report import experiment, paper, plots, stats  # noqa: E402  (no JAX at import)
 
 STEM = "table7_conservative"
 REGIMES = ("SB", "LB", "LB-conservative")
@@ -67,8 +67,8 @@ def checks(args) -> dict[str, bool]:
 
 
 def compute(args, dataset) -> dict:
-    from keskar_repro.measurements import run_record
-    from keskar_repro.runs import run_dir
+    from keskar_repro.store.measurements import run_record
+    from keskar_repro.store.runs import run_dir
 
     configs = experiment.sb_lb_configs(args, dataset)
     configs["LB-conservative"] = dataclasses.replace(
@@ -100,7 +100,7 @@ def baseline_rows(path: str, configs: dict, seeds: int, epsilons: list[float]) -
     with this table's settings (BN policy "batch", normalized scaling, the protocol's
     iteration limit), else a UserError."""
     from keskar_repro.errors import UserError
-    from keskar_repro.protocol import SHARPNESS_MAXITER
+    from keskar_repro.training.protocol import SHARPNESS_MAXITER
 
     results, found = experiment.baseline_runs(path, configs, seeds)
     rows = []

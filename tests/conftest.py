@@ -19,7 +19,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from keskar_repro.train import TrainConfig  # noqa: E402
+from keskar_repro.training.train import TrainConfig  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,7 @@ def tiny_runs_job(root: str, out: str) -> dict:
     import jax
 
     from keskar_repro.data import load
-    from keskar_repro.runs import get_or_train
+    from keskar_repro.store.runs import get_or_train
 
     data = load("mnist10k")
     small = SmallData("mnist10k", data.x_train[:1000], data.y_train[:1000],

@@ -1,13 +1,19 @@
-"""keskar_repro.bn_policies: the policy names, the chunk length of each, and which statistics
-normalise the network under each (checked against a numpy forward pass of a 1-hidden-layer MLP)."""
+"""keskar_repro.training.bn_policies: the policy names, the chunk length of each, and which
+statistics normalise the network under each (checked against a numpy forward pass of a
+1-hidden-layer MLP)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from keskar_repro.bn_policies import BN_POLICIES, apply_model, check_bn_policy, chunk_length
-from keskar_repro.models import MLP
+from keskar_repro.training.bn_policies import (
+    BN_POLICIES,
+    apply_model,
+    check_bn_policy,
+    chunk_length,
+)
+from keskar_repro.training.models import MLP
 
 EPS = 1e-3  # MLP's bn_epsilon (Keras 1's default)
 

@@ -1,4 +1,4 @@
-"""Tests of keskar_repro.curvature against closed forms and dense Hessians.
+"""Tests of keskar_repro.measures.curvature against closed forms and dense Hessians.
 
 Quadratics f(x) = 0.5 x^T H x over a pytree of three leaves with a chosen spectrum (their loss
 flattens the leaves in its own order, not the module's), a small batch-normalised MLP in
@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from keskar_repro.bn_policies import BN_POLICIES, apply_model
-from keskar_repro.curvature import (
+from keskar_repro.measures.curvature import (
     SpectralDensity,
     hessian_trace,
     hvp_fn,
     spectral_density,
     top_eigenvalues,
 )
-from keskar_repro.models import MLP, init_variables
-from keskar_repro.objective import cross_entropy, make_loss_fn, scale_pixels
-from keskar_repro.pytree import partition
+from keskar_repro.measures.pytree import partition
+from keskar_repro.training.bn_policies import BN_POLICIES, apply_model
+from keskar_repro.training.models import MLP, init_variables
+from keskar_repro.training.objective import cross_entropy, make_loss_fn, scale_pixels
 
 SHAPES = {"w": (3, 4), "b": (5,), "c": (2, 2, 2)}  # n = 25
 N = 25

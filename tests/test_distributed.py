@@ -2,7 +2,7 @@
 process x 4 CPU devices computes what 1 device does, and 2 processes x 2 devices what 1 x 4
 does (training through the run store, the objective and its gradient, Metric 2.1, the
 parametric path); a job writes one set of files and resumes after a kill. The processes run on
-127.0.0.1 with a bounded timeout, started by keskar_repro.launch; one-process jobs run in a
+127.0.0.1 with a bounded timeout, started by keskar_repro.devices.launch; one-process jobs run in a
 plain subprocess with a forced device count."""
 
 import json
@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keskar_repro import distributed, launch
+from keskar_repro.devices import distributed, launch
 from keskar_repro.errors import UserError
 
 PROGRAM = r"""
 import json, os, sys, time, types
 from pathlib import Path
-from keskar_repro.distributed import initialize_from_env, process_index
+from keskar_repro.devices.distributed import initialize_from_env, process_index
 initialize_from_env()
 if os.environ.get("DIE_AFTER_FIRST_CHECKPOINT") and process_index() == 1:
-    from keskar_repro.runs import GroupCheckpoint
+    from keskar_repro.store.runs import GroupCheckpoint
     save = GroupCheckpoint.save
     def save_then_die(self, loop, done):
         save(self, loop, done)
@@ -31,15 +31,15 @@ if os.environ.get("DIE_AFTER_FIRST_CHECKPOINT") and process_index() == 1:
         os._exit(7)
     GroupCheckpoint.save = save_then_die
 import jax, numpy as np
-from keskar_repro import parallel
+from keskar_repro.devices import parallel
 from keskar_repro.data import load
-from keskar_repro.files import write_json
-from keskar_repro.interpolation import evaluate_path
-from keskar_repro.measurements import RunSharpness
-from keskar_repro.objective import make_loss_fn
-from keskar_repro.protocol import with_seeds
-from keskar_repro.runs import get_or_train
-from keskar_repro.train import TrainConfig
+from keskar_repro.store.files import write_json
+from keskar_repro.training.interpolation import evaluate_path
+from keskar_repro.store.measurements import RunSharpness
+from keskar_repro.training.objective import make_loss_fn
+from keskar_repro.training.protocol import with_seeds
+from keskar_repro.store.runs import get_or_train
+from keskar_repro.training.train import TrainConfig
 
 root, out = Path(sys.argv[1]), Path(sys.argv[2])
 d = load("mnist10k")

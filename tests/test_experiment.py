@@ -1,5 +1,5 @@
-"""keskar_repro.experiment, the figure scripts' runner, on a fake figure that touches neither JAX
-nor data: presets and options, impossible settings, the results JSON, --replot, the error
+"""keskar_repro.report.experiment, the figure scripts' runner, on a fake figure that touches neither
+JAX nor data: presets and options, impossible settings, the results JSON, --replot, the error
 policy of `cli`, `figure` and the real scripts' `specs()`. (The scripts themselves:
 tests/test_figure_scripts.py.)"""
 
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from keskar_repro import experiment, files
 from keskar_repro.errors import UserError
-from keskar_repro.experiment import FigureSpec
+from keskar_repro.report import experiment
+from keskar_repro.report.experiment import FigureSpec
+from keskar_repro.store import files
 
 FAKE_ENVIRONMENT = {"versions": {"jax": "fake"}, "device": {"platform": "fake"}}
 
@@ -228,7 +229,7 @@ def test_specs_are_the_scripts_in_make_all_order():
 
 
 def test_the_init_choices_are_the_models_initialisers():
-    from keskar_repro.models import KERNEL_INITS
+    from keskar_repro.training.models import KERNEL_INITS
 
     assert set(experiment.KERNEL_INIT_NAMES) == set(KERNEL_INITS)
 

@@ -1,7 +1,7 @@
 """Every figure script end to end (one tiny make_all over every spec; the main script's outputs in
 detail, its reuse of saved work and its errors), their replot without JAX,
 their errors, and the pure rules inside them (batch-size ranges, where accuracy starts to
-fall). The scripts are found from their specs (keskar_repro.experiment.specs)."""
+fall). The scripts are found from their specs (keskar_repro.report.experiment.specs)."""
 
 import json
 import subprocess
@@ -17,8 +17,8 @@ import fig_batch_sweep  # noqa: E402
 import fig_lr_batch  # noqa: E402
 import fig_sharpness_notions  # noqa: E402
 
-from keskar_repro import experiment  # noqa: E402
-from keskar_repro.train import TrainConfig  # noqa: E402
+from keskar_repro.report import experiment  # noqa: E402
+from keskar_repro.training.train import TrainConfig  # noqa: E402
 
 SPECS = experiment.specs()
 
@@ -193,7 +193,7 @@ def test_sharpness_notions_measure_every_point_and_the_rescalings_keep_the_funct
         trained = next(
             t for t in r["rows"] if (t["regime"], t["point"]) == (row["regime"], "trained")
         )
-        if row["point"] == "last_bn x2":  # exact for a power of 2 (keskar_repro.reparam)
+        if row["point"] == "last_bn x2":  # exact for a power of 2 (keskar_repro.training.reparam)
             assert row["loss"] == trained["loss"]
         assert row["loss"] == pytest.approx(trained["loss"], rel=1e-2)  # BN's epsilon only
     response = r["summary"]["response"]
@@ -210,7 +210,7 @@ def test_sharpness_notions_measure_every_point_and_the_rescalings_keep_the_funct
 
 
 def test_sharpness_notions_population_all_is_every_other_saved_run(made):
-    from keskar_repro.runs import load_run, run_dir, saved_runs
+    from keskar_repro.store.runs import load_run, run_dir, saved_runs
 
     out, runs_dir, _ = made
     r = results(out, "fig_sharpness_notions")

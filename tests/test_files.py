@@ -1,4 +1,4 @@
-"""keskar_repro.files: atomic writes, JSON reading, the cached-JSON store, the spec hash, the
+"""keskar_repro.store.files: atomic writes, JSON reading, the cached-JSON store, the spec hash, the
 inter-process lock and the environment record."""
 
 import json
@@ -12,9 +12,9 @@ from importlib import metadata
 
 import pytest
 
-from keskar_repro import files
 from keskar_repro.errors import CorruptFileError, UserError
-from keskar_repro.files import (
+from keskar_repro.store import files
+from keskar_repro.store.files import (
     cached_json,
     environment,
     file_lock,

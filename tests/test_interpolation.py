@@ -2,15 +2,15 @@ import jax
 import numpy as np
 import pytest
 
-from keskar_repro.interpolation import (
+from keskar_repro.training.interpolation import (
     curvilinear_path,
     evaluate_path,
     interpolate_variables,
     linear_path,
     path_weights,
 )
-from keskar_repro.models import MLP, init_variables
-from keskar_repro.objective import split_metrics
+from keskar_repro.training.models import MLP, init_variables
+from keskar_repro.training.objective import split_metrics
 
 MODEL = MLP(hidden=(16, 16))
 

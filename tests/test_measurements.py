@@ -1,4 +1,5 @@
-"""keskar_repro.measurements: cached measurements of runs and snapshots, the shared subspace."""
+"""keskar_repro.store.measurements: cached measurements of runs and snapshots, the shared
+subspace."""
 
 import dataclasses
 
@@ -7,16 +8,16 @@ import numpy as np
 import pytest
 from conftest import SmallData
 
-import keskar_repro.measurements as measurements
-from keskar_repro.measurements import RunSharpness, measurement_dir, run_record, snapshot_of
-from keskar_repro.protocol import with_seeds
-from keskar_repro.runs import get_or_train, run_dir
+import keskar_repro.store.measurements as measurements
+from keskar_repro.store.measurements import RunSharpness, measurement_dir, run_record, snapshot_of
+from keskar_repro.store.runs import get_or_train, run_dir
+from keskar_repro.training.protocol import with_seeds
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, small_data):
     """SB and LB tiny runs of seed 3, with snapshots after epochs 0 and 1."""
-    from keskar_repro.train import TrainConfig
+    from keskar_repro.training.train import TrainConfig
 
     root = tmp_path_factory.mktemp("runs")
     base = TrainConfig(dataset="mnist10k", batch_size=100, epochs=2, hidden=(32, 32), seed=3)
@@ -66,7 +67,7 @@ def test_large_batch_f1_minimizer_is_sharper_than_small_batch_one(tmp_path):
     here (glorot_uniform init): SB 57, LB 266.
     One seed's example, not a statistical claim: experiments/fig_sharpness.py makes that."""
     from keskar_repro.data import load
-    from keskar_repro.train import TrainConfig
+    from keskar_repro.training.train import TrainConfig
 
     data = load("mnist10k")
     small = SmallData(

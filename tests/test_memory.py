@@ -3,9 +3,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from keskar_repro import interpolation
-from keskar_repro.memory import available_bytes, budget_bytes, largest_fitting, program_bytes
-from keskar_repro.models import MLP, init_variables
+from keskar_repro.devices.memory import (
+    available_bytes,
+    budget_bytes,
+    largest_fitting,
+    program_bytes,
+)
+from keskar_repro.training import interpolation
+from keskar_repro.training.models import MLP, init_variables
 
 
 def test_largest_fitting_is_exact_for_linear_memory():

@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from keskar_repro.models import (
+from keskar_repro.training.models import (
     MLP,
     count_params,
     f1,

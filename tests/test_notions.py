@@ -1,5 +1,5 @@
-"""Tests of keskar_repro.notions (adaptive, average-case, per-layer sharpness) and of the pytree
-partition they share with keskar_repro.sharpness, against exact answers."""
+"""Tests of keskar_repro.measures.notions (adaptive, average-case, per-layer sharpness) and of the
+pytree partition they share with keskar_repro.measures.sharpness, against exact answers."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from keskar_repro.notions import (
+from keskar_repro.measures.notions import (
     adaptive_sharpness,
     average_sharpness,
     layer_masks,
     per_layer,
 )
-from keskar_repro.pytree import partition
-from keskar_repro.sharpness import sharpness
+from keskar_repro.measures.pytree import partition
+from keskar_repro.measures.sharpness import sharpness
 
 EPS = 1e-3
 
@@ -217,7 +217,7 @@ def masked_report(result):
 
 
 def test_layer_masks_of_a_flax_model_and_per_layer():
-    from keskar_repro.models import MLP, init_variables
+    from keskar_repro.training.models import MLP, init_variables
 
     model = MLP(hidden=(3,))
     variables = jax.eval_shape(lambda key: init_variables(model, key), jax.random.key(0))

@@ -5,8 +5,8 @@ import numpy as np
 import optax
 import pytest
 
-from keskar_repro.models import MLP, init_variables
-from keskar_repro.objective import (
+from keskar_repro.training.models import MLP, init_variables
+from keskar_repro.training.objective import (
     make_loss_fn,
     scale_pixels,
     split_loss_and_grad,
@@ -128,7 +128,7 @@ def test_cross_entropy_keeps_relative_precision_at_every_margin(margin):
     """Against float64 log(1 + sum_{j != y} exp(z_j - z_y)): relative error below 1e-6 at
     logit margins 0 to 40 (optax's float32 logsumexp(z) - z_y is exactly 0 from a margin of
     17 on), for the right and for a wrong label."""
-    from keskar_repro.objective import cross_entropy
+    from keskar_repro.training.objective import cross_entropy
 
     rng = np.random.default_rng(margin)
     z = (0.5 * rng.standard_normal((4, 10))).astype(np.float32)
@@ -145,7 +145,7 @@ def test_cross_entropy_keeps_relative_precision_at_every_margin(margin):
 
 
 def test_cross_entropy_gradient_is_the_softmax_minus_the_label():
-    from keskar_repro.objective import cross_entropy
+    from keskar_repro.training.objective import cross_entropy
 
     z = jnp.asarray([[0.0, 20.0, -3.0, 1.0]])
     g = np.asarray(jax.grad(lambda v: cross_entropy(v, jnp.asarray([1]))[0])(z), np.float64)

@@ -1,11 +1,11 @@
-"""keskar_repro.paper: the keys of the paper's numbers and the side-by-side table."""
+"""keskar_repro.report.paper: the keys of the paper's numbers and the side-by-side table."""
 
 import re
 
 import numpy as np
 
-from keskar_repro.paper import PAPER_F1, comparison_table, sharpness_key
-from keskar_repro.protocol import EPSILONS
+from keskar_repro.report.paper import PAPER_F1, comparison_table, sharpness_key
+from keskar_repro.training.protocol import EPSILONS
 
 
 def test_sharpness_keys():
@@ -51,7 +51,7 @@ def test_comparison_table_puts_ours_beside_the_papers():
 def test_population_std_of_the_paper_in_our_sample_convention():
     import math
 
-    from keskar_repro.paper import population_to_sample_std, std_convention_note
+    from keskar_repro.report.paper import population_to_sample_std, std_convention_note
 
     values = [1.0, 2.0, 4.0, 7.0, 11.0]
     population = float(np.std(values, ddof=0))

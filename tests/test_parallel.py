@@ -8,7 +8,7 @@ import sys
 
 ONE_DEVICE_PROGRAM = r"""
 import jax, jax.numpy as jnp
-from keskar_repro import parallel
+from keskar_repro.devices import parallel
 x = jnp.ones((6, 3))
 assert len(jax.devices()) == 1, jax.devices()
 assert parallel.device_count() == 1 and parallel.data_mesh() is None

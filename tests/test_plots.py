@@ -1,4 +1,4 @@
-"""keskar_repro.plots: figures are written atomically, with a plain file's permissions."""
+"""keskar_repro.report.plots: figures are written atomically, with a plain file's permissions."""
 
 import os
 
@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from keskar_repro.plots import save_figure  # noqa: E402
+from keskar_repro.report.plots import save_figure  # noqa: E402
 
 
 def test_save_figure_writes_png_and_pdf_with_the_umask_mode_and_no_temporary(tmp_path):

@@ -1,4 +1,4 @@
-"""keskar_repro.protocol: the paper's batch sizes, the SB/LB configurations of a seed, the
+"""keskar_repro.training.protocol: the paper's batch sizes, the SB/LB configurations of a seed, the
 subspace key of a seed, the snapshot epochs and the protocol's constants."""
 
 import dataclasses
@@ -7,16 +7,16 @@ import jax
 import numpy as np
 import pytest
 
-from keskar_repro import protocol
 from keskar_repro.errors import UserError
-from keskar_repro.protocol import (
+from keskar_repro.training import protocol
+from keskar_repro.training.protocol import (
     paper_batch_sizes,
     sb_lb_configs,
     snapshot_schedule,
     subspace_key,
     with_seeds,
 )
-from keskar_repro.train import TrainConfig
+from keskar_repro.training.train import TrainConfig
 
 
 def test_paper_batch_sizes_keep_the_paper_ratio():

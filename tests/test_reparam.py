@@ -1,6 +1,6 @@
-"""Tests of keskar_repro.reparam: the function-preserving transforms of a models.MLP (exact, or
-exactly "the same network with BN epsilon eps / c^2"), layer norms, norm matching, and how
-Metric 2.1 and adaptive sharpness respond to a pre-BN rescaling.
+"""Tests of keskar_repro.training.reparam: the function-preserving transforms of a models.MLP
+(exact, or exactly "the same network with BN epsilon eps / c^2"), layer norms, norm matching, and
+how Metric 2.1 and adaptive sharpness respond to a pre-BN rescaling.
 
 One tiny MLP (hidden=(16, 16)) on 300 mnist10k images; the loss is compiled once per BN policy
 and model (~20 s of CPU time for the file).
@@ -14,12 +14,12 @@ import jax
 import numpy as np
 import pytest
 
-from keskar_repro import reparam
-from keskar_repro.bn_policies import BN_POLICIES
-from keskar_repro.models import MLP, init_variables
-from keskar_repro.notions import adaptive_sharpness
-from keskar_repro.objective import make_loss_fn, scale_pixels, split_metrics
-from keskar_repro.sharpness import sharpness
+from keskar_repro.measures.notions import adaptive_sharpness
+from keskar_repro.measures.sharpness import sharpness
+from keskar_repro.training import reparam
+from keskar_repro.training.bn_policies import BN_POLICIES
+from keskar_repro.training.models import MLP, init_variables
+from keskar_repro.training.objective import make_loss_fn, scale_pixels, split_metrics
 
 EPS = 1e-3  # models.MLP.bn_epsilon
 MODEL = MLP(hidden=(16, 16))

@@ -5,10 +5,9 @@ import jax
 import numpy as np
 import pytest
 
-import keskar_repro.runs as runs_module
+import keskar_repro.store.runs as runs_module
 from keskar_repro.errors import CorruptFileError, UserError
-from keskar_repro.protocol import with_seeds
-from keskar_repro.runs import (
+from keskar_repro.store.runs import (
     GroupCheckpoint,
     config_hash,
     get_or_train,
@@ -20,7 +19,8 @@ from keskar_repro.runs import (
     snapshot_name,
     snapshot_path,
 )
-from keskar_repro.train import TrainConfig, initial_state, train_runs
+from keskar_repro.training.protocol import with_seeds
+from keskar_repro.training.train import TrainConfig, initial_state, train_runs
 
 
 def leaves(tree):

@@ -1,4 +1,5 @@
-"""Tests of keskar_repro.sharpness against exact answers (Metric 2.1 of Keskar et al. 2017)."""
+"""Tests of keskar_repro.measures.sharpness against exact answers (Metric 2.1 of Keskar et al.
+2017)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import optax
 import pytest
 import scipy.optimize
 
-from keskar_repro.sharpness import (
+from keskar_repro.measures.sharpness import (
     METHODS,
     SOLVERS,
     SolverOptions,
@@ -617,7 +618,7 @@ def test_setulb_driver_matches_public_driver(x64):
 
 
 def test_auto_method_is_scipy_on_a_cpu_and_the_device_solver_on_accelerators(monkeypatch):
-    from keskar_repro import sharpness as module
+    from keskar_repro.measures import sharpness as module
 
     assert module.resolved_method("pga") == "pga"
     assert module.resolved_method() == "lbfgsb"  # this machine is a CPU
@@ -630,7 +631,7 @@ def test_auto_method_is_scipy_on_a_cpu_and_the_device_solver_on_accelerators(mon
 
 
 def test_auto_driver_is_setulb_where_scipy_has_its_interface(x64, monkeypatch):
-    from keskar_repro import sharpness as module
+    from keskar_repro.measures import solvers as module
 
     params = make_params(seed=20)
     auto = sharpness(nonlinear_loss, params, EPS, method="lbfgsb")

@@ -1,12 +1,12 @@
-"""keskar_repro.stats: mean +- sample std, per-epoch curves over seeds, and the SB - LB gap test,
-on small examples whose values are written out."""
+"""keskar_repro.report.stats: mean +- sample std, per-epoch curves over seeds, and the SB - LB gap
+test, on small examples whose values are written out."""
 
 import math
 
 import numpy as np
 import pytest
 
-from keskar_repro.stats import (
+from keskar_repro.report.stats import (
     gap_test,
     kendall_tau,
     mean_std,

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from keskar_repro.errors import DivergenceError, UserError
-from keskar_repro.protocol import with_seeds
-from keskar_repro.train import (
+from keskar_repro.training.protocol import with_seeds
+from keskar_repro.training.train import (
     KERNEL_NORM,
     LoopState,
     TrainConfig,
@@ -86,8 +86,8 @@ def assert_same_runs(together, apart, data):
     compared entry by entry: where an exact gradient is 0 or tiny (the pre-BN Dense biases,
     input pixels that are almost always 0) Adam's normalisation turns rounding noise into
     steps of +-lr, so those entries differ without changing what the network computes."""
-    from keskar_repro.bn_policies import apply_model
-    from keskar_repro.objective import scale_pixels
+    from keskar_repro.training.bn_policies import apply_model
+    from keskar_repro.training.objective import scale_pixels
 
     x = scale_pixels(data.x_test)
     for run_v, run_s in zip(together, apart, strict=True):
@@ -245,8 +245,8 @@ def test_conservative_step_is_m_adam_iterations_on_the_proximal_objective(small_
     updated at every iteration and one Adam state through all m."""
     import optax
 
-    from keskar_repro.objective import cross_entropy, scale_pixels
-    from keskar_repro.train import make_epoch_fn, seed_keys
+    from keskar_repro.training.objective import cross_entropy, scale_pixels
+    from keskar_repro.training.train import make_epoch_fn, seed_keys
 
     n, lam, m = 1000, 2.0, 3
     config = TrainConfig(batch_size=n, hidden=(16,), prox_steps=m, prox_lambda=lam)

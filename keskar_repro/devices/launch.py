@@ -1,8 +1,9 @@
 """Start a multi-process job on this machine: P copies of one Python program, each a process of
-JAX's distributed runtime (keskar_repro.distributed), coordinated on 127.0.0.1.
+JAX's distributed runtime (keskar_repro.devices.distributed), coordinated on 127.0.0.1.
 
-    python -m keskar_repro.launch --processes 2 -- experiments/fig_sharpness.py --preset quick
-    python -m keskar_repro.launch --processes 2 --devices-per-process 2 -- -c "import ..."
+    python -m keskar_repro.devices.launch --processes 2 -- experiments/fig_sharpness.py --preset
+    quick python -m keskar_repro.devices.launch --processes 2 --devices-per-process 2 -- -c "import
+    ..."
 
 Everything after `--` is the command line of `python` in every process. Each process gets
 KESKAR_COORDINATOR (127.0.0.1 and a free port), KESKAR_NUM_PROCESSES and KESKAR_PROCESS_ID;
@@ -28,7 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from keskar_repro.distributed import ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID
+from keskar_repro.devices.distributed import ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID
 
 TIMEOUT_STATUS = 124
 GRACE_S = 10.0  # how long a stopped process gets before it is killed
@@ -155,7 +156,7 @@ def _report(pid: int, what: str, logs: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m keskar_repro.launch",
+        prog="python -m keskar_repro.devices.launch",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],

@@ -4,7 +4,8 @@ The training objective of the paper is the mean softmax cross-entropy over the t
 
     f(params) = (1/N) sum_{i=1..N} CE(softmax(net(params, x_i)), y_i),
 
-with pixels scaled to [0, 1], under an explicit batch-norm policy (keskar_repro.bn_policies).
+with pixels scaled to [0, 1], under an explicit batch-norm policy
+(keskar_repro.training.bn_policies).
 
 Cross-entropy keeps its relative precision at tiny values. The usual float32 form
 logsumexp(z) - z_y subtracts two numbers of size |z_y| to get a result of size ~exp(-margin):
@@ -43,8 +44,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from keskar_repro.bn_policies import DEFAULT_CHUNK_SIZE, apply_model, check_bn_policy, chunk_length
-from keskar_repro.parallel import replicate, shard_examples
+from keskar_repro.devices.parallel import replicate, shard_examples
+from keskar_repro.training.bn_policies import (
+    DEFAULT_CHUNK_SIZE,
+    apply_model,
+    check_bn_policy,
+    chunk_length,
+)
 
 
 def scale_pixels(x_uint8: jax.Array) -> jax.Array:
@@ -167,7 +173,7 @@ def make_loss_fn(
     function is a `jax.custom_vjp`, so it has no forward mode of its own (`jax.jvp(loss_fn)`
     raises), but forward over reverse works: `jax.jvp(jax.grad(loss_fn), ...)` (and
     `jax.hessian`) differentiates `split_loss_and_grad` in forward mode, chunk by chunk in the
-    same scan; that is the Hessian-vector product of keskar_repro.curvature
+    same scan; that is the Hessian-vector product of keskar_repro.measures.curvature
     (tests/test_curvature.py checks it under every BN policy).
     """
     check_bn_policy(bn_policy)

@@ -21,8 +21,8 @@ process waits and then loads what the first saved. A saved run that lacks a snap
 again together with the same group it was first trained with, so the retraining follows the
 saved run's float trajectory exactly and its snapshots belong to the saved run.
 
-In a multi-process job (keskar_repro.distributed) every process trains every missing run (each
-runs its part of the one SPMD program), and only the primary process locks, checkpoints and
+In a multi-process job (keskar_repro.devices.distributed) every process trains every missing run
+(each runs its part of the one SPMD program), and only the primary process locks, checkpoints and
 saves; which runs are missing, and whether a checkpoint exists, is the primary's answer on
 every process, and every process loads the saved runs once the primary has written them.
 """
@@ -44,9 +44,9 @@ import flax.serialization
 import jax
 import numpy as np
 
-from keskar_repro.distributed import agree, barrier, is_primary
+from keskar_repro.devices.distributed import agree, barrier, is_primary
 from keskar_repro.errors import CorruptFileError, UserError
-from keskar_repro.files import (
+from keskar_repro.store.files import (
     environment,
     file_lock,
     published_mode,
@@ -55,7 +55,7 @@ from keskar_repro.files import (
     write_atomic,
     write_json,
 )
-from keskar_repro.train import (
+from keskar_repro.training.train import (
     LoopState,
     TrainConfig,
     TrainedRun,
@@ -293,7 +293,7 @@ def get_or_train(
             program = _missing(program, root, options["snapshot_epochs"])  # another process?
             if program:
                 _train_program(program, **options)
-    barrier("keskar_repro.runs.get_or_train")  # the primary has saved every run
+    barrier("keskar_repro.store.runs.get_or_train")  # the primary has saved every run
     return [load_run(run_dir(c, root))[0] for c in configs]
 
 

@@ -128,8 +128,8 @@ def save_figure(fig: Figure, stem: str) -> list[str]:
     import os
     import tempfile
 
-    from keskar_repro.distributed import is_primary
-    from keskar_repro.files import published_mode
+    from keskar_repro.devices.distributed import is_primary
+    from keskar_repro.store.files import published_mode
 
     paths = []
     for ext in ("png", "pdf") if is_primary() else ():

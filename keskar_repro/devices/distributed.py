@@ -3,7 +3,7 @@ decisions every process takes alike.
 
 A job of P processes (one per host, or several on one machine) runs the same program in every
 process. After `initialize_from_env()`, `jax.devices()` lists the devices of all processes, so
-keskar_repro.parallel's data mesh spans them all, and every compiled program (training step,
+keskar_repro.devices.parallel's data mesh spans them all, and every compiled program (training step,
 objective, path evaluation) is one SPMD program over the whole mesh: each process must run the
 same sequence of them. Host-side work between them (SciPy's L-BFGS-B in the sharpness
 maximisation, the training loop's bookkeeping) runs on every process on identical values: the
@@ -24,8 +24,8 @@ The environment variables read (all three, or none):
     KESKAR_PROCESS_ID      this process's index, 0 .. P - 1
 
 or KESKAR_DISTRIBUTED=auto, which calls `jax.distributed.initialize()` without arguments so
-that JAX detects the cluster (SLURM, Open MPI, Cloud TPU). `python -m keskar_repro.launch` sets
-the first three for P processes on this machine. On CPUs the collectives go through gloo.
+that JAX detects the cluster (SLURM, Open MPI, Cloud TPU). `python -m keskar_repro.devices.launch`
+sets the first three for P processes on this machine. On CPUs the collectives go through gloo.
 """
 
 from __future__ import annotations

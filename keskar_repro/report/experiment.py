@@ -36,10 +36,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keskar_repro.bn_policies import BN_POLICIES, DEFAULT_BN_POLICY
 from keskar_repro.errors import UserError
+from keskar_repro.training.bn_policies import BN_POLICIES, DEFAULT_BN_POLICY
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 DEFAULT_OUT = REPO / "figures"
 DATASETS = ("mnist", "mnist10k", "fashion_mnist")
@@ -183,7 +183,7 @@ def parser(spec: FigureSpec) -> argparse.ArgumentParser:
         default=None,
         help="runs of one shape (seeds, learning rates, warm starts) trained in one vmapped "
         "program; default: 1 on a CPU, where vmapping was measured slower than training runs "
-        "one after another, all of them on a GPU/TPU (keskar_repro.train)",
+        "one after another, all of them on a GPU/TPU (keskar_repro.training.train)",
     )
     p.add_argument("--replot", action="store_true", help="redraw figures from the JSON only")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -283,7 +283,7 @@ def replot(spec: FigureSpec, args: argparse.Namespace) -> int:
     path = results_path(args, spec.stem)
     if not path.is_file():
         raise UserError(f"no results at {path}; run without --replot first")
-    from keskar_repro.files import read_json
+    from keskar_repro.store.files import read_json
 
     _show(spec, read_json(path), args)
     return 0
@@ -363,7 +363,7 @@ def merge_parts(parts: Parts, loaded: list[tuple[str, dict]]) -> dict:
 
 def merge(spec: FigureSpec, args: argparse.Namespace, argv: list[str] | None = None) -> int:
     """--merge: read the parts, check they fit, merge, summarize, write and draw."""
-    from keskar_repro.files import read_json, write_atomic
+    from keskar_repro.store.files import read_json, write_atomic
 
     if args.dataset is None:
         raise UserError("--merge needs --dataset (and the --preset) of the parts")
@@ -394,8 +394,8 @@ def main(spec: FigureSpec, argv: list[str] | None = None) -> int:
         return replot(spec, args)
     if getattr(args, "merge", None):
         return merge(spec, args, argv)
-    from keskar_repro.distributed import initialize_from_env
-    from keskar_repro.files import environment, write_atomic
+    from keskar_repro.devices.distributed import initialize_from_env
+    from keskar_repro.store.files import environment, write_atomic
 
     initialize_from_env()  # a multi-process job when the environment says so
 
@@ -472,15 +472,16 @@ def add_bn_policy_option(p: argparse.ArgumentParser) -> None:
         choices=BN_POLICIES,
         default=DEFAULT_BN_POLICY,
         help="batch-norm statistics for sharpness, accuracy and paths (default: batch "
-        "statistics of chunks of 5000, as the authors' Keras code; keskar_repro.bn_policies)",
+        "statistics of chunks of 5000, as the authors' Keras code; "
+        "keskar_repro.training.bn_policies)",
     )
 
 
 def sb_lb_configs(args: argparse.Namespace, dataset) -> dict[str, Any]:
-    """{"SB": TrainConfig, "LB": TrainConfig} of the paper's protocol (keskar_repro.protocol)
+    """{"SB": TrainConfig, "LB": TrainConfig} of the paper's protocol (training.protocol)
     for `dataset`, printing the batch-size choice and filling args.sb_batch, args.lb_batch and
     args.batch_note; the same configurations in every script, so runs are shared."""
-    from keskar_repro.protocol import sb_lb_configs as protocol_configs
+    from keskar_repro.training.protocol import sb_lb_configs as protocol_configs
 
     configs, note = protocol_configs(
         dataset.name,
@@ -518,8 +519,8 @@ def baseline_runs(path: str, configs: dict[str, Any], seeds: int) -> tuple[dict,
     `configs[regime]` at that seed and evaluated under BN policy "batch"; a UserError naming
     the first one missing or different (the JSON's runs were lost, so nothing can be
     retrained to match: drop --baseline to train here)."""
-    from keskar_repro.files import read_json
-    from keskar_repro.protocol import with_seeds
+    from keskar_repro.store.files import read_json
+    from keskar_repro.training.protocol import with_seeds
 
     if not Path(path).is_file():
         raise UserError(f"--baseline {path} does not exist; run experiments/fig_sharpness.py")
@@ -547,7 +548,7 @@ def baseline_runs(path: str, configs: dict[str, Any], seeds: int) -> tuple[dict,
 def get_runs(args: argparse.Namespace, dataset, configs, **kwargs) -> list:
     """`runs.get_or_train(configs, ...)` with the script's --runs-dir, --runs-per-program and
     --no-progress."""
-    from keskar_repro.runs import get_or_train
+    from keskar_repro.store.runs import get_or_train
 
     return get_or_train(
         list(configs),
@@ -561,7 +562,7 @@ def get_runs(args: argparse.Namespace, dataset, configs, **kwargs) -> list:
 
 def seed_runs(args: argparse.Namespace, dataset, config, seeds=None, **kwargs) -> list:
     """The runs of `config` for `seeds` (default 0 .. args.seeds - 1) (`get_runs`)."""
-    from keskar_repro.protocol import with_seeds
+    from keskar_repro.training.protocol import with_seeds
 
     seeds = range(args.seeds) if seeds is None else seeds
     return get_runs(args, dataset, with_seeds(config, seeds), **kwargs)

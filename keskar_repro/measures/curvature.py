@@ -5,15 +5,16 @@ leaves of the pytree (float16, bfloat16, float32 or float64), flattened in
 `jax.tree_util.tree_leaves` order into n scalars. Non-floating leaves (integer counters, RNG
 keys) are held fixed: loss_fn sees them unchanged and H has no rows for them; every result
 counts them apart in `leaf_counts`, by the same rule as the sharpness notions
-(`keskar_repro.pytree.partition`). Like `keskar_repro.sharpness`, this module needs nothing of
-our model or training code (it imports only keskar_repro.checks and .pytree) and works on
-any JAX-differentiable `loss_fn(params) -> scalar`. Nothing here forms an n x n matrix.
+(`keskar_repro.measures.pytree.partition`). Like `keskar_repro.measures.sharpness`, this module
+needs nothing of our model or training code (it imports only keskar_repro.measures.checks and
+.pytree) and works on any JAX-differentiable `loss_fn(params) -> scalar`. Nothing here forms an n x
+n matrix.
 
 - Hessian-vector product (`hvp_fn`), forward-over-reverse (Pearlmutter 1994):
 
       H v = d/dt grad f(x + t v) |_{t=0} = jax.jvp(jax.grad(f), (x,), (v,))[1].
 
-  On the package's exact full-split objective (`keskar_repro.objective.make_loss_fn`, a
+  On the package's exact full-split objective (`keskar_repro.training.objective.make_loss_fn`, a
   `jax.custom_vjp` whose gradient is accumulated chunk by chunk) this differentiates that
   accumulation in forward mode: one `lax.scan` over the chunks, each step one chunk's forward
   and backward pass and their tangents, so peak memory is one chunk's, under every BN policy.
@@ -91,8 +92,8 @@ import jax.numpy as jnp
 import numpy as np
 from matfree import decomp, stochtrace
 
-from keskar_repro.checks import check_choice, check_int, check_loss_fn, jsonable
-from keskar_repro.pytree import LeafCounts, partition
+from keskar_repro.measures.checks import check_choice, check_int, check_loss_fn, jsonable
+from keskar_repro.measures.pytree import LeafCounts, partition
 
 __all__ = [
     "TRACE_METHODS",

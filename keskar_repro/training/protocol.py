@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import jax
 
 from keskar_repro.errors import UserError
-from keskar_repro.train import TrainConfig
+from keskar_repro.training.train import TrainConfig
 
 PAPER_SB_BATCH = 256  # Section 2.2
 PAPER_LB_FRACTION = 0.10  # Section 2.2: LB = 10% of the training data

@@ -68,12 +68,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from keskar_repro.bn_policies import BN_POLICIES, DEFAULT_CHUNK_SIZE
+from keskar_repro.devices.parallel import replicate, shard_examples
 from keskar_repro.errors import DivergenceError, UserError
-from keskar_repro.models import KERNEL_INITS, MLP, init_variables
-from keskar_repro.objective import cross_entropy, scale_pixels, split_metrics
-from keskar_repro.parallel import replicate, shard_examples
-from keskar_repro.reparam import mlp_layers
+from keskar_repro.training.bn_policies import BN_POLICIES, DEFAULT_CHUNK_SIZE
+from keskar_repro.training.models import KERNEL_INITS, MLP, init_variables
+from keskar_repro.training.objective import cross_entropy, scale_pixels, split_metrics
+from keskar_repro.training.reparam import mlp_layers
 
 STOPPING_RULES = ("epochs", "patience")
 

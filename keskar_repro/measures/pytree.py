@@ -1,9 +1,9 @@
 """The pytree a measurement perturbs: which leaves move, as one flat vector, and back; layer masks.
 
-Every measurement (keskar_repro.sharpness, keskar_repro.notions) takes `loss_fn(params) -> scalar`
-and a pytree `params`, and perturbs x = the selected floating-point entries of params,
-concatenated in `jax.tree_util.tree_leaves` order. `partition(params, mask)` decides, once per
-call, what each leaf is:
+Every measurement (keskar_repro.measures.sharpness, keskar_repro.measures.notions) takes
+`loss_fn(params) -> scalar` and a pytree `params`, and perturbs x = the selected floating-point
+entries of params, concatenated in `jax.tree_util.tree_leaves` order. `partition(params, mask)`
+decides, once per call, what each leaf is:
 
 - perturbed: a floating leaf of any float dtype (float16, bfloat16, float32, float64) that the
   mask selects;

@@ -1,9 +1,9 @@
 """Sharpness notions beside Metric 2.1: adaptive worst case, average case, and per-layer versions.
 
-Every notion takes `loss_fn(params) -> scalar` and a pytree `params` as keskar_repro.sharpness
-does, perturbs the same entries x (the floating leaves, of any float dtype, that an optional
-`mask` selects; every other leaf held fixed, see keskar_repro.pytree) and reports in Metric
-2.1's units, percent of 1 + f(x):
+Every notion takes `loss_fn(params) -> scalar` and a pytree `params` as
+keskar_repro.measures.sharpness does, perturbs the same entries x (the floating leaves, of any float
+dtype, that an optional `mask` selects; every other leaf held fixed, see
+keskar_repro.measures.pytree) and reports in Metric 2.1's units, percent of 1 + f(x):
 
     value = 100 * rise / (1 + f(x)),
 
@@ -55,9 +55,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from keskar_repro.checks import check_int, check_loss_fn, check_positive, jsonable
-from keskar_repro.pytree import LeafCounts, Mask, Partition, is_floating, layer_masks, partition
-from keskar_repro.sharpness import SharpnessResult, maximize, sharpness_problem
+from keskar_repro.measures.checks import check_int, check_loss_fn, check_positive, jsonable
+from keskar_repro.measures.pytree import (
+    LeafCounts,
+    Mask,
+    Partition,
+    is_floating,
+    layer_masks,
+    partition,
+)
+from keskar_repro.measures.sharpness import SharpnessResult, maximize, sharpness_problem
 
 __all__ = [
     "AdaptiveSharpnessResult",
@@ -137,7 +144,7 @@ def adaptive_sharpness(
 
     in the full parameter space, maximised as `sharpness` maximises Metric 2.1 (same solvers,
     options and defaults: `maxiter` iterations of L-BFGS-B, method "auto", scaling
-    "normalized"; see `keskar_repro.sharpness.sharpness`). eta = 1 gives exactly
+    "normalized"; see `keskar_repro.measures.sharpness.sharpness`). eta = 1 gives exactly
     `sharpness(loss_fn, params, epsilon)`. `mask` restricts delta to some leaves (per layer).
     ValueErrors as `sharpness`'s, and for eta < 0.
     """
@@ -167,9 +174,10 @@ class AverageSharpnessResult:
     antithetic   whether each draw is an antithetic pair (f(x + d_j) + f(x - d_j)) / 2.
     chunk        draws evaluated at once (one vmap over `chunk` perturbed copies).
     loss_evals   evaluations of loss_fn: samples (x 2 if antithetic) + 1.
-    leaf_counts  leaves and entries perturbed and held fixed (`keskar_repro.pytree.LeafCounts`).
-    seconds      wall time of the call (compilation included).
-    rises        the per-draw rises f(x + d_j) - f(x) (pair means if antithetic), float64 numpy;
+    leaf_counts  leaves and entries perturbed and held fixed
+    (`keskar_repro.measures.pytree.LeafCounts`). seconds      wall time of the call (compilation
+    included). rises        the per-draw rises f(x + d_j) - f(x) (pair means if antithetic), float64
+    numpy;
                  not in `to_dict`.
     """
 
@@ -237,7 +245,7 @@ def _jit_rises(loss_fn: Callable) -> Callable:
 
 
 # `_sampled_rises` compiled for each of the last 8 loss functions (strong references, as in
-# keskar_repro.sharpness: a loss_fn that closes over a dataset keeps it alive while cached).
+# measures.sharpness: a loss_fn that closes over a dataset keeps it alive while cached).
 _compiled_rises = functools.lru_cache(maxsize=8)(_jit_rises)
 
 

@@ -15,19 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from keskar_repro.files import cached_json
-from keskar_repro.interpolation import evaluate_path
-from keskar_repro.notions import adaptive_sharpness, average_sharpness
-from keskar_repro.objective import make_loss_fn, split_metrics
-from keskar_repro.protocol import (
+from keskar_repro.measures.notions import adaptive_sharpness, average_sharpness
+from keskar_repro.measures.sharpness import resolved_method, sharpness
+from keskar_repro.store.files import cached_json
+from keskar_repro.store.runs import load_snapshot, run_dir, snapshot_name
+from keskar_repro.training.interpolation import evaluate_path
+from keskar_repro.training.objective import make_loss_fn, split_metrics
+from keskar_repro.training.protocol import (
     DEFAULT_SUBSPACE_SCALING,
     SHARPNESS_MAXITER,
     SUBSPACE_KEY,
     subspace_key,
 )
-from keskar_repro.runs import load_snapshot, run_dir, snapshot_name
-from keskar_repro.sharpness import resolved_method, sharpness
-from keskar_repro.train import TrainedRun
+from keskar_repro.training.train import TrainedRun
 
 # 2 (issue 12): cross-entropy in its log1p form (objective.cross_entropy), precise at the tiny
 # losses of converged minimizers, and L-BFGS-B restarted until all its iterations are done.

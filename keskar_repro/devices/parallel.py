@@ -12,8 +12,8 @@ function here is the identity, and nothing changes.
 An axis whose length is not a multiple of the device count (e.g. mnist10k's SB batch 34 on 4
 devices) stays replicated: correct, only not parallel.
 
-Several processes (hosts): after `keskar_repro.distributed.initialize_from_env()` (the scripts
-call it) `jax.devices()` lists every process's devices and the mesh spans them all. Every
+Several processes (hosts): after `keskar_repro.devices.distributed.initialize_from_env()` (the
+scripts call it) `jax.devices()` lists every process's devices and the mesh spans them all. Every
 process holds the whole dataset, so `replicate` places each process's own copy on its local
 devices (`jax.device_put` of a host array onto a replicated global sharding; JAX takes each
 process's value as that process's shards); outputs that are replicated read back on every

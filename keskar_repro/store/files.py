@@ -8,7 +8,7 @@ the owner-only 0600 / 0700 of a temporary file, so a results folder can be share
 (the `filelock` package: an OS-level lock released when its process dies) serialises work that
 two processes sharing a folder must not do twice at once.
 
-In a multi-process job (keskar_repro.distributed) only the primary process writes and locks;
+In a multi-process job (keskar_repro.devices.distributed) only the primary process writes and locks;
 the others compute the same values, skip the write, and take the primary's answer wherever a
 decision depends on what is on disk (`cached_json`).
 """
@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from keskar_repro.distributed import agree, is_primary
+from keskar_repro.devices.distributed import agree, is_primary
 from keskar_repro.errors import CorruptFileError
 
 

@@ -2,8 +2,8 @@
 
 Dinh et al. 2017: a ReLU network has many parameter vectors for one function, and a sharpness
 measured in the parameters can differ between them. This module owns the transforms of the
-variables {"params": ..., "batch_stats": ...} of a `keskar_repro.models.MLP` (any hidden widths)
-that keep its function, and what they move: the per-layer norms.
+variables {"params": ..., "batch_stats": ...} of a `keskar_repro.training.models.MLP` (any hidden
+widths) that keep its function, and what they move: the per-layer norms.
 
 Layout and names (as Flax creates them in models.MLP; L = len(hidden)):
 
@@ -41,9 +41,9 @@ c a power of 2 (every product is then exact, absent overflow and underflow).
 Both need c > 0: for c < 0, BN and ReLU are not odd functions and the function changes.
 
 Metric 2.1's box eps (|x_i| + 1) does not scale with a rescaled layer, so its sharpness moves;
-adaptive sharpness (eta = 0, keskar_repro.notions) has the box eps |x_i|, which maps onto itself
-under any rescaling D: f(D(x + d)) = f'(x + d) with f' the eps / c^2 network above, so it moves
-only by the difference between eps and eps / c^2 (exactly zero for the last-BN transform).
+adaptive sharpness (eta = 0, keskar_repro.measures.notions) has the box eps |x_i|, which maps onto
+itself under any rescaling D: f(D(x + d)) = f'(x + d) with f' the eps / c^2 network above, so it
+moves only by the difference between eps and eps / c^2 (exactly zero for the last-BN transform).
 
 Norms (`layer_norms`): Frobenius ||A||_F = sqrt(sum_ij A_ij^2) or RMS ||A||_F / sqrt(size(A))
 of every params leaf, in float64. `match_norms` rescales each hidden Dense layer (kernel and

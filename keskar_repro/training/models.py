@@ -10,8 +10,8 @@ every BatchNorm, F1 has
 trainable parameters. The network returns logits; the softmax lives in the loss.
 
 With batch statistics (training, and the "batch" and "full" evaluation policies of
-keskar_repro.objective) the bias of each hidden Dense layer is functionally inert: batch norm
-subtracts the batch mean, which contains the bias, so the loss does not depend on it and its
+keskar_repro.training.objective) the bias of each hidden Dense layer is functionally inert: batch
+norm subtracts the batch mean, which contains the bias, so the loss does not depend on it and its
 exact gradient is zero. The computed gradient is rounding noise, which Adam's normalisation
 turns into steps of about +-lr, so these biases drift during training without changing the
 network under those policies. Under the "running" policy (use_running_average=True) they are not

@@ -11,7 +11,7 @@ cos(pi / 2) is not exactly 0 in floating point).
 
 `evaluate_path` returns the exact train and test cross-entropy and accuracy at every alpha,
 computed by one jit-compiled program (a `lax.map` over alphas around the chunked full-split
-objective), with the batch-norm policy explicit as in keskar_repro.objective. Under "batch"
+objective), with the batch-norm policy explicit as in keskar_repro.training.objective. Under "batch"
 (default: what the authors' Keras code did) and "full" the stored running averages are not used.
 Under "running" they are interpolated with the same weights (w_a, w_b) as the parameters, each
 statistic in its own geometry (`interpolate_variables`):
@@ -35,7 +35,7 @@ How many alphas are evaluated together (vmapped) does not change the values, onl
 memory. By default it is 1 on a CPU (vmapping alphas measured slower there: 25 points over
 mnist10k took 3.1 s one at a time, 3.5 s five at a time and 5.4 s all together on the 2-core
 CPU; `python -m benchmarks.path_alpha_batch`) and, on accelerators, the largest number whose
-compiled program fits in half the free device memory (keskar_repro.memory).
+compiled program fits in half the free device memory (keskar_repro.devices.memory).
 """
 
 from __future__ import annotations
@@ -47,16 +47,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from keskar_repro.bn_policies import DEFAULT_CHUNK_SIZE, check_bn_policy
-from keskar_repro.memory import (
+from keskar_repro.devices.memory import (
     DEFAULT_FRACTION,
     budget_bytes,
     check_fraction,
     largest_fitting,
     program_bytes,
 )
-from keskar_repro.objective import split_metrics
-from keskar_repro.parallel import replicate
+from keskar_repro.devices.parallel import replicate
+from keskar_repro.training.bn_policies import DEFAULT_CHUNK_SIZE, check_bn_policy
+from keskar_repro.training.objective import split_metrics
 
 PATHS = ("linear", "curvilinear")
 
