@@ -6,9 +6,9 @@ of F1, under function-preserving rescalings, and their rank correlation with gen
     python experiments/fig_sharpness_notions.py --dataset mnist10k --replot
 
 Reuses (or trains) the SB and LB runs of experiments/fig_sharpness.py and measures, on each
-run's training objective (BN policy "batch"), every notion of
-`keskar_repro.store.measurements.NOTIONS` (worst case on Metric 2.1's box eps (|x_i| + 1); adaptive
-worst case on eps |x_i|; average case with Gaussian delta_i of std eps (|x_i| + 1), and of std eps
+run's training objective (BN policy "batch"), the four registered notions of `NOTION_NAMES`
+(keskar_repro.measures.NOTIONS: worst case on Metric 2.1's box eps (|x_i| + 1); adaptive worst
+case on eps |x_i|; average case with Gaussian delta_i of std eps (|x_i| + 1), and of std eps
 |x_i|) at every epsilon:
 
 - at the trained point;
@@ -80,7 +80,7 @@ from keskar_repro.report import experiment, stats  # noqa: E402  (no JAX at impo
 STEM = "fig_sharpness_notions"
 REGIMES = ("SB", "LB")
 POPULATIONS = ("pairs", "all", "others")
-NOTION_NAMES = ("metric_2_1", "adaptive", "average", "average_adaptive")  # measurements.NOTIONS
+NOTION_NAMES = ("metric_2_1", "adaptive", "average", "average_adaptive")  # of measures.NOTIONS
 GAPS = {"loss": "test - train cross-entropy", "accuracy": "train - test accuracy (points)"}
 PRESETS = {
     # fig_sharpness.py's runs (5 seeds, 100 epochs), both epsilons, 32 Gaussian draws.
@@ -255,7 +255,7 @@ def label(config) -> str:
 
 
 def compute(args, dataset) -> dict:
-    from keskar_repro.store.measurements import NOTIONS
+    from keskar_repro.measures.registry import NOTIONS
     from keskar_repro.store.runs import run_dir
 
     configs = experiment.sb_lb_configs(args, dataset)
@@ -286,7 +286,7 @@ def compute(args, dataset) -> dict:
         measure_run(run, "other", {"trained": (None, None)}, args, dataset, run_rows, rows, bar)
     bar.close()
     return {
-        "notions": {name: NOTIONS[name][0] for name in NOTION_NAMES},
+        "notions": {name: NOTIONS[name].description for name in NOTION_NAMES},
         "gaps": GAPS,
         "runs": run_rows,
         "rows": rows,
@@ -296,10 +296,13 @@ def compute(args, dataset) -> dict:
 def measure_run(run, regime: str, points: dict, args, dataset, run_rows, rows, bar) -> None:
     """Append the run's row (metrics, gaps, norms) to `run_rows` and one row per point, notion
     and epsilon to `rows` (every measurement cached beside the run)."""
-    from keskar_repro.store.measurements import final_metrics, notion_measurement
+    from keskar_repro.store.measurements import (
+        final_metrics,
+        notion_measurement,
+        training_objective,
+    )
     from keskar_repro.store.runs import run_dir
     from keskar_repro.training import reparam
-    from keskar_repro.training.objective import make_loss_fn
 
     path = run_dir(run.config, args.runs_dir)
     metrics = final_metrics(run, dataset, "batch", args.runs_dir)
@@ -312,7 +315,7 @@ def measure_run(run, regime: str, points: dict, args, dataset, run_rows, rows, b
         "rms": reparam.layer_norms(_variables(run), "rms"),
         "rms_history": rms_history(run),
     })  # fmt: skip
-    loss_fn = make_loss_fn(run.config.model(), run.batch_stats, dataset.x_train, dataset.y_train)
+    loss_fn = training_objective(run, dataset)
     for point, (params, spec) in points.items():
         f = float(loss_fn(run.params if params is None else params))
         for notion in NOTION_NAMES:

@@ -82,3 +82,12 @@ def tiny_runs_job(root: str, out: str) -> dict:
     with open(out, "w") as handle:
         json.dump(fingerprint, handle)
     return fingerprint
+
+
+@pytest.fixture
+def x64():
+    """Float64 on for one test (exact-answer checks of the measurements)."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield

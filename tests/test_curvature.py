@@ -117,7 +117,7 @@ def test_diagonal_quadratic_trace_and_density_are_exact():
     loss = quadratic(h)
     trace = hessian_trace(loss, point(), key=key(1), num_samples=3)
     assert trace.value == pytest.approx(np.trace(h), rel=1e-6)
-    assert trace.std_error <= 1e-6 * abs(np.trace(h))
+    assert trace.stderr <= 1e-6 * abs(np.trace(h))
     assert trace.method == "hutchinson" and trace.num_samples == trace.num_matvecs == 3
 
     density = spectral_density(loss, point(), key=key(2), num_probes=3, num_matvecs=4)
@@ -143,14 +143,14 @@ def test_stochastic_estimators_agree_within_their_stated_errors():
     exact = float(np.sum(eigenvalues))
 
     hutchinson = hessian_trace(loss, point(), key=key(3), num_samples=200)
-    assert abs(hutchinson.value - exact) <= 4 * hutchinson.std_error
+    assert abs(hutchinson.value - exact) <= 4 * hutchinson.stderr
     # the standard error against its exact value for Rademacher probes
     exact_error = np.sqrt(2 * (np.sum(h**2) - np.sum(np.diag(h) ** 2)) / 200)
-    assert hutchinson.std_error == pytest.approx(exact_error, rel=0.3)
+    assert hutchinson.stderr == pytest.approx(exact_error, rel=0.3)
 
     xtrace = hessian_trace(loss, point(), key=key(4), num_samples=8, method="xtrace")
-    assert xtrace.num_matvecs == 16 and abs(xtrace.value - exact) <= 4 * xtrace.std_error
-    assert xtrace.std_error < hutchinson.std_error  # fewer probes, smaller error
+    assert xtrace.num_matvecs == 16 and abs(xtrace.value - exact) <= 4 * xtrace.stderr
+    assert xtrace.stderr < hutchinson.stderr  # fewer probes, smaller error
     # with 2m >= n XTrace forms H from n HVPs: exact
     formed = hessian_trace(loss, point(), key=key(4), num_samples=13, method="xtrace")
     assert formed.num_matvecs == N and formed.value == pytest.approx(exact, rel=1e-5)
@@ -167,7 +167,7 @@ def test_xtrace_is_exact_for_a_low_rank_hessian():
     loss = quadratic(rotated(low_rank))
     result = hessian_trace(loss, point(), key=key(6), num_samples=5, method="xtrace")
     assert result.value == pytest.approx(sum(TOP), rel=1e-5)
-    assert result.std_error <= 1e-4
+    assert result.stderr <= 1e-4
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def test_half_precision_leaves_are_variables():
 
     params = point(dtypes=dtypes)
     trace = hessian_trace(loss, params, key=key(10), num_samples=2)
-    assert trace.value == sum(np.sum(a) for a in d.values()) and trace.std_error == 0.0
+    assert trace.value == sum(np.sum(a) for a in d.values()) and trace.stderr == 0.0
     assert trace.param_dtypes == ("bfloat16", "float16", "float32") and trace.dtype == "float32"
     top = top_eigenvalues(loss, params, key=key(11), k=1, num_matvecs=N)
     assert top.eigenvalues[0] == pytest.approx(8.0, rel=1e-2)  # bfloat16 tangents: 2^-8

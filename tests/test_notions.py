@@ -23,12 +23,6 @@ from keskar_repro.measures.sharpness import sharpness
 EPS = 1e-3
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def flat(tree):
     """The leaves of tree, flattened in order, float64 numpy."""
     return np.concatenate([np.asarray(a, np.float64).ravel() for a in jax.tree.leaves(tree)])
@@ -327,7 +321,7 @@ def test_records_are_frozen_and_json_ready():
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
-        ({"sigma": 0.0}, "sigma"),
+        ({"epsilon": 0.0}, "epsilon"),
         ({"eta": -1.0, "adaptive": True}, "eta"),
         ({"eta": 0.1}, "eta"),
         ({"samples": 1}, "samples"),
@@ -339,7 +333,7 @@ def test_records_are_frozen_and_json_ready():
     ],
 )
 def test_average_argument_errors(kwargs, name):
-    kwargs = {"sigma": 0.1, "key": jax.random.key(0), **kwargs}
+    kwargs = {"epsilon": 0.1, "key": jax.random.key(0), **kwargs}
     with pytest.raises(ValueError, match=name):
         average_sharpness(lambda p: jnp.sum(p["w"] ** 2), {"w": np.ones(3, np.float32)}, **kwargs)
 

@@ -33,12 +33,6 @@ SCALES = [1e-6, 1e-3, 1.0, 1e3]
 # method="lbfgsb": method="auto" runs jaxopt's L-BFGS-B on a GPU/TPU.
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def leaves(tree):
     return jax.tree_util.tree_leaves(tree)
 
@@ -579,7 +573,7 @@ def test_device_lbfgsb_matches_scipy_on_linear_and_quadratic(x64):
 
 
 def test_solver_registry_one_signature_one_outcome():
-    """SOLVERS maps each method but "auto" to solver(problem, maxiter, options) -> SolverOutcome;
+    """SOLVERS maps each method but "auto" to solver(problem, options) -> SolverOutcome;
     on a separable convex quadratic each reaches the exact maximising corner in 3 iterations."""
     assert set(SOLVERS) == {"lbfgsb", "lbfgsb-device", "pga"} == set(METHODS) - {"auto"}
     params = {"w": np.array([[0.5, -0.5], [-0.5, 0.5]], np.float32),
@@ -595,7 +589,7 @@ def test_solver_registry_one_signature_one_outcome():
     exact_gain = np.sum((0.5 + h) ** 2 - 0.25)
     for name, solve in SOLVERS.items():
         problem = sharpness_problem(loss, params, eps)
-        out = solve(problem, 3, SolverOptions())
+        out = solve(problem, SolverOptions(maxiter=3))
         assert isinstance(out, SolverOutcome), name
         np.testing.assert_allclose(out.z_best, signs, rtol=0, atol=1e-6, err_msg=name)
         assert out.f_max - problem.f0 == pytest.approx(exact_gain, rel=1e-5), name  # float32 f
@@ -604,7 +598,7 @@ def test_solver_registry_one_signature_one_outcome():
     literal = sharpness_problem(loss, params, eps, scaling="literal")
     for name in ("lbfgsb-device", "pga"):
         with pytest.raises(ValueError, match="scaling='literal'"):
-            SOLVERS[name](literal, 3, SolverOptions())
+            SOLVERS[name](literal, SolverOptions(maxiter=3, scaling="literal", method="lbfgsb"))
 
 
 def test_setulb_driver_matches_public_driver(x64):

@@ -1,14 +1,15 @@
-"""Argument checks and JSON conversion shared by the measurement modules (sharpness, notions,
-curvature): each check returns the checked value or raises a ValueError that names the argument,
-so a research user's mistake reads as one line about their own call."""
+"""Argument checks, keys, the loss's data argument and JSON conversion shared by the measurement
+modules: each check returns the checked value or raises a ValueError that names the argument, so
+a research user's mistake reads as one line about their own call. Imports JAX only inside the
+functions that need it (keskar_repro.measures.options uses the plain checks without JAX)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -44,6 +45,10 @@ def check_loss_fn(loss_fn: Any, params: Any, *, hashable: bool = False) -> np.dt
     """The dtype of loss_fn(params), which must be a floating-point scalar; traced abstractly
     (`jax.eval_shape`), nothing computed. With hashable=True, loss_fn must also be hashable
     (a static argument of compiled functions)."""
+    import jax
+    import jax.numpy as jnp
+
+    loss_fn, data = split_data(loss_fn)
     if not callable(loss_fn):
         raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     if hashable:
@@ -52,7 +57,7 @@ def check_loss_fn(loss_fn: Any, params: Any, *, hashable: bool = False) -> np.dt
         except TypeError as err:
             raise ValueError("loss_fn must be hashable (wrap it in a function)") from err
     try:
-        out = jax.eval_shape(loss_fn, params)
+        out = jax.eval_shape(lambda p, d: call(loss_fn, p, d), params, data)
     except Exception as err:  # a loss that JAX cannot trace is the caller's argument error
         raise ValueError(f"loss_fn(params) could not be traced by JAX: {err}") from err
     shape, dtype = getattr(out, "shape", None), getattr(out, "dtype", None)
@@ -78,3 +83,52 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     return value
+
+
+def check_key(key: Any, needed_by: str = "this measurement") -> Any:
+    """A JAX PRNG key: `key` itself if it is one (typed, `jax.random.key`, or raw uint32[2],
+    `jax.random.PRNGKey`), `jax.random.key(key)` for an int seed; ValueError naming `key` for
+    None or anything else."""
+    import jax
+
+    if key is None:
+        raise ValueError(f"key is required by {needed_by}: pass a jax.random.key or an int seed")
+    if isinstance(key, int | np.integer) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return key
+    if dtype == np.uint32 and np.shape(key) == (2,):
+        return key
+    raise ValueError(f"key must be a jax.random.key or an int seed, got {key!r}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class WithData:
+    """`loss_fn(params, data)` with its data: every measurement evaluates `fn(params, data)`,
+    compiling for `fn` (the cache key) with the data as an argument of the compiled program, so
+    one compilation serves every call with data of the same shapes."""
+
+    fn: Callable
+    data: Any
+
+    def __call__(self, params: Any) -> Any:
+        """fn(params, data), compiled (one compilation per fn and shapes)."""
+        import jax
+
+        return jax.jit(self.fn)(params, self.data)
+
+
+def with_data(loss_fn: Callable, data: Any) -> Callable:
+    """loss_fn as it is for data=None, else `WithData(loss_fn, data)`."""
+    return loss_fn if data is None else WithData(loss_fn, data)
+
+
+def split_data(loss_fn: Callable) -> tuple[Callable, Any]:
+    """(the function to compile, its data or None)."""
+    return (loss_fn.fn, loss_fn.data) if isinstance(loss_fn, WithData) else (loss_fn, None)
+
+
+def call(fn: Callable, params: Any, data: Any) -> Any:
+    """fn(params), or fn(params, data) when data is not None (inside compiled programs)."""
+    return fn(params) if data is None else fn(params, data)

@@ -1,5 +1,9 @@
 """Compiled evaluation of f(x + A (h * z)) and its gradient, the device solver loops, and the
-cache of both per loss_fn."""
+cache of both per loss_fn.
+
+Every compiled function takes the loss's `data` as an argument (None for `loss_fn(params)`;
+see keskar_repro.measures.checks.WithData), so one compilation per loss_fn serves every dataset
+of the same shapes."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from keskar_repro.measures.checks import call
 from keskar_repro.measures.pytree import Partition
 from keskar_repro.measures.subspace import _HIGHEST
 
@@ -31,6 +36,7 @@ def _value_and_grad_z(
     loss_fn: Callable,
     z: jax.Array,
     params: Any,
+    data: Any,
     h: jax.Array | None,
     a: jax.Array | None,
     *,
@@ -39,7 +45,8 @@ def _value_and_grad_z(
     """f(x + A (h * z)) and its gradient in z (h = None: z is y; a = None: A = I), x the entries
     of params that `part` perturbs."""
     x_flat, unravel = part.flatten(params)
-    value, g = jax.value_and_grad(lambda v: loss_fn(unravel(v)))(x_flat + _delta_flat(z, h, a))
+    point = x_flat + _delta_flat(z, h, a)
+    value, g = jax.value_and_grad(lambda v: call(loss_fn, unravel(v), data))(point)
     if a is not None:
         g = jnp.matmul(g, a, precision=_HIGHEST)
     if h is not None:
@@ -50,6 +57,7 @@ def _value_and_grad_z(
 def _pga_loop(
     loss_fn: Callable,
     params: Any,
+    data: Any,
     h: jax.Array,
     a: jax.Array | None,
     v0: jax.Array,
@@ -64,7 +72,7 @@ def _pga_loop(
     def body(i, carry):
         u, g, v, best_u, best_v, best_i = carry
         u = jnp.clip(u + step * jnp.sign(g), -1.0, 1.0)
-        v, g = _value_and_grad_z(loss_fn, u, params, h, a, part=part)
+        v, g = _value_and_grad_z(loss_fn, u, params, data, h, a, part=part)
         better = v > best_v
         best_u = jnp.where(better, u, best_u)
         best_v = jnp.where(better, v, best_v)
@@ -80,6 +88,7 @@ def _pga_loop(
 def _device_lbfgsb(
     loss_fn: Callable,
     params: Any,
+    data: Any,
     h: jax.Array,
     a: jax.Array | None,
     f0: jax.Array,
@@ -99,7 +108,7 @@ def _device_lbfgsb(
         import jaxopt
 
     def objective(u):
-        value, grad = _value_and_grad_z(loss_fn, u, params, h, a, part=part)
+        value, grad = _value_and_grad_z(loss_fn, u, params, data, h, a, part=part)
         return -(value - f0) / scale, -grad / scale
 
     solver = jaxopt.LBFGSB(

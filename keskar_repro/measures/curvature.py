@@ -31,11 +31,11 @@ n matrix.
   rounding". It does not prove that the eigenvalue is the i-th largest: an eigenvector almost
   orthogonal to the start vector is found late.
 - Trace (`hessian_trace`): Hutchinson (1990), tr H = E[z^T H z] for Rademacher z, the mean of
-  m probes, std_error = sample std (ddof 1) / sqrt(m) (exactly, Var z^T H z = 2 (||H||_F^2 -
+  m probes, stderr = sample std (ddof 1) / sqrt(m) (exactly, Var z^T H z = 2 (||H||_F^2 -
   sum_i H_ii^2): a diagonal H is measured without error); or XTrace (Epperly, Tropp & Webber
   2024, a Hutch++-type estimator): with m Gaussian probes and 2m HVPs it takes the trace of
   the projection of H on range(H Omega) exactly and Hutchinson's estimate of the rest, averaged
-  over the m leave-one-out choices, with std_error = std of those m estimates (ddof 1) /
+  over the m leave-one-out choices, with stderr = std of those m estimates (ddof 1) /
   sqrt(m). XTrace is exact when rank H < m, and its error falls like 1/m instead of
   1/sqrt(m) when a few large eigenvalues carry most of the trace; with 2m >= n it forms H
   from n HVPs and returns its exact trace.
@@ -92,8 +92,17 @@ import jax.numpy as jnp
 import numpy as np
 from matfree import decomp, stochtrace
 
-from keskar_repro.measures.checks import check_choice, check_int, check_loss_fn, jsonable
-from keskar_repro.measures.pytree import LeafCounts, partition
+from keskar_repro.measures.checks import (
+    call,
+    check_choice,
+    check_int,
+    check_key,
+    check_loss_fn,
+    jsonable,
+    split_data,
+    with_data,
+)
+from keskar_repro.measures.pytree import LeafCounts, Mask, Partition, partition
 
 __all__ = [
     "TRACE_METHODS",
@@ -117,92 +126,34 @@ WHICH: tuple[str, ...] = ("largest", "smallest", "magnitude")
 # --------------------------------------------------------------------------------------------
 
 
-def _check_key(key: Any) -> jax.Array:
-    if key is None:
-        raise ValueError("key is required (a jax.random key): every estimator here is random")
-    return key
-
-
-# --------------------------------------------------------------------------------------------
-# The variables: floating leaves, flattened; the other leaves held fixed
-# --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Split:
-    """Where the variables sit in params, and their flat form in the work dtype (hashable by
-    value: a static argument of the compiled functions)."""
-
-    treedef: Any
-    is_var: tuple[bool, ...]
-    shapes: tuple[tuple[int, ...], ...]  # of the variable leaves
-    dtypes: tuple[np.dtype, ...]  # of the variable leaves
-    work_dtype: np.dtype
-    counts: LeafCounts = dataclasses.field(compare=False)
-
-    @property
-    def n(self) -> int:
-        return sum(math.prod(s) for s in self.shapes)
-
-    def parts(self, tree: Any) -> tuple[list, list]:
-        """(variable leaves, fixed leaves) of a pytree with params' structure."""
-        leaves = self.treedef.flatten_up_to(tree)
-        var = [leaf for leaf, v in zip(leaves, self.is_var, strict=True) if v]
-        fixed = [leaf for leaf, v in zip(leaves, self.is_var, strict=True) if not v]
-        return var, fixed
-
-    def merge(self, var: list, fixed: list) -> Any:
-        """The pytree with params' structure from its variable and fixed leaves."""
-        var_it, fixed_it = iter(var), iter(fixed)
-        return self.treedef.unflatten([next(var_it if v else fixed_it) for v in self.is_var])
-
-    def ravel(self, var: list) -> jax.Array:
-        """Variable leaves -> one flat vector of the work dtype."""
-        return jnp.concatenate([jnp.ravel(leaf).astype(self.work_dtype) for leaf in var])
-
-    def unravel(self, flat: jax.Array) -> list:
-        """One flat vector -> variable leaves, each in its own shape and dtype."""
-        sizes = [math.prod(s) for s in self.shapes]
-        pieces = jnp.split(flat, np.cumsum(sizes)[:-1].tolist())
-        return [
-            p.reshape(s).astype(d) for p, s, d in zip(pieces, self.shapes, self.dtypes, strict=True)
-        ]
-
-
-def _split(params: Any) -> _Split:
-    """The variables of params: `pytree.partition`'s floating leaves (a ValueError if none)."""
-    part = partition(params)
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    var = [leaf for leaf, v in zip(leaves, part.perturbed, strict=True) if v]
-    shapes = tuple(tuple(np.shape(leaf)) for leaf in var)
-    dtypes = tuple(np.dtype(jnp.result_type(leaf)) for leaf in var)
-    return _Split(treedef, part.perturbed, shapes, dtypes, np.dtype(part.dtype), part.counts)
-
-
-def _hvp_leaves(loss_fn: Callable, split: _Split, var: list, fixed: list, tangent: list) -> list:
+def _hvp_leaves(
+    loss_fn: Callable, part: Partition, var: list, fixed: list, data: Any, tangent: list
+) -> list:
     """H v over the variable leaves: jvp of grad, forward over reverse."""
 
     def grad_var(var_leaves):
-        return jax.grad(lambda w: loss_fn(split.merge(w, fixed)))(var_leaves)
+        return jax.grad(lambda w: call(loss_fn, part.merge(w, fixed), data))(var_leaves)
 
-    tangent = [t.astype(d) for t, d in zip(tangent, split.dtypes, strict=True)]
+    tangent = [t.astype(d) for t, d in zip(tangent, part.dtypes, strict=True)]
     return jax.jvp(grad_var, (var,), (tangent,))[1]
 
 
 def _hvp_flat(
-    loss_fn: Callable, split: _Split, v: jax.Array, point: jax.Array, fixed: list
+    loss_fn: Callable, part: Partition, v: jax.Array, point: jax.Array, fixed: list, data: Any
 ) -> jax.Array:
     """H v for flat v at the flat point, in the work dtype (the matvec given to matfree)."""
-    hv = _hvp_leaves(loss_fn, split, split.unravel(point), fixed, split.unravel(v))
-    return split.ravel(hv)
+    hv = _hvp_leaves(loss_fn, part, part.unravel(point), fixed, data, part.unravel(v))
+    return part.ravel(hv)
 
 
-@partial(jax.jit, static_argnames=("loss_fn", "split"))
-def _hvp_compiled(var: list, fixed: list, tangent: list, *, loss_fn: Callable, split: _Split):
-    return _hvp_leaves(loss_fn, split, var, fixed, tangent)
+@partial(jax.jit, static_argnames=("loss_fn", "part"))
+def _hvp_compiled(var: list, fixed: list, data: Any, tangent: list, *, loss_fn, part: Partition):
+    return _hvp_leaves(loss_fn, part, var, fixed, data, tangent)
 
 
-def hvp_fn(loss_fn: Callable[[Any], jax.Array], params: Any) -> Callable[[Any], Any]:
+def hvp_fn(
+    loss_fn: Callable[..., jax.Array], params: Any, *, mask: Mask = None, data: Any = None
+) -> Callable[[Any], Any]:
     """`hvp(v) -> H v`, the Hessian-vector product of `loss_fn` at `params`, jit-compiled.
 
     v is a pytree with params' structure; its floating leaves are the direction (cast to the
@@ -211,16 +162,16 @@ def hvp_fn(loss_fn: Callable[[Any], jax.Array], params: Any) -> Callable[[Any], 
     (as `jax.grad(..., allow_int=True)` returns there). Computed as jax.jvp(jax.grad(f)) (module
     docstring): one forward and one backward pass with their tangents, never the matrix. It
     compiles once per loss_fn, params structure and dtypes of v; params is an argument of the
-    compiled function, not a constant in it.
+    compiled function, not a constant in it (and so is `data`: with it, `loss_fn(params, data)`
+    is differentiated). `mask` restricts the variables to some leaves (the others are held,
+    with float0 zeros in H v).
     """
-    split = _split(params)
-    check_loss_fn(loss_fn, params, hashable=True)
-    var, fixed = split.parts(params)
+    part, var, fixed, fn, data = _variables(loss_fn, params, mask, data)
     zeros = [np.zeros(np.shape(leaf), jax.dtypes.float0) for leaf in fixed]
 
     def hvp(v: Any) -> Any:
-        hv = _hvp_compiled(var, fixed, split.parts(v)[0], loss_fn=loss_fn, split=split)
-        return split.merge(hv, zeros)
+        hv = _hvp_compiled(var, fixed, data, part.split(v)[0], loss_fn=fn, part=part)
+        return part.merge(hv, zeros)
 
     return hvp
 
@@ -285,13 +236,13 @@ class TraceResult(CurvatureReport):
     """An estimate of tr H and its standard error.
 
     value         the estimate of tr H.
-    std_error     its estimated standard error (module docstring; 0 when exact).
+    stderr        its estimated standard error (module docstring; 0 when exact).
     method        "hutchinson" or "xtrace".
     num_samples   m, the number of random probes.
     """
 
     value: float
-    std_error: float
+    stderr: float
     method: str
     num_samples: int
 
@@ -333,12 +284,12 @@ class SpectralDensity(CurvatureReport):
         return float(np.mean(per_probe)), float(error)
 
 
-def _report(split: _Split, num_matvecs: int, t0: float, t_compile: float) -> dict[str, Any]:
+def _report(part: Partition, num_matvecs: int, t0: float, t_compile: float) -> dict[str, Any]:
     return {
-        "n_params": split.n,
-        "leaf_counts": split.counts,
-        "param_dtypes": tuple(sorted({d.name for d in split.dtypes})),
-        "dtype": split.work_dtype.name,
+        "n_params": part.n,
+        "leaf_counts": part.counts,
+        "param_dtypes": tuple(sorted(set(part.dtypes))),
+        "dtype": part.dtype,
         "num_matvecs": num_matvecs,
         "seconds": time.perf_counter() - t0,
         "seconds_compile": t_compile,
@@ -354,13 +305,26 @@ def _run(jitted: Callable, args: tuple, **static: Any) -> tuple[Any, float]:
     return jax.tree_util.tree_map(np.asarray, jax.device_get(compiled(*args))), t_compile
 
 
-def _setup(loss_fn: Callable, params: Any, key: Any) -> tuple[_Split, tuple]:
-    """The split and the compiled functions' arguments (flat point, fixed leaves, key)."""
-    _check_key(key)
-    split = _split(params)
+def _variables(loss_fn: Callable, params: Any, mask: Mask, data: Any) -> tuple:
+    """(the partition of params (`pytree.partition`: the floating leaves `mask` selects; a
+    ValueError if none), variable leaves, held leaves, the function to compile, its data on the
+    device)."""
+    part = partition(params, mask)
+    loss_fn = with_data(loss_fn, data)
     check_loss_fn(loss_fn, params, hashable=True)
-    var, fixed = split.parts(params)
-    return split, (split.ravel(var), fixed, key)
+    var, fixed = part.split(params)
+    fn, data = split_data(loss_fn)
+    return part, var, fixed, fn, jax.tree_util.tree_map(jnp.asarray, data)
+
+
+def _setup(
+    loss_fn: Callable, params: Any, key: Any, mask: Mask, data: Any, what: str
+) -> tuple[Partition, tuple, dict[str, Any]]:
+    """The partition, the compiled estimator's arguments (flat point, held leaves, data, key)
+    and its static loss_fn."""
+    key = check_key(key, what)
+    part, var, fixed, fn, data = _variables(loss_fn, params, mask, data)
+    return part, (part.ravel(var), fixed, data, key), {"loss_fn": fn}
 
 
 def _tridiag(m: int) -> Callable:
@@ -368,18 +332,19 @@ def _tridiag(m: int) -> Callable:
     return decomp.tridiag_sym(m, reortho="full", materialize=True, custom_vjp=False)
 
 
-@partial(jax.jit, static_argnames=("loss_fn", "split", "m"))
-def _lanczos(point, fixed, key, *, loss_fn: Callable, split: _Split, m: int):
+@partial(jax.jit, static_argnames=("loss_fn", "part", "m"))
+def _lanczos(point, fixed, data, key, *, loss_fn: Callable, part: Partition, m: int):
     """(T_m, beta_m) of m Lanczos steps from a Gaussian start vector."""
-    v0 = jax.random.normal(key, point.shape, split.work_dtype)
-    _, t_m, residual, _ = _tridiag(m)(partial(_hvp_flat, loss_fn, split), v0, point, fixed)
+    v0 = jax.random.normal(key, point.shape, part.dtype)
+    matvec = partial(_hvp_flat, loss_fn, part)
+    _, t_m, residual, _ = _tridiag(m)(matvec, v0, point, fixed, data)
     return t_m, jnp.linalg.norm(residual)
 
 
-@partial(jax.jit, static_argnames=("loss_fn", "split", "m", "method"))
-def _trace(point, fixed, key, *, loss_fn: Callable, split: _Split, m: int, method: str):
+@partial(jax.jit, static_argnames=("loss_fn", "part", "m", "method"))
+def _trace(point, fixed, data, key, *, loss_fn: Callable, part: Partition, m: int, method: str):
     """(estimate of tr H, matfree's standard error with ddof 0) from m probes."""
-    template = jnp.zeros((split.n,), split.work_dtype)
+    template = jnp.zeros((part.n,), part.dtype)
     if method == "hutchinson":
         estimator = stochtrace.estimator_monte_carlo_mean_and_sem(
             stochtrace.monte_carlo_trace(), stochtrace.sampler_signs(template, num=m)
@@ -388,23 +353,23 @@ def _trace(point, fixed, key, *, loss_fn: Callable, split: _Split, m: int, metho
         estimator = stochtrace.estimator_leave_one_out_mean_and_sem(
             stochtrace.leave_one_out_xtrace(), stochtrace.sampler_normal(template, num=m)
         )
-    matvec = partial(_hvp_flat, loss_fn, split)
+    matvec = partial(_hvp_flat, loss_fn, part)
     # One probe after another; but matfree forms H with jacfwd when 2m >= n (XTrace), through
     # which a sequential_vmap cannot pass (its loop gets no batched primal): n <= 2m HVPs are
     # vmapped then.
-    if not (method == "xtrace" and 2 * m >= split.n):
+    if not (method == "xtrace" and 2 * m >= part.n):
         matvec = jax.custom_batching.sequential_vmap(matvec)
-    return estimator(matvec, key, point, fixed)
+    return estimator(matvec, key, point, fixed, data)
 
 
-@partial(jax.jit, static_argnames=("loss_fn", "split", "p", "m"))
-def _quadrature(point, fixed, key, *, loss_fn: Callable, split: _Split, p: int, m: int):
+@partial(jax.jit, static_argnames=("loss_fn", "part", "p", "m"))
+def _quadrature(point, fixed, data, key, *, loss_fn: Callable, part: Partition, p: int, m: int):
     """T_m of each of p Rademacher probes (probe l from fold_in(key, l)), one after another."""
-    matvec = partial(_hvp_flat, loss_fn, split)
+    matvec = partial(_hvp_flat, loss_fn, part)
 
     def one_probe(probe_key):
-        z = jax.random.rademacher(probe_key, point.shape, split.work_dtype)
-        return _tridiag(m)(matvec, z, point, fixed).J_small
+        z = jax.random.rademacher(probe_key, point.shape, part.dtype)
+        return _tridiag(m)(matvec, z, point, fixed, data).J_small
 
     keys = jax.vmap(partial(jax.random.fold_in, key))(jnp.arange(p))
     return jax.lax.map(one_probe, keys)
@@ -424,10 +389,12 @@ def top_eigenvalues(
     loss_fn: Callable[[Any], jax.Array],
     params: Any,
     *,
-    key: jax.Array,
+    key: Any = None,
     k: int = 1,
     num_matvecs: int | None = None,
     which: str = "largest",
+    mask: Mask = None,
+    data: Any = None,
 ) -> EigenvalueResult:
     """The k extreme eigenvalues of the Hessian of `loss_fn` at `params`, by Lanczos.
 
@@ -442,11 +409,11 @@ def top_eigenvalues(
     """
     t0 = time.perf_counter()
     check_choice("which", which, WHICH)
-    split, args = _setup(loss_fn, params, key)
-    k = check_int("k", k, 1, split.n)
-    m = min(split.n, max(30, 2 * k)) if num_matvecs is None else num_matvecs
-    m = check_int("num_matvecs", m, k, split.n)
-    (t_m, beta), t_compile = _run(_lanczos, args, loss_fn=loss_fn, split=split, m=m)
+    part, args, static = _setup(loss_fn, params, key, mask, data, "top_eigenvalues (Lanczos)")
+    k = check_int("k", k, 1, part.n)
+    m = min(part.n, max(30, 2 * k)) if num_matvecs is None else num_matvecs
+    m = check_int("num_matvecs", m, k, part.n)
+    (t_m, beta), t_compile = _run(_lanczos, args, **static, part=part, m=m)
     _check_finite("top_eigenvalues", t_m, beta)
     theta, s = np.linalg.eigh(t_m.astype(np.float64))  # m x m, on the host in float64
     bounds = float(beta) * np.abs(s[-1, :])
@@ -454,7 +421,7 @@ def top_eigenvalues(
     order["magnitude"] = np.argsort(-np.abs(theta))
     pick = order[which][:k]
     return EigenvalueResult(
-        **_report(split, m, t0, t_compile),
+        **_report(part, m, t0, t_compile),
         eigenvalues=theta[pick],
         residuals=bounds[pick],
         k=k,
@@ -467,9 +434,11 @@ def hessian_trace(
     loss_fn: Callable[[Any], jax.Array],
     params: Any,
     *,
-    key: jax.Array,
+    key: Any = None,
     num_samples: int = 20,
     method: str = "hutchinson",
+    mask: Mask = None,
+    data: Any = None,
 ) -> TraceResult:
     """tr H of `loss_fn` at `params`, with its standard error (module docstring).
 
@@ -482,17 +451,16 @@ def hessian_trace(
     """
     t0 = time.perf_counter()
     check_choice("method", method, TRACE_METHODS)
-    split, args = _setup(loss_fn, params, key)
-    high = split.n if method == "xtrace" else None
+    part, args, static = _setup(loss_fn, params, key, mask, data, "hessian_trace (its probes)")
+    high = part.n if method == "xtrace" else None
     m = check_int("num_samples", num_samples, 2, high)
-    num_matvecs = m if method == "hutchinson" else min(split.n, 2 * m)  # n: H formed, exact
-    static = {"loss_fn": loss_fn, "split": split, "m": m, "method": method}
-    (value, sem), t_compile = _run(_trace, args, **static)
+    num_matvecs = m if method == "hutchinson" else min(part.n, 2 * m)  # n: H formed, exact
+    (value, sem), t_compile = _run(_trace, args, **static, part=part, m=m, method=method)
     _check_finite("hessian_trace", value, sem)
     return TraceResult(
-        **_report(split, num_matvecs, t0, t_compile),
+        **_report(part, num_matvecs, t0, t_compile),
         value=float(value),
-        std_error=float(sem) * math.sqrt(m / (m - 1)),  # matfree's std has ddof 0
+        stderr=float(sem) * math.sqrt(m / (m - 1)),  # matfree's std has ddof 0
         method=method,
         num_samples=m,
     )
@@ -502,9 +470,11 @@ def spectral_density(
     loss_fn: Callable[[Any], jax.Array],
     params: Any,
     *,
-    key: jax.Array,
+    key: Any = None,
     num_probes: int = 4,
     num_matvecs: int = 50,
+    mask: Mask = None,
+    data: Any = None,
 ) -> SpectralDensity:
     """The spectral density of the Hessian of `loss_fn` at `params`, by stochastic Lanczos
     quadrature (module docstring).
@@ -517,15 +487,15 @@ def spectral_density(
     HVPs.
     """
     t0 = time.perf_counter()
-    split, args = _setup(loss_fn, params, key)
+    part, args, static = _setup(loss_fn, params, key, mask, data, "spectral_density (its probes)")
     p = check_int("num_probes", num_probes, 1)
-    m = check_int("num_matvecs", num_matvecs, 1, split.n)
-    t_m, t_compile = _run(_quadrature, args, loss_fn=loss_fn, split=split, p=p, m=m)
+    m = check_int("num_matvecs", num_matvecs, 1, part.n)
+    t_m, t_compile = _run(_quadrature, args, **static, part=part, p=p, m=m)
     _check_finite("spectral_density", t_m)
     nodes, s = np.linalg.eigh(t_m.astype(np.float64))  # P x m x m, on the host in float64
     weights = s[:, 0, :] ** 2
     return SpectralDensity(
-        **_report(split, p * m, t0, t_compile),
+        **_report(part, p * m, t0, t_compile),
         nodes=nodes,
         weights=weights,
         num_probes=p,

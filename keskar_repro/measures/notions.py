@@ -28,14 +28,14 @@ An entry with x_i = 0 has a zero half-width at eta = 0 and is not perturbed.
 Average case (`average_sharpness`):
 
     rise = E_delta [ f(x + delta) ] - f(x),   delta_i ~ N(0, s_i^2) independent,
-    s_i = sigma (default)  or  s_i = sigma (|x_i| + eta) (adaptive=True),
+    s_i = eps (default)  or  s_i = eps (|x_i| + eta) (adaptive=True),
 
 estimated by Monte Carlo over `samples` independent draws with its standard error
 std(rise_j) / sqrt(samples). By default the draws are antithetic pairs, rise_j = (f(x + d_j) +
 f(x - d_j)) / 2 - f(x): the same expectation (d and -d have the same law), but the first-order
-term, whose noise (variance sigma^2 |grad f|^2 per draw) dominates away from a minimum, cancels
+term, whose noise (variance eps^2 |grad f|^2 per draw) dominates away from a minimum, cancels
 exactly; it costs two evaluations per draw. For f = sum_i h_i x_i^2 / 2 the rise is exactly
-sigma^2 sum_i h_i / 2 (adaptive, eta = 0: sigma^2 sum_i h_i x_i^2 / 2).
+eps^2 sum_i h_i / 2 (adaptive, eta = 0: eps^2 sum_i h_i x_i^2 / 2).
 
 Per layer: every notion (and `sharpness`) takes `mask`; `layer_masks(params)` gives one mask per
 layer and `per_layer` measures each layer in turn.
@@ -55,12 +55,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from keskar_repro.measures.checks import check_int, check_loss_fn, check_positive, jsonable
+from keskar_repro.measures.checks import (
+    call,
+    check_int,
+    check_key,
+    check_loss_fn,
+    check_positive,
+    jsonable,
+    split_data,
+    with_data,
+)
+from keskar_repro.measures.options import SolverOptions, solver_options
 from keskar_repro.measures.pytree import (
     LeafCounts,
     Mask,
     Partition,
-    is_floating,
+    has_floating,
     layer_masks,
     partition,
 )
@@ -132,24 +142,25 @@ def adaptive_sharpness(
     *,
     eta: float = 0.0,
     mask: Mask = None,
-    maxiter: int = 10,
-    method: str = "auto",
-    scaling: str = "normalized",
-    driver: str = "auto",
-    pga_step: float = 0.5,
+    data: Any = None,
+    solver: SolverOptions | None = None,
+    **solver_fields: Any,
 ) -> AdaptiveSharpnessResult:
     """Adaptive worst-case sharpness of `loss_fn` at `params`, in percent:
 
         100 * ( max_{|delta_i| <= eps (|x_i| + eta)} f(x + delta) - f(x) ) / (1 + f(x)),
 
-    in the full parameter space, maximised as `sharpness` maximises Metric 2.1 (same solvers,
-    options and defaults: `maxiter` iterations of L-BFGS-B, method "auto", scaling
-    "normalized"; see `keskar_repro.measures.sharpness.sharpness`). eta = 1 gives exactly
+    in the full parameter space, maximised as `sharpness` maximises Metric 2.1 (the same
+    `solver=SolverOptions(...)` or solver keywords, the same defaults: 10 iterations of
+    L-BFGS-B, method "auto", scaling "normalized"; and the same `data`; see
+    `keskar_repro.measures.sharpness.sharpness`). eta = 1 gives exactly
     `sharpness(loss_fn, params, epsilon)`. `mask` restricts delta to some leaves (per layer).
     ValueErrors as `sharpness`'s, and for eta < 0.
     """
-    problem = sharpness_problem(loss_fn, params, epsilon, scaling=scaling, eta=eta, mask=mask)
-    report = maximize(problem, maxiter=maxiter, method=method, driver=driver, pga_step=pga_step)
+    options = solver_options(solver, **solver_fields)
+    problem = sharpness_problem(with_data(loss_fn, data), params, epsilon,
+                                scaling=options.scaling, eta=eta, mask=mask)  # fmt: skip
+    report = maximize(problem, options)
     return AdaptiveSharpnessResult(report.value, report.epsilon, report.eta, "l_inf", report)
 
 
@@ -167,17 +178,16 @@ class AverageSharpnessResult:
     rise         the estimated E f(x + delta) - f(x), in loss units.
     rise_stderr  its standard error, in loss units.
     f0           f(x) as loss_fn computes it.
-    sigma        the scale of delta: std of delta_i = sigma, or sigma (|x_i| + eta) if adaptive.
-    adaptive     whether the scale is elementwise sigma (|x_i| + eta).
+    epsilon      the scale of delta: std of delta_i = eps, or eps (|x_i| + eta) if adaptive.
+    adaptive     whether the scale is elementwise eps (|x_i| + eta).
     eta          the offset of the adaptive scale (0 when not adaptive).
     samples      the number of independent draws d_j.
     antithetic   whether each draw is an antithetic pair (f(x + d_j) + f(x - d_j)) / 2.
     chunk        draws evaluated at once (one vmap over `chunk` perturbed copies).
     loss_evals   evaluations of loss_fn: samples (x 2 if antithetic) + 1.
-    leaf_counts  leaves and entries perturbed and held fixed
-    (`keskar_repro.measures.pytree.LeafCounts`). seconds      wall time of the call (compilation
-    included). rises        the per-draw rises f(x + d_j) - f(x) (pair means if antithetic), float64
-    numpy;
+    leaf_counts  leaves and entries perturbed and held fixed (`measures.pytree.LeafCounts`).
+    seconds      wall time of the call (compilation included).
+    rises        the per-draw rises f(x + d_j) - f(x) (pair means if antithetic), float64 numpy;
                  not in `to_dict`.
     """
 
@@ -186,7 +196,7 @@ class AverageSharpnessResult:
     rise: float
     rise_stderr: float
     f0: float
-    sigma: float
+    epsilon: float
     adaptive: bool
     eta: float
     samples: int
@@ -211,8 +221,9 @@ class AverageSharpnessResult:
 def _sampled_rises(
     loss_fn: Callable,
     params: Any,
+    data: Any,
     key: jax.Array,
-    sigma: jax.Array,
+    epsilon: jax.Array,
     eta: jax.Array,
     *,
     part: Partition,
@@ -226,10 +237,10 @@ def _sampled_rises(
     x, unflatten = part.flatten(params)
 
     def f(v: jax.Array) -> jax.Array:
-        return loss_fn(unflatten(v))
+        return call(loss_fn, unflatten(v), data)
 
     f0 = f(x)
-    scale = sigma * (jnp.abs(x) + eta) if adaptive else sigma
+    scale = epsilon * (jnp.abs(x) + eta) if adaptive else epsilon
 
     def rise(draw_key: jax.Array) -> jax.Array:
         d = scale * jax.random.normal(draw_key, x.shape, x.dtype)
@@ -259,45 +270,49 @@ def _rises_fn(loss_fn: Callable) -> Callable:
 def average_sharpness(
     loss_fn: Callable[[Any], jax.Array],
     params: Any,
-    sigma: float,
+    epsilon: float = 1e-3,
     *,
-    key: jax.Array,
+    key: Any = None,
     samples: int = 256,
     adaptive: bool = False,
     eta: float = 0.0,
     antithetic: bool = True,
     chunk: int = 8,
     mask: Mask = None,
+    data: Any = None,
 ) -> AverageSharpnessResult:
     """Average-case sharpness of `loss_fn` at `params`, in percent, with its Monte Carlo error:
 
         100 * ( E f(x + delta) - f(x) ) / (1 + f(x)),   delta_i ~ N(0, s_i^2),
-        s_i = sigma, or s_i = sigma (|x_i| + eta) with adaptive=True,
+        s_i = eps, or s_i = eps (|x_i| + eta) with adaptive=True,
 
     over the entries x that `mask` selects (see the module docstring for the estimator). The
     draws come from `key` (the same key gives the same draws, for a layer alone as for that
     layer under a mask); all `samples` draws run in one compiled program, `chunk` at a time
     (memory: `chunk` perturbed copies of x and of loss_fn's intermediates). Compiled once per
-    loss_fn, partition, samples, chunk and flags (the last 8 loss functions are kept).
+    loss_fn, partition, samples, chunk and flags (the last 8 loss functions are kept); with
+    `data`, `loss_fn(params, data)` is measured with the data an argument of that program.
+    `key` is a JAX key or an int seed.
 
-    Raises ValueError (naming the argument) for: sigma <= 0, eta < 0 or eta != 0 without
+    Raises ValueError (naming the argument) for: epsilon <= 0, eta < 0 or eta != 0 without
     adaptive, samples < 2, chunk < 1, a missing key, params with nothing to perturb, a loss_fn
     that is not a scalar function of params, a non-finite loss at params.
     """
     t0 = time.perf_counter()
-    sigma = check_positive("sigma", sigma)
+    epsilon = check_positive("epsilon", epsilon)
     eta = check_positive("eta", eta, zero=True)
     if eta and not adaptive:
         raise ValueError(f"eta={eta} scales only the adaptive perturbation; pass adaptive=True")
     samples = check_int("samples", samples, 2)
     chunk = check_int("chunk", chunk, 1)
-    if key is None:
-        raise ValueError("key is required to draw the perturbations")
+    key = check_key(key, "average_sharpness (it draws the perturbations)")
     part = partition(params, mask)
+    loss_fn = with_data(loss_fn, data)
     check_loss_fn(loss_fn, params)
-    params_dev = jax.tree_util.tree_map(jnp.asarray, params)
+    loss_fn, data = split_data(loss_fn)
+    params_dev, data = jax.tree_util.tree_map(jnp.asarray, (params, data))
     f0, rises = jax.device_get(
-        _rises_fn(loss_fn)(params_dev, key, jnp.asarray(sigma, part.dtype),
+        _rises_fn(loss_fn)(params_dev, data, key, jnp.asarray(epsilon, part.dtype),
                            jnp.asarray(eta, part.dtype), part=part, samples=samples, chunk=chunk,
                            antithetic=bool(antithetic), adaptive=bool(adaptive))
     )  # fmt: skip
@@ -311,7 +326,7 @@ def average_sharpness(
         rise=rise,
         rise_stderr=rise_stderr,
         f0=f0,
-        sigma=sigma,
+        epsilon=epsilon,
         adaptive=bool(adaptive),
         eta=eta,
         samples=samples,
@@ -345,10 +360,8 @@ def per_layer(
     """
     if "mask" in kwargs:
         raise ValueError("mask is set by per_layer; do not pass it")
-    leaves = jax.tree_util.tree_leaves(params)
-    results = {}
-    for name, mask in layer_masks(params, depth).items():
-        pairs = zip(leaves, jax.tree_util.tree_leaves(mask), strict=True)
-        if any(m and is_floating(leaf) and np.size(leaf) for leaf, m in pairs):
-            results[name] = measure(loss_fn, params, *args, mask=mask, **kwargs)
-    return results
+    return {
+        name: measure(loss_fn, params, *args, mask=mask, **kwargs)
+        for name, mask in layer_masks(params, depth).items()
+        if has_floating(params, mask)
+    }

@@ -16,19 +16,19 @@ import numpy as np
 from keskar_repro.measures.checks import (
     check_choice,
     check_int,
+    check_key,
     check_loss_fn,
     check_positive,
+    split_data,
 )
 from keskar_repro.measures.compiled import _Compiled, _compiled, _delta_jit
+from keskar_repro.measures.options import SCALINGS, SUBSPACE_SCALINGS
 from keskar_repro.measures.pytree import Mask, Partition, partition
 from keskar_repro.measures.subspace import (
-    SUBSPACE_SCALINGS,
     _check_epsilon,
     box_bounds,
     random_subspace,
 )
-
-SCALINGS: tuple[str, ...] = ("normalized", "literal")
 
 # --------------------------------------------------------------------------------------------
 # The problem seen by the solvers
@@ -52,7 +52,7 @@ class SharpnessProblem:
     loss dtype, one device->host copy of the gradient); the best evaluated point is tracked.
     """
 
-    loss_fn: Callable
+    loss_fn: Callable  # the function compiled (for WithData: its fn)
     params: Any  # on the device
     part: Partition  # which leaves of params are perturbed, and the flat dtype
     n: int
@@ -80,6 +80,7 @@ class SharpnessProblem:
     _compiled: _Compiled | None = None
     _h_dev: jax.Array | None = None
     _original_params: Any = None  # as passed, for the dtypes of the returned perturbation
+    data: Any = None  # loss_fn's second argument (None: loss_fn(params)), on the device
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -96,6 +97,7 @@ class SharpnessProblem:
         value, grad = self._compiled.value_and_grad(
             jnp.asarray(z.astype(self.dtype, copy=False)),
             self.params,
+            self.data,
             self._h_dev,
             self.A,
             part=self.part,
@@ -150,7 +152,7 @@ def sharpness_problem(
     epsilon: float = 1e-3,
     *,
     subspace_dim: int | None = None,
-    key: jax.Array | None = None,
+    key: Any = None,
     subspace_scaling: str = "gaussian",
     scaling: str = "normalized",
     eta: float = 1.0,
@@ -177,11 +179,12 @@ def sharpness_problem(
     n = part.n
     if subspace_dim is not None:
         subspace_dim = check_int("subspace_dim", subspace_dim, 1, n)
-        if key is None:
-            raise ValueError("key is required when subspace_dim is given (it draws A)")
+        key = check_key(key, "a random subspace (subspace_dim is given; the key draws A)")
     elif key is not None:
         raise ValueError("key was given but subspace_dim is None (full space uses no key)")
     loss_dtype = check_loss_fn(loss_fn, params)
+    loss_fn, data = split_data(loss_fn)
+    data = jax.tree_util.tree_map(jnp.asarray, data)
 
     params_dev = jax.tree_util.tree_map(jnp.asarray, params)
     x_flat, _ = part.flatten(params_dev)
@@ -223,6 +226,7 @@ def sharpness_problem(
         _compiled=_compiled(loss_fn),
         _h_dev=h_dev,
         _original_params=params,
+        data=data,
     )
     f0, grad0 = problem.evaluate(np.zeros(p))  # compiles on the first call for these shapes
     if not math.isfinite(f0):

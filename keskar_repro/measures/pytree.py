@@ -39,7 +39,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LeafCounts", "Partition", "partition", "is_floating", "leaf_path", "layer_masks"]
+__all__ = [
+    "LeafCounts",
+    "Partition",
+    "partition",
+    "is_floating",
+    "has_floating",
+    "leaf_path",
+    "layer_masks",
+]
 
 Mask = Any  # None | a pytree (prefix) of bools | Callable[[str], bool]
 
@@ -105,51 +113,68 @@ class LeafCounts:
 
 @dataclasses.dataclass(frozen=True)
 class Partition:
-    """Which leaves of a pytree are perturbed and the flat vector's dtype; hashable, so it can be
-    a static argument of `jax.jit` (the counts do not enter the hash).
+    """Which leaves of a pytree are perturbed, their shapes and dtypes, and the flat vector's
+    dtype; hashable, so it can be a static argument of `jax.jit` (the counts do not enter the
+    hash). The one place the package flattens a pytree into the vector it measures and back.
 
     perturbed  one bool per leaf, in `tree_leaves` order.
     dtype      the name of the flat vector's dtype ("float32" or "float64").
     counts     the `LeafCounts` of the pytree it was made from.
+    treedef    the pytree's structure.
+    shapes     the shapes of the perturbed leaves, in order.
+    dtypes     the names of their dtypes as JAX holds them.
     """
 
     perturbed: tuple[bool, ...]
     dtype: str
     counts: LeafCounts = dataclasses.field(compare=False)
+    treedef: Any = None
+    shapes: tuple[tuple[int, ...], ...] = ()
+    dtypes: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
         """The number of perturbed entries, the length of x."""
         return self.counts.perturbed_entries
 
-    def _selected(self, params: Any) -> tuple[list, Any]:
-        leaves, treedef = jax.tree_util.tree_flatten(params)
+    def split(self, tree: Any) -> tuple[list, list]:
+        """(perturbed leaves, held leaves) of a pytree with this structure, each in leaf order."""
+        leaves = jax.tree_util.tree_leaves(tree)
         if len(leaves) != len(self.perturbed):
             raise ValueError(f"params has {len(leaves)} leaves, not {len(self.perturbed)}")
-        return leaves, treedef
+        var = [leaf for leaf, p in zip(leaves, self.perturbed, strict=True) if p]
+        held = [leaf for leaf, p in zip(leaves, self.perturbed, strict=True) if not p]
+        return var, held
+
+    def merge(self, var: list, held: list) -> Any:
+        """The pytree from its perturbed and held leaves (the inverse of `split`)."""
+        var_it, held_it = iter(var), iter(held)
+        leaves = [next(var_it) if p else next(held_it) for p in self.perturbed]
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+    def ravel(self, var: list) -> jax.Array:
+        """Perturbed leaves -> one flat vector in `dtype`."""
+        return jnp.concatenate([jnp.ravel(jnp.asarray(leaf).astype(self.dtype)) for leaf in var])
+
+    def unravel(self, flat: jax.Array) -> list:
+        """One flat vector -> the perturbed leaves, each in its own shape and dtype."""
+        sizes = [math.prod(shape) for shape in self.shapes]
+        pieces = jnp.split(flat, np.cumsum(sizes)[:-1].tolist())
+        triples = zip(pieces, self.shapes, self.dtypes, strict=True)
+        return [piece.reshape(shape).astype(dtype) for piece, shape, dtype in triples]
 
     def flatten(self, params: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
         """(x, unflatten): x the perturbed entries as one flat vector in `dtype`; unflatten(v)
         is params with the perturbed leaves replaced by v's pieces, each cast to its leaf's dtype,
         and every other leaf as it is. Works inside a trace (params may be tracers)."""
-        leaves, treedef = self._selected(params)
-        chosen = [jnp.asarray(leaf) for leaf, p in zip(leaves, self.perturbed, strict=True) if p]
-        x = jnp.concatenate([jnp.ravel(leaf.astype(self.dtype)) for leaf in chosen])
-        splits = np.cumsum([leaf.size for leaf in chosen])[:-1]
-
-        def unflatten(v: jax.Array) -> Any:
-            pieces = iter(jnp.split(v, splits))
-            new = iter(next(pieces).reshape(a.shape).astype(a.dtype) for a in chosen)
-            out = [next(new) if p else leaf for leaf, p in zip(leaves, self.perturbed, strict=True)]
-            return jax.tree_util.tree_unflatten(treedef, out)
-
-        return x, unflatten
+        var, held = self.split(params)
+        return self.ravel(var), lambda v: self.merge(self.unravel(v), held)
 
     def perturbation(self, vector: Any, params: Any) -> Any:
         """The flat `vector` (length n) as a pytree of NumPy arrays like params, on the host: each
         perturbed leaf its piece in the leaf's dtype; each held leaf zeros of its shape and dtype
         (uint32 zeros for a PRNG key leaf, whose dtype has no zero)."""
-        leaves, treedef = self._selected(params)
+        leaves, treedef = jax.tree_util.tree_flatten(params)
         vector = np.asarray(jax.device_get(vector))
         sizes = [int(np.size(leaf)) for leaf, p in zip(leaves, self.perturbed, strict=True) if p]
         pieces = iter(np.split(vector, np.cumsum(sizes)[:-1]))
@@ -204,7 +229,18 @@ def partition(params: Any, mask: Mask = None) -> Partition:
     dtypes = [jax.dtypes.canonicalize_dtype(_numpy_dtype(leaf))
               for leaf, p in zip(leaves, perturbed, strict=True) if p]  # fmt: skip
     dtype = jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
-    return Partition(perturbed, np.dtype(dtype).name, counts)
+    chosen = [leaf for leaf, p in zip(leaves, perturbed, strict=True) if p]
+    shapes = tuple(tuple(np.shape(leaf)) for leaf in chosen)
+    leaf_dtypes = tuple(np.dtype(jnp.result_type(leaf)).name for leaf in chosen)
+    treedef = jax.tree_util.tree_structure(params)
+    return Partition(perturbed, np.dtype(dtype).name, counts, treedef, shapes, leaf_dtypes)
+
+
+def has_floating(params: Any, mask: Mask) -> bool:
+    """Whether `mask` selects a non-empty floating leaf of params."""
+    leaves = jax.tree_util.tree_leaves(params)
+    pairs = zip(leaves, jax.tree_util.tree_leaves(mask), strict=True)
+    return any(m and is_floating(leaf) and np.size(leaf) for leaf, m in pairs)
 
 
 def layer_masks(params: Any, depth: int = 1) -> dict[str, Any]:

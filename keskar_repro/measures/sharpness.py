@@ -85,20 +85,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from keskar_repro.measures.checks import check_choice, check_int, jsonable
+from keskar_repro.measures.checks import jsonable, with_data
 from keskar_repro.measures.compiled import LBFGSB_MAXCOR, LBFGSB_MAXLS, clear_compiled_cache
+from keskar_repro.measures.options import LBFGSB_DRIVERS, METHODS, SolverOptions, solver_options
 from keskar_repro.measures.problem import SCALINGS, SharpnessProblem, sharpness_problem
 from keskar_repro.measures.pytree import LeafCounts, Mask
-from keskar_repro.measures.solvers import (
-    LBFGSB_DRIVERS,
-    METHODS,
-    SOLVERS,
-    SolverOptions,
-    SolverOutcome,
-    _check_normalized,
-    _lbfgsb_driver,
-    resolved_method,
-)
+from keskar_repro.measures.solvers import SOLVERS, SolverOutcome, _lbfgsb_driver, resolved_method
 from keskar_repro.measures.subspace import (
     SUBSPACE_SCALINGS,
     box_bounds,
@@ -270,14 +262,12 @@ def sharpness(
     epsilon: float = 1e-3,
     *,
     subspace_dim: int | None = None,
-    key: jax.Array | None = None,
-    maxiter: int = 10,
-    method: str = "auto",
-    scaling: str = "normalized",
+    key: Any = None,
     subspace_scaling: str = "gaussian",
-    driver: str = "auto",
-    pga_step: float = 0.5,
     mask: Mask = None,
+    data: Any = None,
+    solver: SolverOptions | None = None,
+    **solver_fields: Any,
 ) -> SharpnessResult:
     """Sharpness phi(eps, A) of `loss_fn` at `params`, in percent (Keskar et al. 2017, Metric 2.1).
 
@@ -292,7 +282,12 @@ def sharpness(
     pytree prefix of bools, or a callable on leaf paths; see keskar_repro.measures.pytree) holds the
     floating leaves it leaves out fixed as well, e.g. to measure one layer's sharpness
     (keskar_repro.measures.notions.layer_masks). loss_fn must be a JAX-differentiable function
-    returning a floating scalar.
+    returning a floating scalar; with `data`, `loss_fn(params, data)` is measured and the data
+    are an argument of the compiled programs (one compilation for every dataset of the same
+    shapes; see keskar_repro.measures.measure). `key` is a JAX key or an int seed.
+
+    The solver is `solver` (a `SolverOptions`: method, maxiter, scaling, driver, pga_step), or
+    its fields given as keywords (`maxiter=20, method="pga"`), or both (the keywords win).
 
     method="auto" (default): "lbfgsb-device" on a GPU/TPU, "lbfgsb" on a CPU or with
     scaling="literal" (`resolved_method`); the result's `method` says which ran.
@@ -317,55 +312,47 @@ def sharpness(
     u <- clip(u + pga_step * sign(grad), -1, 1), on the device in one compiled loop, keeping the
     best point (pga_step is a fraction of each half-width). A cross-check for "lbfgsb".
 
-    Each method is one function of `SOLVERS` (problem, maxiter, options) -> `SolverOutcome`; all
+    Each method is one function of `SOLVERS` (problem, options) -> `SolverOutcome`; all
     return the best evaluated point (x itself if nothing better was found), so f0 <= f_max =
     f(x + A y). Errors (ValueError, naming the argument): epsilon <= 0, maxiter < 1,
     subspace_dim < 1 or > n, a subspace without key, params with no floating entry to perturb
     (or a mask selecting none), a non-scalar loss_fn, a non-finite loss or gradient at params,
     unknown option values, scaling="literal" with method "pga" or
     "lbfgsb-device" (only SciPy's L-BFGS-B solves the literal problem), driver="setulb" on a
-    SciPy without its interface.
+    SciPy without its interface. An unknown solver keyword is a TypeError, as for any function.
     """
     t0 = time.perf_counter()
-    maxiter, method, options = _solver_settings(maxiter, method, scaling, driver, pga_step)
+    options = _solver_settings(solver, solver_fields)
     problem = sharpness_problem(
-        loss_fn,
+        with_data(loss_fn, data),
         params,
         epsilon,
         subspace_dim=subspace_dim,
         key=key,
         subspace_scaling=subspace_scaling,
-        scaling=scaling,
+        scaling=options.scaling,
         mask=mask,
     )
-    outcome = SOLVERS[method](problem, maxiter, options)
-    return _result(problem, outcome, method, maxiter, t0)
+    outcome = SOLVERS[options.method](problem, options)
+    return _result(problem, outcome, options.method, options.maxiter, t0)
 
 
-def _solver_settings(
-    maxiter: Any, method: str, scaling: str, driver: str, pga_step: float
-) -> tuple[int, str, SolverOptions]:
-    """(maxiter, the method that runs, SolverOptions), validated before any evaluation."""
-    maxiter = check_int("maxiter", maxiter, 1)
-    method = resolved_method(method, scaling)
-    check_choice("scaling", scaling, SCALINGS)
-    _check_normalized(method, scaling)
-    options = SolverOptions(driver=driver, pga_step=pga_step)
-    if method == "lbfgsb":
-        _lbfgsb_driver(driver)  # a driver this SciPy lacks fails before any evaluation
-    return maxiter, method, options
+def _solver_settings(solver: SolverOptions | None, fields: dict[str, Any]) -> SolverOptions:
+    """The `SolverOptions` that run: `solver` with the keyword `fields`, "auto" resolved to the
+    method that runs (`resolved_method`), validated before any evaluation."""
+    options = solver_options(solver, **fields)
+    options = options.with_overrides(method=resolved_method(options.method, options.scaling))
+    if options.method == "lbfgsb":
+        _lbfgsb_driver(options.driver)  # a driver this SciPy lacks fails before any evaluation
+    return options
 
 
 def maximize(
-    problem: SharpnessProblem,
-    *,
-    maxiter: int = 10,
-    method: str = "auto",
-    driver: str = "auto",
-    pga_step: float = 0.5,
+    problem: SharpnessProblem, solver: SolverOptions | None = None, **solver_fields: Any
 ) -> SharpnessResult:
-    """Run the solver `method` (`resolved_method`; one of `SOLVERS`) for `maxiter` iterations on
-    a fresh `problem` from `sharpness_problem` and report it as `sharpness` does.
+    """Run the solver of `solver` (`SolverOptions`, or its fields as keywords; "auto" resolved by
+    `resolved_method`) on a fresh `problem` from `sharpness_problem` and report it as `sharpness`
+    does. The solver's scaling must be the problem's (a ValueError otherwise).
 
     `sharpness(loss_fn, params, eps, **kw)` is `maximize(sharpness_problem(loss_fn, params, eps,
     ...), ...)`; measures.notions builds other boxes (eta, mask) and maximizes them here.
@@ -373,9 +360,17 @@ def maximize(
     once: its best point and counters carry over to a second call.
     """
     t0 = time.perf_counter() - problem.seconds_setup
-    maxiter, method, options = _solver_settings(maxiter, method, problem.scaling, driver, pga_step)
-    outcome = SOLVERS[method](problem, maxiter, options)
-    return _result(problem, outcome, method, maxiter, t0)
+    fields = dict(solver_fields)
+    if solver is None:
+        fields.setdefault("scaling", problem.scaling)
+    options = _solver_settings(solver, fields)
+    if options.scaling != problem.scaling:
+        raise ValueError(
+            f"solver scaling={options.scaling!r} but the problem was built with "
+            f"scaling={problem.scaling!r}: pass the same to sharpness_problem"
+        )
+    outcome = SOLVERS[options.method](problem, options)
+    return _result(problem, outcome, options.method, options.maxiter, t0)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -407,7 +402,7 @@ def compare_methods(
 
     With a subspace, both calls draw the same A from the same key.
     """
-    if "method" in kwargs:
+    if "method" in kwargs or (kwargs.get("solver") and kwargs["solver"].method != "auto"):
         raise ValueError("method is set by compare_methods; do not pass it")
     lb = sharpness(loss_fn, params, epsilon, method="lbfgsb", **kwargs)
     pg = sharpness(loss_fn, params, epsilon, method="pga", **kwargs)

@@ -4,7 +4,6 @@ L-BFGS-B on the device, projected sign-gradient ascent; `SolverOptions` configur
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,10 +19,8 @@ from keskar_repro.measures.checks import (
     check_choice,
 )
 from keskar_repro.measures.compiled import LBFGSB_MAXCOR, LBFGSB_MAXLS
+from keskar_repro.measures.options import METHODS, SolverOptions
 from keskar_repro.measures.problem import SharpnessProblem
-
-METHODS: tuple[str, ...] = ("auto", "lbfgsb", "lbfgsb-device", "pga")
-LBFGSB_DRIVERS: tuple[str, ...] = ("auto", "public", "setulb")
 
 
 def resolved_method(method: str = "auto", scaling: str = "normalized") -> str:
@@ -148,28 +145,6 @@ def _lbfgsb_public(
     return np.asarray(res.x), int(res.nit), int(res.nfev), str(res.message)
 
 
-@dataclasses.dataclass(frozen=True)
-class SolverOptions:
-    """The solvers' options; each solver reads only the ones that concern it.
-
-    driver    "lbfgsb" only: "setulb" (SciPy's compiled L-BFGS-B step, driven by this module),
-              "public" (`scipy.optimize.minimize`) or "auto" ("setulb" where SciPy's interface
-              is recognised, else "public").
-    pga_step  "pga" only: the step, as a fraction of each half-width, in (0, 2].
-    """
-
-    driver: str = "auto"
-    pga_step: float = 0.5
-
-    def __post_init__(self) -> None:
-        check_choice("driver", self.driver, LBFGSB_DRIVERS)
-        step = self.pga_step
-        step = float(step) if isinstance(step, int | float | np.floating) else math.nan
-        if not (0.0 < step <= 2.0):
-            raise ValueError(f"pga_step must be in (0, 2], got {self.pga_step!r}")
-        object.__setattr__(self, "pga_step", step)
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class SolverOutcome:
     """What one solver found on a `SharpnessProblem`, in the problem's solver variables z.
@@ -218,7 +193,7 @@ def _lbfgsb_driver(driver: str) -> str:
 _KKT_MESSAGE = "PROJECTED GRADIENT"  # "NORM OF PROJECTED GRADIENT <= PGTOL", with pgtol = 0
 
 
-def _solve_lbfgsb(problem: SharpnessProblem, maxiter: int, options: SolverOptions) -> SolverOutcome:
+def _solve_lbfgsb(problem: SharpnessProblem, options: SolverOptions) -> SolverOutcome:
     """SciPy's L-BFGS-B on `problem.fun_and_grad` from z = 0, through `options.driver`, for
     exactly `maxiter` iterations in all.
 
@@ -229,6 +204,7 @@ def _solve_lbfgsb(problem: SharpnessProblem, maxiter: int, options: SolverOption
     gradient step first) for the iterations left; each restart is recorded. A restart that
     makes no iteration at all ends the search (nothing more can be done from that point).
     """
+    maxiter = options.maxiter
     driver = _lbfgsb_driver(options.driver)
     run = _lbfgsb_setulb if driver == "setulb" else _lbfgsb_public
     nit = nfev = 0
@@ -258,21 +234,20 @@ def _solve_lbfgsb(problem: SharpnessProblem, maxiter: int, options: SolverOption
 
 
 def _on_device(problem: SharpnessProblem, loop: Callable, *args: Any, **kwargs: Any) -> tuple:
-    """`loop(params, h, A, f0, *args, **kwargs)`, one compiled loop of a device solver, its
+    """`loop(params, data, h, A, f0, *args, **kwargs)`, one compiled loop of a device solver, its
     outputs copied to the host; its time counts as time in loss evaluations."""
     t0 = time.perf_counter()
     f0 = jnp.asarray(problem.f0, dtype=problem.loss_dtype)
-    args = (problem.params, problem._h_dev, problem.A, f0, *args)
+    args = (problem.params, problem.data, problem._h_dev, problem.A, f0, *args)
     out = jax.device_get(loop(*args, part=problem.part, **kwargs))
     problem.seconds_in_evals += time.perf_counter() - t0
     return out
 
 
-def _solve_lbfgsb_device(
-    problem: SharpnessProblem, maxiter: int, options: SolverOptions
-) -> SolverOutcome:
+def _solve_lbfgsb_device(problem: SharpnessProblem, options: SolverOptions) -> SolverOutcome:
     """jaxopt's L-BFGS-B (`_device_lbfgsb`) on the normalized problem, in one compiled loop on
-    the device; f is then evaluated once more at its final iterate. Uses no option."""
+    the device; f is then evaluated once more at its final iterate. Reads maxiter only."""
+    maxiter = options.maxiter
     _check_normalized("lbfgsb-device", problem.scaling)
     u, _, nit, nfev = _on_device(
         problem,
@@ -297,9 +272,10 @@ def _solve_lbfgsb_device(
     )
 
 
-def _solve_pga(problem: SharpnessProblem, maxiter: int, options: SolverOptions) -> SolverOutcome:
+def _solve_pga(problem: SharpnessProblem, options: SolverOptions) -> SolverOutcome:
     """`maxiter` steps of projected sign-gradient ascent (`_pga_loop`, step `options.pga_step`)
     on the normalized problem, in one compiled loop on the device; keeps the best point."""
+    maxiter = options.maxiter
     _check_normalized("pga", problem.scaling)
     step = options.pga_step
     best_u, best_v, best_i, v_last = _on_device(
@@ -330,9 +306,9 @@ def _jaxopt_version() -> str:
         return "unknown"
 
 
-# The maximisers of Metric 2.1, by `method` name: solver(problem, maxiter, options). Each starts
+# The maximisers of Metric 2.1, by `method` name: solver(problem, options). Each starts
 # at z = 0 (evaluated when the problem was built) and leaves problem's counters up to date.
-SOLVERS: dict[str, Callable[[SharpnessProblem, int, SolverOptions], SolverOutcome]] = {
+SOLVERS: dict[str, Callable[[SharpnessProblem, SolverOptions], SolverOutcome]] = {
     "lbfgsb": _solve_lbfgsb,
     "lbfgsb-device": _solve_lbfgsb_device,
     "pga": _solve_pga,

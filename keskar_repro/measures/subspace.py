@@ -17,8 +17,8 @@ from keskar_repro.measures.checks import (
     check_int,
     check_positive,
 )
+from keskar_repro.measures.options import SUBSPACE_SCALINGS
 
-SUBSPACE_SCALINGS: tuple[str, ...] = ("unit", "gaussian")
 _HIGHEST = jax.lax.Precision.HIGHEST  # no TF32/bf16 shortcuts in the n x p products on GPUs
 
 # --------------------------------------------------------------------------------------------

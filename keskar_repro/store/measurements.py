@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from keskar_repro.measures.notions import adaptive_sharpness, average_sharpness
+from keskar_repro.measures.checks import with_data
+from keskar_repro.measures.options import MeasureSettings, SolverOptions
+from keskar_repro.measures.registry import get_notion
 from keskar_repro.measures.sharpness import resolved_method, sharpness
 from keskar_repro.store.files import cached_json
 from keskar_repro.store.runs import load_snapshot, run_dir, snapshot_name
 from keskar_repro.training.interpolation import evaluate_path
-from keskar_repro.training.objective import make_loss_fn, split_metrics
+from keskar_repro.training.objective import data_loss_fn, objective_data, split_metrics
 from keskar_repro.training.protocol import (
     DEFAULT_SUBSPACE_SCALING,
     SHARPNESS_MAXITER,
@@ -99,13 +101,7 @@ class RunSharpness:
 
     def loss_fn(self, bn_policy: str):
         if bn_policy not in self._loss_fns:
-            self._loss_fns[bn_policy] = make_loss_fn(
-                self.run.config.model(),
-                self.run.batch_stats,
-                self.dataset.x_train,
-                self.dataset.y_train,
-                bn_policy=bn_policy,
-            )
+            self._loss_fns[bn_policy] = training_objective(self.run, self.dataset, bn_policy)
         return self._loss_fns[bn_policy]
 
     def measure(
@@ -161,30 +157,14 @@ class RunSharpness:
 
 NOTION_KEY = 20170102  # our choice: the Gaussian draws of seed s come from fold_in(key(this), s)
 
-# The sharpness notions compared on the same runs: name -> (what it is, how it is computed from
-# (loss_fn, params, epsilon, key, samples)). Worst case: 10 L-BFGS-B iterations, as Metric 2.1.
-NOTIONS = {
-    "metric_2_1": (
-        "worst case, box |delta_i| <= eps (|x_i| + 1) (the paper's Metric 2.1)",
-        lambda f, x, eps, key, samples: sharpness(f, x, eps, maxiter=SHARPNESS_MAXITER),
-    ),
-    "adaptive": (
-        "worst case, box |delta_i| <= eps |x_i| (adaptive, Andriushchenko et al. 2023)",
-        lambda f, x, eps, key, samples: adaptive_sharpness(f, x, eps, maxiter=SHARPNESS_MAXITER),
-    ),
-    "average": (
-        "average case, delta_i ~ N(0, (eps (|x_i| + 1))^2): Metric 2.1's box scale",
-        lambda f, x, eps, key, samples: average_sharpness(
-            f, x, eps, key=key, samples=samples, adaptive=True, eta=1.0
-        ),
-    ),
-    "average_adaptive": (
-        "average case, delta_i ~ N(0, (eps |x_i|)^2) (adaptive)",
-        lambda f, x, eps, key, samples: average_sharpness(
-            f, x, eps, key=key, samples=samples, adaptive=True, eta=0.0
-        ),
-    ),
-}
+
+def training_objective(run: TrainedRun, dataset, bn_policy: str = "batch"):
+    """The run's training objective as a measurable `loss_fn(params)`: the one compiled
+    `objective.data_loss_fn` of the run's model and policy, with the run's batch statistics and
+    the training split as its data argument (`keskar_repro.measures.checks.WithData`), so every
+    run of a shape shares one compilation."""
+    data = objective_data(run.batch_stats, dataset.x_train, dataset.y_train)
+    return with_data(data_loss_fn(run.config.model(), bn_policy=bn_policy), data)
 
 
 def notion_measurement(
@@ -200,17 +180,16 @@ def notion_measurement(
     root: str | os.PathLike | None = None,
 ) -> dict:
     """{"value", "stderr" (Monte Carlo; 0 for the worst case), "report": the notion's
-    `to_dict()`} of `NOTIONS[notion]` on the run's training objective (BN policy "batch"),
-    cached beside the run.
+    `to_dict()`} of the registered notion `notion` (keskar_repro.measures.NOTIONS) on the
+    run's training objective (BN policy "batch"), cached beside the run.
 
     `params` (default: the run's) may be a transformed copy; `transform`, a JSON-ready dict
     that determines it (e.g. {"kind": "match_norms", "target": {...}}), is then part of the
-    cache's spec. `loss_fn` (default: built here) lets several measurements of one run share a
-    compiled objective. The Gaussian draws of seed s come from fold_in(key(NOTION_KEY), s): the
-    same for every run of a seed and every transform.
+    cache's spec. `loss_fn` (default: `training_objective(run, dataset)`) is the objective
+    measured. The Gaussian draws of seed s come from fold_in(key(NOTION_KEY), s): the same for
+    every run of a seed and every transform.
     """
-    if notion not in NOTIONS:
-        raise ValueError(f"notion={notion!r} is not one of {sorted(NOTIONS)}")
+    compute_notion = get_notion(notion).compute
     if (params is None) != (transform is None):
         raise ValueError("give params and the transform that made them together, or neither")
     spec = {
@@ -225,17 +204,13 @@ def notion_measurement(
     def compute():
         import jax
 
-        f = loss_fn or make_loss_fn(
-            run.config.model(), run.batch_stats, dataset.x_train, dataset.y_train
-        )
+        f = loss_fn or training_objective(run, dataset)
         key = jax.random.fold_in(jax.random.key(NOTION_KEY), run.config.seed)
-        result = NOTIONS[notion][1](f, run.params if params is None else params, epsilon,
-                                    key, samples)  # fmt: skip
-        return {
-            "value": result.value,
-            "stderr": getattr(result, "stderr", 0.0),
-            "report": result.to_dict(),
-        }
+        solver = SolverOptions(maxiter=SHARPNESS_MAXITER)
+        settings = MeasureSettings(epsilon, solver, samples=samples)
+        x = run.params if params is None else params
+        value, stderr, report = compute_notion(f, x, settings, key, None)
+        return {"value": value, "stderr": stderr, "report": report.to_dict()}
 
     return cached_measurement(run, "notion", spec, compute, root)
 

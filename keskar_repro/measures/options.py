@@ -1,0 +1,130 @@
+"""The settings of a measurement, typed and frozen: `SolverOptions` (how a worst-case box is
+maximised) and `MeasureSettings` (the size of the neighbourhood and the estimators' budgets).
+
+This module does not import JAX (nor does keskar_repro.measures.checks, which it uses), so
+scripts, statistics and plots can read the settings (and the notion registry,
+keskar_repro.measures.registry) without starting JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from keskar_repro.measures.checks import check_choice, check_int, check_positive
+
+METHODS: tuple[str, ...] = ("auto", "lbfgsb", "lbfgsb-device", "pga")
+SCALINGS: tuple[str, ...] = ("normalized", "literal")
+SUBSPACE_SCALINGS: tuple[str, ...] = ("unit", "gaussian")
+LBFGSB_DRIVERS: tuple[str, ...] = ("auto", "public", "setulb")
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverOptions:
+    """How a worst-case notion's box is maximised; every solver reads the fields it needs.
+
+    method    "auto" (default: "lbfgsb-device" on a GPU/TPU with the normalized scaling,
+              "lbfgsb" otherwise), "lbfgsb" (SciPy's L-BFGS-B), "lbfgsb-device" (jaxopt's, in
+              one compiled loop) or "pga" (projected sign-gradient ascent, a cross-check).
+    maxiter   the iteration budget (the paper's 10).
+    scaling   "normalized" (default: box coordinates, objective divided by its first-order
+              gain) or "literal" (the paper's formulation; "lbfgsb" only).
+    driver    "lbfgsb" only: "setulb" (SciPy's compiled step driven directly), "public"
+              (`scipy.optimize.minimize`) or "auto" ("setulb" where SciPy's interface is found).
+    pga_step  "pga" only: the step, as a fraction of each half-width, in (0, 2].
+
+    Every function that runs a solver takes `solver=SolverOptions(...)` and, as a shorthand, the
+    same fields as keywords (`sharpness(f, x, 1e-3, maxiter=20)`); `with_overrides` merges them.
+    """
+
+    method: str = "auto"
+    maxiter: int = 10
+    scaling: str = "normalized"
+    driver: str = "auto"
+    pga_step: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_choice("method", self.method, METHODS)
+        object.__setattr__(self, "maxiter", check_int("maxiter", self.maxiter, 1))
+        check_choice("scaling", self.scaling, SCALINGS)
+        check_choice("driver", self.driver, LBFGSB_DRIVERS)
+        step = self.pga_step
+        step = float(step) if isinstance(step, int | float | np.floating) else math.nan
+        if not (0.0 < step <= 2.0):
+            raise ValueError(f"pga_step must be in (0, 2], got {self.pga_step!r}")
+        object.__setattr__(self, "pga_step", step)
+        if self.scaling == "literal" and self.method not in ("auto", "lbfgsb"):
+            raise ValueError(
+                f"scaling='literal' is solved only by method='lbfgsb' (SciPy's L-BFGS-B), not by "
+                f"method={self.method!r}, which works in box coordinates: pass method='lbfgsb' "
+                f"for the paper's literal formulation, or scaling='normalized'"
+            )
+
+    def with_overrides(self, **fields: Any) -> SolverOptions:
+        """A copy with `fields` replaced; TypeError naming an unknown field."""
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(
+                f"unknown solver option(s) {unknown}; SolverOptions has "
+                f"{[f.name for f in dataclasses.fields(self)]}"
+            )
+        return dataclasses.replace(self, **fields) if fields else self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields, JSON-ready."""
+        return dataclasses.asdict(self)
+
+
+def solver_options(solver: SolverOptions | None = None, **fields: Any) -> SolverOptions:
+    """`solver` (default `SolverOptions()`) with the keyword shorthand `fields` applied."""
+    if solver is not None and not isinstance(solver, SolverOptions):
+        raise ValueError(f"solver must be a SolverOptions, got {type(solver).__name__}")
+    return (solver or SolverOptions()).with_overrides(**fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureSettings:
+    """What `keskar_repro.measures.measure` needs besides the function, the point and the key;
+    each notion reads the fields it needs (see `keskar_repro.measures.registry`).
+
+    epsilon           the neighbourhood's size: the box half-width factor of the worst-case
+                      notions and the standard-deviation factor of the average-case ones.
+    solver            how worst-case boxes are maximised (`SolverOptions`).
+    subspace_dim      p, the dimension of the random subspace of "metric_2_1_subspace".
+    subspace_scaling  "gaussian" (raw N(0, 1) columns, default) or "unit" (unit columns).
+    samples           Monte Carlo draws of the average-case notions (antithetic pairs).
+    chunk             draws evaluated at once (memory: chunk perturbed copies).
+    num_matvecs       Lanczos steps of the Hessian's top eigenvalues (None: min(n, max(30, 2k))).
+    top_k             how many of the Hessian's largest eigenvalues are reported.
+    trace_samples     Hutchinson probes of the Hessian's trace.
+    """
+
+    epsilon: float = 1e-3
+    solver: SolverOptions = SolverOptions()
+    subspace_dim: int = 100
+    subspace_scaling: str = "gaussian"
+    samples: int = 256
+    chunk: int = 8
+    num_matvecs: int | None = None
+    top_k: int = 10
+    trace_samples: int = 20
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "epsilon", check_positive("epsilon", self.epsilon))
+        if not isinstance(self.solver, SolverOptions):
+            raise ValueError(f"solver must be a SolverOptions, got {self.solver!r}")
+        check_int("subspace_dim", self.subspace_dim, 1)
+        check_choice("subspace_scaling", self.subspace_scaling, SUBSPACE_SCALINGS)
+        check_int("samples", self.samples, 2)
+        check_int("chunk", self.chunk, 1)
+        if self.num_matvecs is not None:
+            check_int("num_matvecs", self.num_matvecs, 1)
+        check_int("top_k", self.top_k, 1)
+        check_int("trace_samples", self.trace_samples, 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields, JSON-ready (the solver as a dict)."""
+        return {**dataclasses.asdict(self), "solver": self.solver.to_dict()}
