@@ -638,11 +638,102 @@ NOTION_PAGE: list[Claim] = [
     ),
 ]
 
+PAPER_NOTES: list[Claim] = [
+    ("five hidden layers of {} units", lambda: (config()["hidden"][0],)),
+    (
+        "momentum {:g} and epsilon {}",
+        lambda: (train_config()["bn_momentum"], sci(train_config()["bn_epsilon"])),
+    ),
+    (
+        "Paper: {} and {:g}% of the training set",
+        lambda: (config()["sb_batch"], 100 * config()["lb_batch"] / n_train()),
+    ),
+    (
+        "Ours: {} and {} on full MNIST; on `mnist10k` {} and {}, the paper's ratio of {:.1f}",
+        lambda: (
+            config()["sb_batch"],
+            config()["lb_batch"],
+            config(TEN_K)["sb_batch"],
+            config(TEN_K)["lb_batch"],
+            config()["lb_batch"] / config()["sb_batch"],
+        ),
+    ),
+    (
+        "on {:,} images {} and {} would",
+        lambda: (n_train(TEN_K), config()["sb_batch"], config(TEN_K)["lb_batch"]),
+    ),
+    (
+        "lr {}, betas {:g} and {:g}, eps {}",
+        lambda: (
+            sci(train_config()["learning_rate"]),
+            train_config()["b1"],
+            train_config()["b2"],
+            sci(train_config()["adam_eps"]),
+        ),
+    ),
+    (
+        "Seeds.** Paper: {}. Ours: {} in the paper preset",
+        lambda: (paper.PAPER_RUNS, config()["seeds"]),
+    ),
+    ("its figures use {0} epochs. Ours: a fixed {0} epochs", lambda: (config()["epochs"],)),
+    ("which {} epochs amplify", lambda: (config()["epochs"],)),
+    (
+        "in batches of {0}. Ours: `batch` (chunks of {0})",
+        lambda: (train_config()["eval_chunk_size"],),
+    ),
+    ("Paper: {} iterations of L-BFGS-B", lambda: (config()["sharpness_maxiter"],)),
+    ("Ours: exactly {},", lambda: (config()["sharpness_maxiter"],)),
+    ("LB minimizer in {} iterations", lambda: (config()["sharpness_maxiter"],)),
+    ("Metric 2.1 with {} iterations moves", lambda: (config()["sharpness_maxiter"],)),
+    ("Paper: {} and {}. Ours: the same.", lambda: (eps(0), eps(1))),
+    ("matrix of {} columns", lambda: (config()["subspace_dim"],)),
+    (
+        "Paper: {} values of alpha from {:g} to {:g}",
+        lambda: (config()["alphas"], *config()["alpha_range"]),
+    ),
+    ("then LB for {} epochs with a fresh Adam", lambda: (config(FIG5)["lb_epochs"],)),
+    (
+        "Paper: {} Adam iterations per LB step on a proximal sub-problem, lambda {}",
+        lambda: (config(TABLE7)["prox_steps"], sci(config(TABLE7)["prox_lambda"])),
+    ),
+    ("Paper: {} epochs per batch size", lambda: (config(FIG4)["epochs"],)),
+    (
+        "the larger of {} standard errors and {} points",
+        lambda: (fig4_rule(r"\d+(?= standard errors)"), fig4_rule(r"[\d.]+(?= points)")),
+    ),
+    ("{} epochs per cell, one seed", lambda: (config(GRID)["epochs"],)),
+    (
+        "Figure 4 on {} seeds, Figures 5 and 6 and the learning-rate grid on one, "
+        "Fashion-MNIST on {}",
+        lambda: (config(FIG4)["seeds"], config(FASHION)["seeds"]),
+    ),
+    (
+        "lacks batch {}.** It ran on `mnist10k`",
+        lambda: (
+            min(
+                set(config("fig_lr_batch_mnist10k_paper")["batch_sizes"])
+                - set(config(GRID)["batch_sizes"])
+            ),
+        ),
+    ),
+    (
+        "ran with {} Gaussian draws and c = {:g} instead of the paper preset's {} draws "
+        "and c = {:g} and {:g}",
+        lambda: (
+            config(NOTIONS)["samples"],
+            *config(NOTIONS)["factors"],
+            config(NOTIONS_10K)["samples"],
+            *config(NOTIONS_10K)["factors"],
+        ),
+    ),
+]
+
 PAGES: dict[str, list[Claim]] = {
     "docs/explanation/index.md": [],
     "docs/explanation/choices.md": CHOICES,
     "docs/explanation/reproduction.md": REPRODUCTION,
     "docs/explanation/notions.md": NOTION_PAGE,
+    "paper_notes.md": PAPER_NOTES,
 }
 
 
