@@ -101,6 +101,17 @@ def run_row_in_subprocess(module: str, row: str, *args: str, env: dict | None = 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def add_dataset_option(parser) -> None:
+    """--dataset (as the figure scripts spell it; --data, the older spelling, still works)."""
+    parser.add_argument(
+        "--dataset",
+        "--data",
+        dest="dataset",
+        default="fashion_mnist",
+        help="fashion_mnist, mnist or random (--data: the same)",
+    )
+
+
 def load_images(kind: str, n_train: int, n_test: int):
     """(name, x_train, y_train, x_test, y_test): the first n_train / n_test images of dataset
     `kind` (uint8, int32 labels), or random ones ("random", or when `kind` is not on this host:

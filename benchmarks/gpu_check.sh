@@ -45,11 +45,11 @@ fi
 
 if [ -n "${QUICK:-}" ]; then
   TESTS=(tests/test_objective.py tests/test_parallel.py)
-  TABLE=(--data random --quick)
+  TABLE=(--dataset random --quick)
   TABLE_JSON="$(mktemp -d)/table_gpu_quick.json"  # a smoke table never replaces the real one
 else
   TESTS=(tests/test_*.py)
-  TABLE=(--data random)
+  TABLE=(--dataset random)
   TABLE_JSON=benchmarks/table_gpu.json
 fi
 TABLE_FAILED=

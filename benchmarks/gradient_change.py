@@ -5,7 +5,7 @@
 
 The objective's gradient can be computed two ways that agree to float32 rounding:
 `objective.make_loss_fn` accumulates it chunk by chunk (each chunk's backward pass right after
-its forward pass: the package's way since issue 6), and `jax.value_and_grad` of
+its forward pass: the package's way), and `jax.value_and_grad` of
 `objective.split_metrics` differentiates the whole `lax.scan` over chunks. This measures what
 the difference does to the full-space sharpness (SciPy L-BFGS-B, 10 iterations, BN policy
 "batch") of the SB and LB runs of the paper's protocol (`--epochs`, default 100; the figure

@@ -1,7 +1,7 @@
-"""Timing by parts of one value-and-gradient of F1's full-split objective (issue 6's profile).
+"""Timing by parts of one value-and-gradient of F1's full-split objective (a profile).
 
     python -m benchmarks.objective_parts                 # Fashion-MNIST, 60,000 images
-    python benchmarks/objective_parts.py --data random --n 5000 --repeats 1   # a smoke run
+    python benchmarks/objective_parts.py --dataset random --n 5000 --repeats 1   # a smoke run
 
 Rows, each one value-and-gradient over N images in chunks of 5000 (BN policy "batch"), median
 of --repeats after a compiling call, as a ratio to the FLOP bound
@@ -13,7 +13,7 @@ N x `models.train_step_flops_per_example` (3F - 2 x 784 x 512 for F1):
 - plain chain + ReLU, + batch norm (mean/variance over the chunk, no scale or offset): what the
   elementwise work adds.
 - package, gradient through the scan: jax.value_and_grad of `split_metrics` (the objective
-  before issue 6: one backward pass over every chunk's stored activations).
+  before the chunk-wise gradient: one backward pass over every chunk's stored activations).
 - package, chunk-wise gradient: `make_loss_fn` (`split_loss_and_grad`: each chunk's backward
   pass right after its forward pass).
 
@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
     HERE,
+    add_dataset_option,
     load_images,
     markdown_table,
     matmul_flops_per_second,
@@ -165,7 +166,7 @@ def measure(row: str, data: str, n_images: int, repeats: int) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="fashion_mnist", help="fashion_mnist, mnist or random")
+    add_dataset_option(p)
     p.add_argument("--n", type=int, default=60000, help="images (whole chunks of 5000)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--experiments", action="store_true", help="also the rejected attempts")
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
     p.add_argument("--row", default=None, help=argparse.SUPPRESS)  # one row, in a subprocess
     args = p.parse_args(argv)
     if args.row:
-        print(json.dumps(measure(args.row, args.data, args.n, args.repeats)))
+        print(json.dumps(measure(args.row, args.dataset, args.n, args.repeats)))
         return 0
 
     rate = matmul_flops_per_second()
@@ -181,7 +182,7 @@ def main(argv=None) -> int:
     rows = []
     flags = {row: "" for row in ROWS} | (EXPERIMENTS if args.experiments else {})
     for row, xla_flags in flags.items():
-        options = ("--data", args.data, "--n", str(args.n), "--repeats", str(args.repeats))
+        options = ("--dataset", args.dataset, "--n", str(args.n), "--repeats", str(args.repeats))
         env = {"XLA_FLAGS": xla_flags} if xla_flags else None
         r = run_row_in_subprocess("benchmarks.objective_parts", row, *options, env=env)
         r["flop_bound_seconds"] = r["n"] * step / rate
@@ -189,11 +190,13 @@ def main(argv=None) -> int:
         rows.append(r)
         print(json.dumps(r), flush=True)
 
-    result = record("objective_parts", argv, data=args.data, matmul_gflops=rate / 1e9, rows=rows)
+    result = record("objective_parts", argv, data=args.dataset, matmul_gflops=rate / 1e9, rows=rows)
     suffix = "_experiments" if args.experiments else ""
     out_path = Path(args.out or HERE / f"objective_parts_{jax.default_backend()}{suffix}.json")
     out_path.write_text(json.dumps(result, indent=1))
-    print(f"\n{result['device']}, {args.data}, matmul {rate / 1e9:.0f} GFLOP/s; wrote {out_path}")
+    print(
+        f"\n{result['device']}, {args.dataset}, matmul {rate / 1e9:.0f} GFLOP/s; wrote {out_path}"
+    )
     header = ("value-and-gradient", "seconds (min-max)", "ratio to FLOP bound", "peak memory GB")
     cells = [
         (

@@ -1,7 +1,7 @@
-"""Peak memory of the objective, the sharpness maximisations and the path evaluation (issue 6).
+"""Peak memory of the objective, the sharpness maximisations and the path evaluation.
 
     python -m benchmarks.peak_memory                 # Fashion-MNIST, 60,000 / 10,000 images
-    python benchmarks/peak_memory.py --data random --n 5000 --rows baseline,objective  # smoke
+    python benchmarks/peak_memory.py --dataset random --n 5000 --rows baseline,objective  # smoke
 
 Each row runs in a fresh process, so its peak is its own: the peak resident set on a CPU (the
 Python process with JAX, the dataset and everything else), the allocator's peak device memory
@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
     HERE,
+    add_dataset_option,
     load_images,
     markdown_table,
     peak_memory_gb,
@@ -83,24 +84,24 @@ def measure(row: str, data: str, n_train: int) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="fashion_mnist", help="fashion_mnist, mnist or random")
+    add_dataset_option(p)
     p.add_argument("--n", type=int, default=60000, help="training images (test: n / 6)")
     p.add_argument("--rows", default=",".join(ROWS), help="comma-separated, of: " + ", ".join(ROWS))
     p.add_argument("--out", default=None, help="default: benchmarks/peak_memory_<platform>.json")
     p.add_argument("--row", default=None, help=argparse.SUPPRESS)  # one row, in a subprocess
     args = p.parse_args(argv)
     if args.row:
-        print(json.dumps(measure(args.row, args.data, args.n)))
+        print(json.dumps(measure(args.row, args.dataset, args.n)))
         return 0
     rows = []
     for row in args.rows.split(","):
-        options = ("--data", args.data, "--n", str(args.n))
+        options = ("--dataset", args.dataset, "--n", str(args.n))
         rows.append(run_row_in_subprocess("benchmarks.peak_memory", row, *options))
         print(json.dumps(rows[-1]), flush=True)
-    result = record("peak_memory", argv, data=args.data, n_train=args.n, rows=rows)
+    result = record("peak_memory", argv, data=args.dataset, n_train=args.n, rows=rows)
     out = Path(args.out or HERE / f"peak_memory_{jax.default_backend()}.json")
     out.write_text(json.dumps(result, indent=1))
-    print(f"\n{result['device']}, {args.data}; wrote {out}")
+    print(f"\n{result['device']}, {args.dataset}; wrote {out}")
     base = rows[0]["peak_memory_gb"]
     cells = [
         (

@@ -1,8 +1,8 @@
 """The speed table: each hot path of the package as a ratio to this device's FLOP bound.
 
     python -m benchmarks.table                       # Fashion-MNIST if present, else random images
-    python -m benchmarks.table --data random --quick # a smoke run (6,000 images, 1 repeat)
-    python benchmarks/table.py --data random --quick # the same, run as a file
+    python -m benchmarks.table --dataset random --quick # a smoke run (6,000 images, 1 repeat)
+    python benchmarks/table.py --dataset random --quick # the same, run as a file
 
 FLOP bound = the work's matmul FLOPs / the measured jitted float32 matmul rate
 (benchmarks/common.py: `matmul_flops_per_second`); ratio = measured median seconds / FLOP bound
@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
     HERE,
+    add_dataset_option,
     epoch_runner,
     load_images,
     markdown_table,
@@ -154,14 +155,14 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="fashion_mnist", help="fashion_mnist, mnist or random")
+    add_dataset_option(p)
     p.add_argument("--quick", action="store_true", help="6,000 images, 1 repeat: a smoke run")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--methods", default="lbfgsb,lbfgsb-device", help="sharpness methods")
     p.add_argument("--out", default=None, help="default: benchmarks/table_<platform>.json")
     args = p.parse_args(argv)
     n_train, n_test = (6000, 1000) if args.quick else (60000, 10000)
-    name, x, y, xt, yt = load_images(args.data, n_train, n_test)
+    name, x, y, xt, yt = load_images(args.dataset, n_train, n_test)
     table = Table(matmul_flops_per_second(), 1 if args.quick else args.repeats)
     epoch_rows(table, name, x, y)
     objective_rows(table, x, y, xt, yt, args.methods.split(","))

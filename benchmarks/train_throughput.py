@@ -1,7 +1,8 @@
 """Throughput of one F1 training epoch, as a ratio to the FLOP bound of this machine.
 
-    python -m benchmarks.train_throughput --data fashion_mnist --batch-size 256 --epochs 5
-    python benchmarks/train_throughput.py --data random --n-train 6000 --batch-size 600 --epochs 1
+    python -m benchmarks.train_throughput --dataset fashion_mnist --batch-size 256 --epochs 5
+    python benchmarks/train_throughput.py --dataset random --n-train 6000 --batch-size 600 \
+        --epochs 1
 
 One epoch = floor(N / B) Adam steps of F1 (per seed) in one compiled call: the package's
 `train.runs_epoch_fn`, jitted (benchmarks/common.py: `epoch_runner`), timed after the compiling
@@ -9,7 +10,7 @@ call, without the per-epoch evaluation. FLOPs of an epoch =
 seeds x steps x B x `models.train_step_flops_per_example` (3F - 2 x 784 x 512 for F1, F being
 the forward matmul FLOPs of one example); flop_bound_seconds = those FLOPs / the measured
 jitted float32 matmul rate, and flop_bound_ratio = median epoch seconds / flop_bound_seconds
-(1.0 is the hardware limit). --data random (or a dataset missing on this host) times random
+(1.0 is the hardware limit). --dataset random (or a dataset missing on this host) times random
 images. The last line printed is JSON; the measured tables are in benchmarks/README.md.
 """
 
@@ -26,6 +27,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
+    add_dataset_option,
     device_description,
     epoch_runner,
     load_images,
@@ -39,14 +41,14 @@ from keskar_repro.training.train import TrainConfig  # noqa: E402
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="fashion_mnist", help="fashion_mnist, mnist or random")
+    add_dataset_option(parser)
     parser.add_argument("--n-train", type=int, default=60000, help="at most this many images")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs (after compiling)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds trained together (vmap)")
     args = parser.parse_args(argv)
 
-    name, x, y, _, _ = load_images(args.data, args.n_train, 0)
+    name, x, y, _, _ = load_images(args.dataset, args.n_train, 0)
     n_train = len(x)
     config = TrainConfig(dataset=name, batch_size=args.batch_size)
     run = epoch_runner(config, args.seeds, jax.device_put(x), jax.device_put(y))

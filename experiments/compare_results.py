@@ -10,8 +10,8 @@ numbers and strings must be equal; what differs is listed with its absolute and 
 difference. Leaves whose key names a timing, a wall-clock date, a file path, the command line
 or the software environment (IGNORED) are skipped; keys present on one side only are counted
 apart (a redesign may add fields). Prints one line per file and the differing leaves; exits 1
-if any number differs. This is how the issue-11 redesign was checked against the code before it
-(paper_notes.md, "Redesign check").
+if any number differs. This is how a redesign is checked against the code before it, on the
+quick presets of every script (CHANGELOG.md says which were checked so).
 """
 
 from __future__ import annotations

@@ -40,12 +40,12 @@ def options(p) -> None:
     experiment.add_baseline_option(p, "per-epoch histories")
 
 
-def compute(args, dataset) -> dict:
-    configs = experiment.sb_lb_configs(args, dataset)
-    if args.baseline:
-        runs = baseline_histories(args.baseline, configs, args.seeds)
+def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
+    configs = experiment.sb_lb_configs(settings, dataset, resolved)
+    if settings.baseline:
+        runs = baseline_histories(settings.baseline, configs, settings.seeds)
     else:
-        runs = trained_histories(args, dataset, configs)
+        runs = trained_histories(settings, dataset, configs)
     curves = {
         regime: {
             "batch_size": config.batch_size,
@@ -57,7 +57,7 @@ def compute(args, dataset) -> dict:
     return {"curves": curves, "runs": runs}
 
 
-def trained_histories(args, dataset, configs: dict) -> list[dict]:
+def trained_histories(settings, dataset, configs: dict) -> list[dict]:
     """One entry (regime, seed, run_dir, history) per saved (or newly trained) run."""
     from keskar_repro.store.runs import run_dir
 
@@ -65,11 +65,11 @@ def trained_histories(args, dataset, configs: dict) -> list[dict]:
         {
             "regime": regime,
             "seed": r.config.seed,
-            "run_dir": str(run_dir(r.config, args.runs_dir)),
+            "run_dir": str(run_dir(r.config, settings.runs_dir)),
             "history": r.history,
         }
         for regime, config in configs.items()
-        for r in experiment.seed_runs(args, dataset, config)
+        for r in experiment.seed_runs(settings, dataset, config)
     ]
 
 
@@ -124,14 +124,26 @@ def text(results: dict) -> str:
     return "\n".join(lines)
 
 
-def draw(results: dict, args) -> list[str]:
+def draw(results: dict, settings) -> list[str]:
     fig = plots.accuracy_curves(
         results["curves"], title=f"Figure 2 for F1 on {results['dataset']['name']}"
     )
-    return plots.save_figure(fig, experiment.figure_stem(args, STEM))
+    return plots.save_figure(fig, experiment.figure_stem(settings, STEM))
 
 
-SPEC = experiment.figure(globals(), order=1, resolved=("sb_batch", "lb_batch"))
+SPEC = experiment.FigureSpec(
+    name="fig_accuracy_curves",
+    stem=STEM,
+    doc=__doc__,
+    order=1,
+    presets=PRESETS,
+    compute=compute,
+    summarize=summarize,
+    text=text,
+    draw=draw,
+    options=options,
+    bn_policy="batch",
+)
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

@@ -63,27 +63,27 @@ def options(p) -> None:
     experiment.add_epsilons_option(p)
 
 
-def checks(args) -> dict[str, bool]:
+def checks(settings) -> dict[str, bool]:
     return {
-        "--seeds": args.seeds >= 1,
-        "--epochs": args.epochs >= 1,
-        "--batch-sizes": args.batch_sizes is None or min(args.batch_sizes) >= 1,
-        **experiment.epsilons_check(args),
+        "--seeds": settings.seeds >= 1,
+        "--epochs": settings.epochs >= 1,
+        "--batch-sizes": settings.batch_sizes is None or min(settings.batch_sizes) >= 1,
+        **experiment.epsilons_check(settings),
     }
 
 
-def compute(args, dataset) -> dict:
+def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     from keskar_repro.errors import UserError
     from keskar_repro.store.measurements import run_record
     from keskar_repro.training.train import TrainConfig
 
-    batches = args.batch_sizes or sweep_batch_sizes(dataset.n_train)
+    batches = settings.batch_sizes or sweep_batch_sizes(dataset.n_train)
     too_big = [b for b in batches if b > dataset.n_train]
     if too_big:
         raise UserError(f"--batch-sizes {too_big} exceed the {dataset.n_train} training images")
-    args.batch_sizes = batches
+    resolved["batch_sizes"] = batches
     print(
-        f"{dataset.name}: batch sizes {batches}, {args.seeds} seeds x {args.epochs} epochs",
+        f"{dataset.name}: batch sizes {batches}, {settings.seeds} seeds x {settings.epochs} epochs",
         file=sys.stderr,
     )
     runs = []
@@ -91,15 +91,15 @@ def compute(args, dataset) -> dict:
         config = TrainConfig(
             dataset=dataset.name,
             batch_size=batch,
-            epochs=args.epochs,
-            hidden=args.hidden,
-            init=args.init,
+            epochs=settings.epochs,
+            hidden=settings.hidden,
+            init=settings.init,
         )
-        runs += experiment.seed_runs(args, dataset, config)
-    bar = experiment.progress_bar(args, len(runs), "sharpness")
+        runs += experiment.seed_runs(settings, dataset, config)
+    bar = experiment.progress_bar(settings, len(runs), "sharpness")
     rows = []
     for run in runs:
-        rows.append(run_record(run, dataset, args.epsilons, root=args.runs_dir))
+        rows.append(run_record(run, dataset, settings.epsilons, root=settings.runs_dir))
         bar.update(1)
     bar.close()
     return {"rows": rows}
@@ -164,17 +164,29 @@ def text(results: dict) -> str:
     return "\n".join(lines)
 
 
-def draw(results: dict, args) -> list[str]:
+def draw(results: dict, settings) -> list[str]:
     fig = plots.batch_sweep_plot(
         results["summary"],
         title=f"Figure 4 for F1 on {results['dataset']['name']}: "
         f"{results['config']['epochs']} epochs at every batch size",
     )
-    return plots.save_figure(fig, experiment.figure_stem(args, STEM))
+    return plots.save_figure(fig, experiment.figure_stem(settings, STEM))
 
 
-SPEC = experiment.figure(
-    globals(), order=4, resolved=("batch_sizes",), parts=experiment.BATCH_SIZE_PARTS
+SPEC = experiment.FigureSpec(
+    name="fig_batch_sweep",
+    stem=STEM,
+    doc=__doc__,
+    order=4,
+    presets=PRESETS,
+    compute=compute,
+    summarize=summarize,
+    text=text,
+    draw=draw,
+    options=options,
+    checks=checks,
+    parts=experiment.BATCH_SIZE_PARTS,
+    bn_policy="batch",
 )
 
 if __name__ == "__main__":

@@ -65,28 +65,28 @@ def options(p) -> None:
     )
 
 
-def checks(args) -> dict[str, bool]:
+def checks(settings) -> dict[str, bool]:
     return {
-        "--seeds": args.seeds >= 1,
-        "--epochs": args.epochs >= 1,
-        "--learning-rates": bool(args.learning_rates) and min(args.learning_rates) > 0,
-        "--batch-sizes": args.batch_sizes is None or min(args.batch_sizes) >= 1,
+        "--seeds": settings.seeds >= 1,
+        "--epochs": settings.epochs >= 1,
+        "--learning-rates": bool(settings.learning_rates) and min(settings.learning_rates) > 0,
+        "--batch-sizes": settings.batch_sizes is None or min(settings.batch_sizes) >= 1,
     }
 
 
-def compute(args, dataset) -> dict:
+def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     from keskar_repro.errors import UserError
     from keskar_repro.training.train import TrainConfig, default_runs_per_program
 
-    batches = args.batch_sizes or grid_batch_sizes(dataset.n_train, args.preset)
+    batches = settings.batch_sizes or grid_batch_sizes(dataset.n_train, settings.preset)
     too_big = [b for b in batches if b > dataset.n_train]
     if too_big:
         raise UserError(f"--batch-sizes {too_big} exceed the {dataset.n_train} training images")
-    args.batch_sizes = batches
-    group = args.runs_per_program or default_runs_per_program()
+    resolved["batch_sizes"] = batches
+    group = settings.runs_per_program or default_runs_per_program()
     print(
-        f"{dataset.name}: learning rates {args.learning_rates} x batch sizes {batches}, "
-        f"{args.seeds} seed(s) x {args.epochs} epochs; "
+        f"{dataset.name}: learning rates {settings.learning_rates} x batch sizes {batches}, "
+        f"{settings.seeds} seed(s) x {settings.epochs} epochs; "
         + (
             "one vmapped program per batch size" if group is None else f"{group} run(s) per program"
         ),
@@ -98,15 +98,15 @@ def compute(args, dataset) -> dict:
             batch_size=b,
             learning_rate=lr,
             seed=s,
-            epochs=args.epochs,
-            hidden=args.hidden,
-            init=args.init,
+            epochs=settings.epochs,
+            hidden=settings.hidden,
+            init=settings.init,
         )
         for b in batches
-        for lr in args.learning_rates
-        for s in range(args.seeds)
+        for lr in settings.learning_rates
+        for s in range(settings.seeds)
     ]
-    runs = experiment.get_runs(args, dataset, configs, on_divergence="stop")
+    runs = experiment.get_runs(settings, dataset, configs, on_divergence="stop")
     rows = [
         {
             "learning_rate": r.config.learning_rate,
@@ -196,22 +196,34 @@ def text(results: dict) -> str:
     return "\n".join(lines)
 
 
-def draw(results: dict, args) -> list[str]:
+def draw(results: dict, settings) -> list[str]:
     cfg = results["config"]
     where = f"F1 on {results['dataset']['name']}, {cfg['epochs']} epochs, {cfg['seeds']} seed(s)"
     files = plots.save_figure(
         plots.heatmaps(results["summary"], title=f"Learning rate x batch size, {where}"),
-        experiment.figure_stem(args, "fig_lr_batch_heatmaps"),
+        experiment.figure_stem(settings, "fig_lr_batch_heatmaps"),
     )
     files += plots.save_figure(
         plots.grid_curves(results["summary"]["curves"], title=f"Accuracy vs epoch, {where}"),
-        experiment.figure_stem(args, "fig_lr_batch_curves"),
+        experiment.figure_stem(settings, "fig_lr_batch_curves"),
     )
     return files
 
 
-SPEC = experiment.figure(
-    globals(), order=5, resolved=("batch_sizes",), parts=experiment.BATCH_SIZE_PARTS
+SPEC = experiment.FigureSpec(
+    name="fig_lr_batch",
+    stem=STEM,
+    doc=__doc__,
+    order=5,
+    presets=PRESETS,
+    compute=compute,
+    summarize=summarize,
+    text=text,
+    draw=draw,
+    options=options,
+    checks=checks,
+    parts=experiment.BATCH_SIZE_PARTS,
+    bn_policy="batch",
 )
 
 if __name__ == "__main__":

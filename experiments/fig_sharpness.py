@@ -19,9 +19,11 @@ Runs are saved under --runs-dir and every measurement beside its run, so a secon
 (or one after an interruption) recomputes nothing that is already there.
 
 Runtime and result on the 2-core CPU (nothing else running, fresh runs dir): the quick preset
-on mnist10k takes about 5 minutes and gives full-space sharpness SB 13.9 +- 11.0 vs LB 274 +-
-33 at eps 1e-3 (2 seeds, 15 epochs); the paper preset on mnist10k about 26 minutes (5 seeds,
-100 epochs; with the defaults before issue 12, SB 0.6 vs LB 200: figures/README.md).
+on mnist10k takes about 5 minutes (2 seeds, 15 epochs) and its full-space sharpness at eps 1e-3
+is an order of magnitude larger for LB than for SB, with a wide seed spread at 2 seeds; the
+paper preset on mnist10k takes about 26 minutes (5 seeds, 100 epochs). The numbers of a run are
+in its results JSON; those of the committed runs are in the reproduction report
+(docs/report/), generated from figures/fig_sharpness_*_paper.json.
 """
 
 from __future__ import annotations
@@ -80,71 +82,72 @@ def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-loss", action="store_true", help="log scale for the path losses")
 
 
-def checks(args: argparse.Namespace) -> dict[str, bool]:
+def checks(settings: experiment.Settings) -> dict[str, bool]:
     return {
-        **experiment.batch_checks(args),
-        **experiment.epsilons_check(args),
-        "--subspace-dim": args.subspace_dim >= 0,
-        "--alphas": args.alphas >= 2,
-        "--subspace-scaling": set(args.subspace_scaling) <= {"unit", "gaussian"},
+        **experiment.batch_checks(settings),
+        **experiment.epsilons_check(settings),
+        "--subspace-dim": settings.subspace_dim >= 0,
+        "--alphas": settings.alphas >= 2,
+        "--subspace-scaling": set(settings.subspace_scaling) <= {"unit", "gaussian"},
     }
 
 
-def compute(args: argparse.Namespace, dataset) -> dict:
+def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     """Train or load the runs, then every measurement; returns the results dictionary."""
     from keskar_repro.training import protocol
 
-    configs = experiment.sb_lb_configs(args, dataset)
-    args.subspace_key = protocol.SUBSPACE_KEY
-    args.sharpness_maxiter = protocol.SHARPNESS_MAXITER
-    args.alpha_range = list(protocol.ALPHA_RANGE)
-    runs = {regime: experiment.seed_runs(args, dataset, c) for regime, c in configs.items()}
+    configs = experiment.sb_lb_configs(settings, dataset, resolved)
+    resolved["subspace_key"] = protocol.SUBSPACE_KEY
+    resolved["sharpness_maxiter"] = protocol.SHARPNESS_MAXITER
+    resolved["alpha_range"] = list(protocol.ALPHA_RANGE)
+    runs = {regime: experiment.seed_runs(settings, dataset, c) for regime, c in configs.items()}
     return {
         "paper_f1": {k: {r: list(v) for r, v in d.items()} for k, d in paper.PAPER_F1.items()},
-        **measure(args, dataset, runs),
+        **measure(settings, dataset, runs),
     }
 
 
-def measure(args: argparse.Namespace, dataset, runs: dict[str, list]) -> dict:
+def measure(settings: experiment.Settings, dataset, runs: dict[str, list]) -> dict:
     """Accuracy and sharpness of every run, and the paths between the seed-0 pair."""
     import numpy as np
 
     from keskar_repro.store.measurements import RunSharpness, final_metrics, pair_path
     from keskar_repro.store.runs import run_dir
+    from keskar_repro.training import protocol
 
-    seeds = list(range(args.seeds))
+    seeds = list(range(settings.seeds))
     spaces = [(None, None)]
-    if args.subspace_dim:
-        spaces += [(args.subspace_dim, a) for a in args.subspace_scaling]
+    if settings.subspace_dim:
+        spaces += [(settings.subspace_dim, a) for a in settings.subspace_scaling]
 
     run_records, sharpness_records = [], []
-    n_jobs = 2 * len(seeds) * len(spaces) * len(args.epsilons)
-    bar = experiment.progress_bar(args, n_jobs, "sharpness")
+    n_jobs = 2 * len(seeds) * len(spaces) * len(settings.epsilons)
+    bar = experiment.progress_bar(settings, n_jobs, "sharpness")
     for regime, regime_runs in runs.items():
         for run in regime_runs:
             run_records.append(
                 {
                     "regime": regime,
                     "seed": run.config.seed,
-                    "run_dir": str(run_dir(run.config, args.runs_dir)),
+                    "run_dir": str(run_dir(run.config, settings.runs_dir)),
                     "config": run.config.to_dict(),
                     "epochs_run": run.epochs_run,
                     "stop_reason": run.stop_reason,
                     "train_seconds": run.train_seconds,
-                    "bn_policy": args.bn_policy,
-                    **final_metrics(run, dataset, args.bn_policy, args.runs_dir),
+                    "bn_policy": settings.bn_policy,
+                    **final_metrics(run, dataset, settings.bn_policy, settings.runs_dir),
                     "history": run.history,
                 }
             )
-            meter = RunSharpness(run, dataset, args.runs_dir)
+            meter = RunSharpness(run, dataset, settings.runs_dir)
             for p, a_scaling in spaces:
-                for eps in args.epsilons:
+                for eps in settings.epsilons:
                     result = meter.measure(
                         eps,
                         subspace_dim=p,
                         subspace_scaling=a_scaling,
-                        bn_policy=args.bn_policy,
-                        scaling=args.sharpness_scaling,
+                        bn_policy=settings.bn_policy,
+                        scaling=settings.sharpness_scaling,
                     )
                     sharpness_records.append({"regime": regime, "seed": run.config.seed, **result})
                     bar.update(1)
@@ -154,13 +157,19 @@ def measure(args: argparse.Namespace, dataset, runs: dict[str, list]) -> dict:
                     )
     bar.close()
 
-    alphas = np.linspace(*args.alpha_range, args.alphas)
+    alphas = np.linspace(*protocol.ALPHA_RANGE, settings.alphas)
     paths = {}
     for kind in ("linear", "curvilinear"):
-        if not args.no_progress:
+        if not settings.no_progress:
             print(f"evaluating the {kind} path at {len(alphas)} points", file=sys.stderr)
         paths[kind] = pair_path(
-            runs["SB"][0], runs["LB"][0], dataset, alphas, kind, args.bn_policy, args.runs_dir
+            runs["SB"][0],
+            runs["LB"][0],
+            dataset,
+            alphas,
+            kind,
+            settings.bn_policy,
+            settings.runs_dir,
         )
     return {"runs": run_records, "sharpness": sharpness_records, "paths": paths}
 
@@ -274,34 +283,35 @@ def text(results: dict) -> str:
     return "\n\n".join(text)
 
 
-def draw(results: dict, args: argparse.Namespace) -> list[str]:
+def draw(results: dict, settings: experiment.Settings) -> list[str]:
     title = f"F1 on {results['dataset']['name']}"
     files = []
     for kind, fig_no in (("linear", 3), ("curvilinear", 7)):
         fig = plots.parametric_plot(
             results["paths"][kind],
-            log_loss=args.log_loss,
+            log_loss=settings.log_loss,
             title=f"Figure {fig_no} ({kind} path), {title}",
         )
-        files += plots.save_figure(fig, experiment.figure_stem(args, f"fig{fig_no}_{kind}"))
+        files += plots.save_figure(fig, experiment.figure_stem(settings, f"fig{fig_no}_{kind}"))
     fig = plots.sharpness_chart(
         results["summary"]["sharpness"], title=f"Sharpness of SB and LB minimizers, {title}"
     )
-    files += plots.save_figure(fig, experiment.figure_stem(args, "sharpness"))
+    files += plots.save_figure(fig, experiment.figure_stem(settings, "sharpness"))
     return files
 
 
-SPEC = experiment.figure(
-    globals(),
+SPEC = experiment.FigureSpec(
+    name="fig_sharpness",
+    stem=STEM,
+    doc=__doc__,
     order=0,
-    resolved=(
-        "sb_batch",
-        "lb_batch",
-        "batch_note",
-        "subspace_key",
-        "sharpness_maxiter",
-        "alpha_range",
-    ),
+    presets=PRESETS,
+    compute=compute,
+    summarize=summarize,
+    text=text,
+    draw=draw,
+    options=options,
+    checks=checks,
 )
 
 if __name__ == "__main__":

@@ -130,21 +130,21 @@ def options(p) -> None:
     )
 
 
-def checks(args) -> dict[str, bool]:
+def checks(settings) -> dict[str, bool]:
     return {
-        **experiment.batch_checks(args),
-        **experiment.epsilons_check(args),
-        "--first-seed": args.first_seed >= 0,
-        "--samples": args.samples >= 2,
-        "--factors": bool(args.factors) and min(args.factors) > 0,
+        **experiment.batch_checks(settings),
+        **experiment.epsilons_check(settings),
+        "--first-seed": settings.first_seed >= 0,
+        "--samples": settings.samples >= 2,
+        "--factors": bool(settings.factors) and min(settings.factors) > 0,
     }
 
 
 def seed_list(config) -> list[int]:
     """The seeds a run of this script measured: a merged JSON's "seed_list", else --first-seed
     (0 when the JSON predates it) and the --seeds that follow it, none under --population
-    others; `config` is the parsed arguments or a JSON's config dict."""
-    config = config if isinstance(config, dict) else vars(config)
+    others; `config` is the `Settings` or a JSON's config dict."""
+    config = config if isinstance(config, dict) else config.config()
     if config.get("seed_list") is not None:
         return list(config["seed_list"])
     if config.get("population") == "others":
@@ -254,36 +254,38 @@ def label(config) -> str:
     return " ".join(parts)
 
 
-def compute(args, dataset) -> dict:
+def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     from keskar_repro.measures.registry import NOTIONS
     from keskar_repro.store.runs import run_dir
 
-    configs = experiment.sb_lb_configs(args, dataset)
-    seeds = seed_list(args)
-    runs = {r: experiment.seed_runs(args, dataset, configs[r], seeds) for r in REGIMES}
-    pairs = {run_dir(r.config, args.runs_dir).name for rs in runs.values() for r in rs}
+    configs = experiment.sb_lb_configs(settings, dataset, resolved)
+    seeds = seed_list(settings)
+    runs = {r: experiment.seed_runs(settings, dataset, configs[r], seeds) for r in REGIMES}
+    pairs = {run_dir(r.config, settings.runs_dir).name for rs in runs.values() for r in rs}
     others = []
-    if args.population != "pairs":
+    if settings.population != "pairs":
         sb_lb = (configs["SB"], configs["LB"])
-        others = other_runs(args.runs_dir, dataset.name, configs["SB"].hidden, pairs, sb_lb)
+        others = other_runs(settings.runs_dir, dataset.name, configs["SB"].hidden, pairs, sb_lb)
         if not others and not seeds:
             raise experiment.UserError(
-                f"no saved {dataset.name} runs other than SB/LB pairs in {args.runs_dir}; train "
-                "some first (fig_batch_sweep.py, fig_lr_batch.py, fig_warm_start.py)"
+                f"no saved {dataset.name} runs other than SB/LB pairs in {settings.runs_dir}; "
+                "train some first (fig_batch_sweep.py, fig_lr_batch.py, fig_warm_start.py)"
             )
-    args.other_runs = [run_dir(run.config, args.runs_dir).name for run in others]
-    extra = 2 * len(args.factors) if 0 in seeds else 0  # seed 0's rescalings
+    resolved["other_runs"] = [run_dir(run.config, settings.runs_dir).name for run in others]
+    extra = 2 * len(settings.factors) if 0 in seeds else 0  # seed 0's rescalings
     points = 2 * (2 * len(seeds) + extra) + len(others)
-    bar = experiment.progress_bar(args, points * len(NOTION_NAMES) * len(args.epsilons), "notions")
+    bar = experiment.progress_bar(
+        settings, points * len(NOTION_NAMES) * len(settings.epsilons), "notions"
+    )
     run_rows, rows = [], []
     for index in range(len(seeds)):
         pair = {regime: runs[regime][index] for regime in REGIMES}
         common = common_norms(pair)
         for regime, run in pair.items():
-            points = transforms(_variables(run), run.config.seed, common, args.factors)
-            measure_run(run, regime, points, args, dataset, run_rows, rows, bar)
+            points = transforms(_variables(run), run.config.seed, common, settings.factors)
+            measure_run(run, regime, points, settings, dataset, run_rows, rows, bar)
     for run in others:
-        measure_run(run, "other", {"trained": (None, None)}, args, dataset, run_rows, rows, bar)
+        measure_run(run, "other", {"trained": (None, None)}, settings, dataset, run_rows, rows, bar)
     bar.close()
     return {
         "notions": {name: NOTIONS[name].description for name in NOTION_NAMES},
@@ -293,7 +295,7 @@ def compute(args, dataset) -> dict:
     }
 
 
-def measure_run(run, regime: str, points: dict, args, dataset, run_rows, rows, bar) -> None:
+def measure_run(run, regime: str, points: dict, settings, dataset, run_rows, rows, bar) -> None:
     """Append the run's row (metrics, gaps, norms) to `run_rows` and one row per point, notion
     and epsilon to `rows` (every measurement cached beside the run)."""
     from keskar_repro.store.measurements import (
@@ -304,8 +306,8 @@ def measure_run(run, regime: str, points: dict, args, dataset, run_rows, rows, b
     from keskar_repro.store.runs import run_dir
     from keskar_repro.training import reparam
 
-    path = run_dir(run.config, args.runs_dir)
-    metrics = final_metrics(run, dataset, "batch", args.runs_dir)
+    path = run_dir(run.config, settings.runs_dir)
+    metrics = final_metrics(run, dataset, "batch", settings.runs_dir)
     run_rows.append({
         "run": path.name, "regime": regime, "seed": run.config.seed, "label": label(run.config),
         "run_dir": str(path), **metrics,
@@ -319,10 +321,10 @@ def measure_run(run, regime: str, points: dict, args, dataset, run_rows, rows, b
     for point, (params, spec) in points.items():
         f = float(loss_fn(run.params if params is None else params))
         for notion in NOTION_NAMES:
-            for eps in args.epsilons:
+            for eps in settings.epsilons:
                 m = notion_measurement(
-                    run, dataset, notion, eps, samples=args.samples, params=params,
-                    transform=spec, loss_fn=loss_fn, root=args.runs_dir,
+                    run, dataset, notion, eps, samples=settings.samples, params=params,
+                    transform=spec, loss_fn=loss_fn, root=settings.runs_dir,
                 )  # fmt: skip
                 rows.append({
                     "run": path.name, "regime": regime, "seed": run.config.seed, "point": point,
@@ -493,7 +495,7 @@ def _tau_lines(taus: list[dict]) -> list[str]:
     return lines
 
 
-def draw(results: dict, args) -> list[str]:
+def draw(results: dict, settings) -> list[str]:
     from keskar_repro.report import plots
 
     if not results["summary"]["gap"]:  # a part of other runs only: drawn once merged
@@ -501,7 +503,7 @@ def draw(results: dict, args) -> list[str]:
     fig = plots.notions_figure(results["summary"], title=(
         f"Sharpness notions, F1 on {results['dataset']['name']}, "
         f"{seeds_text(results['config'])}"))  # fmt: skip
-    return plots.save_figure(fig, experiment.figure_stem(args, STEM))
+    return plots.save_figure(fig, experiment.figure_stem(settings, STEM))
 
 
 # Parts: one run per few seeds (--first-seed, --seeds), or of the other saved runs
@@ -513,8 +515,20 @@ PARTS = experiment.Parts(
     unions=("epsilons",),
 )  # fmt: skip
 # Last in make_all: --population all measures every run the other scripts have trained.
-SPEC = experiment.figure(
-    globals(), order=6, resolved=("sb_batch", "lb_batch", "other_runs"), parts=PARTS
+SPEC = experiment.FigureSpec(
+    name="fig_sharpness_notions",
+    stem=STEM,
+    doc=__doc__,
+    order=6,
+    presets=PRESETS,
+    compute=compute,
+    summarize=summarize,
+    text=text,
+    draw=draw,
+    options=options,
+    checks=checks,
+    parts=PARTS,
+    bn_policy="batch",
 )
 
 if __name__ == "__main__":

@@ -39,31 +39,31 @@ def options(p) -> None:
     experiment.add_epsilons_option(p)
 
 
-def checks(args) -> dict[str, bool]:
-    return {**experiment.batch_checks(args), **experiment.epsilons_check(args)}
+def checks(settings) -> dict[str, bool]:
+    return {**experiment.batch_checks(settings), **experiment.epsilons_check(settings)}
 
 
-def compute(args, dataset) -> dict:
+def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     from keskar_repro.store.measurements import run_record, snapshot_of
     from keskar_repro.training.protocol import snapshot_schedule
 
-    schedule = snapshot_schedule(args.epochs)
+    schedule = snapshot_schedule(settings.epochs)
     measured = [e for e in schedule if e >= 1]
     trained = {
-        regime: experiment.seed_runs(args, dataset, config, snapshot_epochs=schedule)
-        for regime, config in experiment.sb_lb_configs(args, dataset).items()
+        regime: experiment.seed_runs(settings, dataset, config, snapshot_epochs=schedule)
+        for regime, config in experiment.sb_lb_configs(settings, dataset, resolved).items()
     }
     n_jobs = sum(len(runs) for runs in trained.values()) * len(measured)
-    bar = experiment.progress_bar(args, n_jobs, "sharpness along training")
+    bar = experiment.progress_bar(settings, n_jobs, "sharpness along training")
     rows = []
     for regime, runs in trained.items():
         for run in runs:
             for epoch in measured:
                 record = run_record(
-                    snapshot_of(run, epoch, args.runs_dir),
+                    snapshot_of(run, epoch, settings.runs_dir),
                     dataset,
-                    args.epsilons,
-                    root=args.runs_dir,
+                    settings.epsilons,
+                    root=settings.runs_dir,
                 )
                 rows += [
                     {
@@ -123,14 +123,27 @@ def text(results: dict) -> str:
     return "\n".join(lines)
 
 
-def draw(results: dict, args) -> list[str]:
+def draw(results: dict, settings) -> list[str]:
     fig = plots.sharpness_vs_loss_plot(
         results["rows"], title=f"Figure 6 for F1 on {results['dataset']['name']}"
     )
-    return plots.save_figure(fig, experiment.figure_stem(args, STEM))
+    return plots.save_figure(fig, experiment.figure_stem(settings, STEM))
 
 
-SPEC = experiment.figure(globals(), order=2, resolved=("sb_batch", "lb_batch"))
+SPEC = experiment.FigureSpec(
+    name="fig_sharpness_training",
+    stem=STEM,
+    doc=__doc__,
+    order=2,
+    presets=PRESETS,
+    compute=compute,
+    summarize=summarize,
+    text=text,
+    draw=draw,
+    options=options,
+    checks=checks,
+    bn_policy="batch",
+)
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

@@ -44,47 +44,49 @@ def options(p) -> None:
     experiment.add_epsilons_option(p)
 
 
-def checks(args) -> dict[str, bool]:
+def checks(settings) -> dict[str, bool]:
     return {
-        **experiment.batch_checks(args),
-        "--lb-epochs": args.lb_epochs >= 1,
-        **experiment.epsilons_check(args),
+        **experiment.batch_checks(settings),
+        "--lb-epochs": settings.lb_epochs >= 1,
+        **experiment.epsilons_check(settings),
     }
 
 
-def compute(args, dataset) -> dict:
+def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     from keskar_repro.store.measurements import run_record
     from keskar_repro.store.runs import run_dir
     from keskar_repro.training.protocol import snapshot_schedule
 
-    configs = experiment.sb_lb_configs(args, dataset)
-    ks = snapshot_schedule(args.epochs)
-    sb_runs = experiment.seed_runs(args, dataset, configs["SB"], snapshot_epochs=ks)
-    lb = dataclasses.replace(configs["LB"], epochs=args.lb_epochs)
+    configs = experiment.sb_lb_configs(settings, dataset, resolved)
+    ks = snapshot_schedule(settings.epochs)
+    sb_runs = experiment.seed_runs(settings, dataset, configs["SB"], snapshot_epochs=ks)
+    lb = dataclasses.replace(configs["LB"], epochs=settings.lb_epochs)
     warm_configs = [
         dataclasses.replace(
-            lb, seed=run.config.seed, warm_start=f"{run_dir(run.config, args.runs_dir).name}@{k}"
+            lb,
+            seed=run.config.seed,
+            warm_start=f"{run_dir(run.config, settings.runs_dir).name}@{k}",
         )
         for run in sb_runs
         for k in ks
     ]
-    warm_runs = experiment.get_runs(args, dataset, warm_configs)
-    bar = experiment.progress_bar(args, len(warm_runs) + len(sb_runs), "sharpness")
+    warm_runs = experiment.get_runs(settings, dataset, warm_configs)
+    bar = experiment.progress_bar(settings, len(warm_runs) + len(sb_runs), "sharpness")
     rows = []
     for run in warm_runs:
         rows.append(
             {
                 "k": run.config.warm_start_source[1],
-                "run_dir": str(run_dir(run.config, args.runs_dir)),
+                "run_dir": str(run_dir(run.config, settings.runs_dir)),
                 "warm_start": run.config.warm_start,
-                **run_record(run, dataset, args.epsilons, root=args.runs_dir),
+                **run_record(run, dataset, settings.epsilons, root=settings.runs_dir),
             }
         )
         bar.update(1)
         bar.set_postfix_str(f"seed {run.config.seed} k={rows[-1]['k']}")
     sb_rows = []
     for run in sb_runs:  # the SB runs whose snapshots were the warm starts
-        sb_rows.append(run_record(run, dataset, args.epsilons, root=args.runs_dir))
+        sb_rows.append(run_record(run, dataset, settings.epsilons, root=settings.runs_dir))
         bar.update(1)
     bar.close()
     return {"k": ks, "rows": rows, "sb_rows": sb_rows}
@@ -132,17 +134,30 @@ def text(results: dict) -> str:
     return "\n".join(lines)
 
 
-def draw(results: dict, args) -> list[str]:
+def draw(results: dict, settings) -> list[str]:
     cfg = results["config"]
     fig = plots.warm_start_plot(
         results["summary"],
         title=f"Figure 5 for F1 on {results['dataset']['name']}: SB (B={cfg['sb_batch']}) "
         f"k epochs, then LB (B={cfg['lb_batch']}) {cfg['lb_epochs']} epochs",
     )
-    return plots.save_figure(fig, experiment.figure_stem(args, STEM))
+    return plots.save_figure(fig, experiment.figure_stem(settings, STEM))
 
 
-SPEC = experiment.figure(globals(), order=3, resolved=("sb_batch", "lb_batch"))
+SPEC = experiment.FigureSpec(
+    name="fig_warm_start",
+    stem=STEM,
+    doc=__doc__,
+    order=3,
+    presets=PRESETS,
+    compute=compute,
+    summarize=summarize,
+    text=text,
+    draw=draw,
+    options=options,
+    checks=checks,
+    bn_policy="batch",
+)
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

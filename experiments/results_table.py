@@ -66,7 +66,7 @@ def rows(results: list[dict]) -> list[tuple[str, str, list]]:
 
 def init_of(results: dict) -> str:
     """The kernel initialiser of a results JSON; lecun_normal for those written before the
-    --init option (issue 12), which all used it."""
+    --init option, which all used it."""
     return results["config"].get("init", "lecun_normal")
 
 

@@ -64,42 +64,42 @@ def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-variants", action="store_true", help="skip the literal and PGA runs")
 
 
-def checks(args: argparse.Namespace) -> dict[str, bool]:
+def checks(settings: experiment.Settings) -> dict[str, bool]:
     return {
-        **experiment.batch_checks(args),
-        **experiment.epsilons_check(args),
-        "--policies": bool(args.policies) and set(args.policies) <= set(BN_POLICIES),
-        "--subspace-dim": args.subspace_dim >= 1,
-        "--subspace-scaling": set(args.subspace_scaling) <= {"unit", "gaussian"},
+        **experiment.batch_checks(settings),
+        **experiment.epsilons_check(settings),
+        "--policies": bool(settings.policies) and set(settings.policies) <= set(BN_POLICIES),
+        "--subspace-dim": settings.subspace_dim >= 1,
+        "--subspace-scaling": set(settings.subspace_scaling) <= {"unit", "gaussian"},
     }
 
 
-def jobs(args: argparse.Namespace) -> list[dict]:
+def jobs(settings: experiment.Settings) -> list[dict]:
     """The measurements of each run: every policy x space x epsilon, then the variants."""
-    spaces = [(None, None)] + [(args.subspace_dim, s) for s in args.subspace_scaling]
+    spaces = [(None, None)] + [(settings.subspace_dim, s) for s in settings.subspace_scaling]
     out = [
         {"epsilon": e, "subspace_dim": p, "subspace_scaling": s, "bn_policy": pol}
-        for pol in args.policies
+        for pol in settings.policies
         for p, s in spaces
-        for e in args.epsilons
+        for e in settings.epsilons
     ]
-    if not args.no_variants:
-        out += [{"epsilon": e, "scaling": "literal"} for e in args.epsilons]
-        out += [{"epsilon": e, "method": "pga"} for e in args.epsilons]
+    if not settings.no_variants:
+        out += [{"epsilon": e, "scaling": "literal"} for e in settings.epsilons]
+        out += [{"epsilon": e, "method": "pga"} for e in settings.epsilons]
     return out
 
 
-def compute(args: argparse.Namespace, dataset) -> dict:
+def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     from keskar_repro.store.measurements import RunSharpness
 
-    configs = experiment.sb_lb_configs(args, dataset)
-    todo = jobs(args)
-    runs = {regime: experiment.seed_runs(args, dataset, c) for regime, c in configs.items()}
-    bar = experiment.progress_bar(args, 2 * args.seeds * len(todo), "sharpness")
+    configs = experiment.sb_lb_configs(settings, dataset, resolved)
+    todo = jobs(settings)
+    runs = {regime: experiment.seed_runs(settings, dataset, c) for regime, c in configs.items()}
+    bar = experiment.progress_bar(settings, 2 * settings.seeds * len(todo), "sharpness")
     rows = []
     for regime, regime_runs in runs.items():
         for run in regime_runs:
-            meter = RunSharpness(run, dataset, args.runs_dir)
+            meter = RunSharpness(run, dataset, settings.runs_dir)
             for job in todo:
                 result = meter.measure(**job)
                 rows.append({"regime": regime, "seed": run.config.seed, **result})
@@ -135,11 +135,11 @@ def text(results: dict) -> str:
     return "\n".join(lines)
 
 
-def draw(results: dict, args: argparse.Namespace) -> list[str]:
+def draw(results: dict, settings: experiment.Settings) -> list[str]:
     """The table as Markdown, with its command, data and device."""
     from keskar_repro.store.files import write_atomic
 
-    path = experiment.figure_stem(args, STEM) + ".md"
+    path = experiment.figure_stem(settings, STEM) + ".md"
     device = results["environment"]["device"]
     write_atomic(
         path,
@@ -150,7 +150,20 @@ def draw(results: dict, args: argparse.Namespace) -> list[str]:
     return [path]
 
 
-SPEC = experiment.figure(globals(), order=1, resolved=("sb_batch", "lb_batch", "batch_note"))
+SPEC = experiment.FigureSpec(
+    name="sharpness_report",
+    stem=STEM,
+    doc=__doc__,
+    order=1,
+    presets=PRESETS,
+    compute=compute,
+    summarize=summarize,
+    text=text,
+    draw=draw,
+    options=options,
+    checks=checks,
+    bn_policy="batch",
+)
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

@@ -57,34 +57,38 @@ def options(p) -> None:
     experiment.add_baseline_option(p, "accuracy and full-space sharpness")
 
 
-def checks(args) -> dict[str, bool]:
+def checks(settings) -> dict[str, bool]:
     return {
-        **experiment.batch_checks(args),
-        **experiment.epsilons_check(args),
-        "--prox-steps": args.prox_steps >= 1,
-        "--prox-lambda": args.prox_lambda >= 0,
+        **experiment.batch_checks(settings),
+        **experiment.epsilons_check(settings),
+        "--prox-steps": settings.prox_steps >= 1,
+        "--prox-lambda": settings.prox_lambda >= 0,
     }
 
 
-def compute(args, dataset) -> dict:
+def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     from keskar_repro.store.measurements import run_record
     from keskar_repro.store.runs import run_dir
 
-    configs = experiment.sb_lb_configs(args, dataset)
+    configs = experiment.sb_lb_configs(settings, dataset, resolved)
     configs["LB-conservative"] = dataclasses.replace(
-        configs["LB"], prox_steps=args.prox_steps, prox_lambda=args.prox_lambda
+        configs["LB"], prox_steps=settings.prox_steps, prox_lambda=settings.prox_lambda
     )
-    rows = baseline_rows(args.baseline, configs, args.seeds, args.epsilons) if args.baseline else []
+    rows = (
+        baseline_rows(settings.baseline, configs, settings.seeds, settings.epsilons)
+        if settings.baseline
+        else []
+    )
     todo = [regime for regime in REGIMES if regime not in {row["regime"] for row in rows}]
-    runs = {regime: experiment.seed_runs(args, dataset, configs[regime]) for regime in todo}
-    bar = experiment.progress_bar(args, sum(map(len, runs.values())), "sharpness")
+    runs = {regime: experiment.seed_runs(settings, dataset, configs[regime]) for regime in todo}
+    bar = experiment.progress_bar(settings, sum(map(len, runs.values())), "sharpness")
     for regime, regime_runs in runs.items():
         for run in regime_runs:
             rows.append(
                 {
                     "regime": regime,
-                    "run_dir": str(run_dir(run.config, args.runs_dir)),
-                    **run_record(run, dataset, args.epsilons, root=args.runs_dir),
+                    "run_dir": str(run_dir(run.config, settings.runs_dir)),
+                    **run_record(run, dataset, settings.epsilons, root=settings.runs_dir),
                 }
             )
             bar.update(1)
@@ -208,7 +212,7 @@ def text(results: dict) -> str:
     return "\n".join(lines)
 
 
-def draw(results: dict, args) -> list[str]:
+def draw(results: dict, settings) -> list[str]:
     s = results["summary"]
     rows = [
         {"regime": regime, "space": "full", "epsilon": float(eps), **values}
@@ -224,10 +228,23 @@ def draw(results: dict, args) -> list[str]:
         labels=labels,
         title=f"Table 7: conservative LB training, F1 on {results['dataset']['name']}",
     )
-    return plots.save_figure(fig, experiment.figure_stem(args, STEM))
+    return plots.save_figure(fig, experiment.figure_stem(settings, STEM))
 
 
-SPEC = experiment.figure(globals(), order=1, resolved=("sb_batch", "lb_batch", "batch_note"))
+SPEC = experiment.FigureSpec(
+    name="table_conservative",
+    stem=STEM,
+    doc=__doc__,
+    order=1,
+    presets=PRESETS,
+    compute=compute,
+    summarize=summarize,
+    text=text,
+    draw=draw,
+    options=options,
+    checks=checks,
+    bn_policy="batch",
+)
 
 if __name__ == "__main__":
     experiment.cli(SPEC)

@@ -1,6 +1,6 @@
 """keskar_repro.report.experiment, the figure scripts' runner, on a fake figure that touches neither
 JAX nor data: presets and options, impossible settings, the results JSON, --replot, the error
-policy of `cli`, `figure` and the real scripts' `specs()`. (The scripts themselves:
+policy of `cli`, the frozen `Settings`, and the real scripts' `specs()`. (The scripts themselves:
 tests/test_figure_scripts.py.)"""
 
 import argparse
@@ -22,14 +22,14 @@ def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, help="number of values")
 
 
-def checks(args: argparse.Namespace) -> dict[str, bool]:
-    return {"--n": args.n >= 1}
+def checks(settings: experiment.Settings) -> dict[str, bool]:
+    return {"--n": settings.n >= 1}
 
 
-def compute(args: argparse.Namespace, dataset) -> dict:
+def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     assert dataset.provenance == {"name": "fake"}
-    args.resolved_note = f"{args.n} values"  # an option compute fills in (FigureSpec.resolved)
-    return {"values": list(range(args.n))}
+    resolved["resolved_note"] = f"{settings.n} values"  # what compute determined
+    return {"values": list(range(settings.n))}
 
 
 def summarize(results: dict) -> dict:
@@ -40,8 +40,8 @@ def text(results: dict) -> str:
     return f"fake figure: {results['summary']['count']} values"
 
 
-def draw(results: dict, args: argparse.Namespace) -> list[str]:
-    path = experiment.figure_stem(args, "fake_values") + ".txt"
+def draw(results: dict, settings: experiment.Settings) -> list[str]:
+    path = experiment.figure_stem(settings, "fake_values") + ".txt"
     Path(path).write_text(" ".join(map(str, results["values"])))
     return [path]
 
@@ -59,7 +59,6 @@ def make_spec(**changes) -> FigureSpec:
         draw=draw,
         options=options,
         checks=checks,
-        resolved=("resolved_note",),
     )
     return FigureSpec(**{**fields, **changes})
 
@@ -70,10 +69,10 @@ def fake_data(monkeypatch):
     environment record by a constant: nothing imports JAX."""
     loaded = []
 
-    def load_dataset(args):
-        loaded.append(args.dataset)
-        args.dataset = args.dataset or "mnist10k"
-        return types.SimpleNamespace(provenance={"name": "fake"})
+    def load_dataset(settings):
+        loaded.append(settings.dataset)
+        name = settings.dataset or "mnist10k"
+        return types.SimpleNamespace(name=name, provenance={"name": "fake"})
 
     monkeypatch.setattr(experiment, "load_dataset", load_dataset)
     monkeypatch.setattr(files, "environment", lambda: FAKE_ENVIRONMENT)
@@ -84,9 +83,27 @@ def test_parse_fills_from_the_preset_and_an_option_overrides_it():
     spec = make_spec()
     assert experiment.parse(spec, []).n == 3  # --preset paper by default
     assert experiment.parse(spec, ["--preset", "quick"]).n == 1
-    args = experiment.parse(spec, ["--preset", "quick", "--n", "5", "--hidden", "8,4"])
-    assert args.n == 5 and args.hidden == (8, 4) and args.preset == "quick"
-    assert args.dataset is None and args.runs_per_program is None and not args.replot
+    settings = experiment.parse(spec, ["--preset", "quick", "--n", "5", "--hidden", "8,4"])
+    assert settings.n == 5 and settings.hidden == (8, 4) and settings.preset == "quick"
+    assert settings.dataset is None and settings.runs_per_program is None and not settings.replot
+
+
+def test_settings_are_frozen_and_replace_makes_a_copy():
+    import dataclasses
+
+    settings = experiment.parse(make_spec(), ["--n", "2"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.dataset = "mnist"
+    with pytest.raises(TypeError):
+        settings.options["n"] = 3  # a read-only mapping
+    changed = settings.replace(dataset="mnist", n=4)
+    assert (changed.dataset, changed.n) == ("mnist", 4) and (settings.dataset, settings.n) == (
+        None,
+        2,
+    )
+    assert settings.get("epsilons") is None
+    with pytest.raises(AttributeError, match="no option 'epsilons'"):
+        settings.epsilons  # noqa: B018
 
 
 def test_a_preset_key_that_is_no_option_is_a_programming_error():
@@ -123,6 +140,8 @@ def test_main_writes_one_results_json(tmp_path, fake_data, capsys):
     assert r["config"]["n"] == 2 and r["config"]["dataset"] == "mnist10k"
     assert r["config"]["preset"] == "quick" and r["config"]["hidden"] == [512] * 5
     assert r["config"]["resolved_note"] == "2 values"
+    assert r["config"]["bn_policy"] is None and r["config"]["batch_note"] is None
+    assert set(experiment.PROVENANCE_KEYS) <= set(r)
     assert "replot" not in r["config"] and "no_progress" not in r["config"]
     assert r["dataset"] == {"name": "fake"}
     assert r["values"] == [0, 1] and r["summary"] == {"count": 2}
@@ -142,7 +161,7 @@ def test_replot_redraws_from_the_json_alone(tmp_path, fake_data, capsys):
     drawn.unlink()
     capsys.readouterr()
 
-    def no_compute(args, dataset):
+    def no_compute(settings, dataset, resolved):
         raise AssertionError("--replot computed")
 
     assert experiment.main(make_spec(compute=no_compute), [*common, "--replot"]) == 0
@@ -165,7 +184,7 @@ def test_cli_prints_a_user_error_as_one_line_and_keeps_other_tracebacks(
 ):
     argv = ["--dataset", "mnist", "--out", str(tmp_path)]
 
-    def user_error(args, dataset):
+    def user_error(settings, dataset, resolved):
         raise UserError("--n=3 needs more data; use --n 1")
 
     with pytest.raises(SystemExit) as exit_:
@@ -173,7 +192,7 @@ def test_cli_prints_a_user_error_as_one_line_and_keeps_other_tracebacks(
     assert exit_.value.code == 2
     assert capsys.readouterr().err == "error: --n=3 needs more data; use --n 1\n"
 
-    def bug(args, dataset):
+    def bug(settings, dataset, resolved):
         raise RuntimeError("a bug")
 
     with pytest.raises(RuntimeError, match="a bug"):
@@ -185,30 +204,13 @@ def test_cli_prints_a_user_error_as_one_line_and_keeps_other_tracebacks(
     assert exit_.value.code == 0 and (tmp_path / "fake_mnist_paper.json").is_file()
 
 
-def test_figure_builds_the_spec_from_a_scripts_globals():
-    namespace = {
-        "__file__": "/x/fig_fake.py",
-        "__doc__": "A fake figure.\n\nMore.",
-        "STEM": "fake",
-        "PRESETS": {"paper": {"n": 3}, "quick": {"n": 1}},
-        "compute": compute,
-        "summarize": summarize,
-        "text": text,
-        "draw": draw,
-    }
-    plain = experiment.figure(namespace, order=4)
-    assert (plain.name, plain.stem, plain.order, plain.resolved) == ("fig_fake", "fake", 4, ())
-    assert plain.presets is namespace["PRESETS"] and plain.compute is compute
-    assert plain.draw is draw and plain.text is text and plain.summarize is summarize
-    assert plain.checks(argparse.Namespace()) == {}  # no options of its own
+def test_a_spec_without_options_has_only_the_common_ones():
+    plain = make_spec(options=experiment._no_options, checks=experiment._no_checks,
+                      presets={"paper": {}, "quick": {}})  # fmt: skip
     assert experiment.parser(plain).description == "A fake figure."
     with pytest.raises(SystemExit):
         experiment.parse(plain, ["--n", "2"])  # not an option of this script
-    full = experiment.figure({**namespace, "options": options, "checks": checks}, order=1,
-                             resolved=("resolved_note",))  # fmt: skip
-    assert full.options is options and full.checks is checks
-    assert full.resolved == ("resolved_note",)
-    assert experiment.parse(full, ["--preset", "quick"]).n == 1
+    assert experiment.parse(plain, []).options == {}
 
 
 def test_specs_are_the_scripts_in_make_all_order():
@@ -226,6 +228,8 @@ def test_specs_are_the_scripts_in_make_all_order():
         for preset, values in spec.presets.items():
             assert set(values) <= set(dests), (spec.name, preset)  # every key is an option
             experiment.parse(spec, ["--preset", preset])  # and passes the script's checks
+        source = (experiment.EXPERIMENTS / f"{spec.name}.py").read_text()
+        assert "globals()" not in source and "Namespace" not in source, spec.name
 
 
 def test_the_init_choices_are_the_models_initialisers():
@@ -242,8 +246,8 @@ def parted_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--first", type=int, default=0, help="first unit")
 
 
-def parted_compute(args: argparse.Namespace, dataset) -> dict:
-    return {"values": [{"unit": u, "square": u * u} for u in parted_units(vars(args))]}
+def parted_compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
+    return {"values": [{"unit": u, "square": u * u} for u in parted_units(settings.config())]}
 
 
 def parted_units(config: dict) -> list[int]:
@@ -263,7 +267,7 @@ PARTS = experiment.Parts(
 
 
 def parted_spec(**changes) -> FigureSpec:
-    fields = dict(options=parted_options, compute=parted_compute, parts=PARTS, resolved=())
+    fields = dict(options=parted_options, compute=parted_compute, parts=PARTS)
     return make_spec(**{**fields, **changes})
 
 
@@ -279,7 +283,7 @@ def test_parts_merged_are_the_figure_measured_at_once(tmp_path, fake_data, capsy
     b = run_part(tmp_path, "b", "--first", "2", "--n", "1")
     loaded = len(fake_data)
 
-    def no_compute(args, dataset):
+    def no_compute(settings, dataset, resolved):
         raise AssertionError("--merge computed")
 
     merged_dir = tmp_path / "merged"
@@ -338,14 +342,16 @@ def test_a_union_setting_may_differ_between_parts_and_the_merge_keeps_every_valu
                 "started": "s", "wall_seconds": 1}  # fmt: skip
 
     loaded = [("b.json", part([2], [1e-3])), ("a.json", part([0, 1], [5e-4, 1e-3, 2e-3]))]
-    args = argparse.Namespace(dataset="mnist", preset="paper")
-    experiment.check_parts(parts, loaded, args)  # eps may differ, n may not
+    settings = experiment.Settings(
+        "mnist", None, "paper", (512,), "glorot_uniform", ".", None, None
+    )
+    experiment.check_parts(parts, loaded, settings)  # eps may differ, n may not
     assert experiment.merge_parts(parts, loaded)["config"]["eps"] == [5e-4, 1e-3, 2e-3]
     loaded.append(("c.json", part([3], [1e-2])))
     assert experiment.merge_parts(parts, loaded)["config"]["eps"] == [5e-4, 1e-3, 2e-3, 1e-2]
     loaded[-1][1]["config"]["n"] = 9
     with pytest.raises(UserError, match="c.json differs from .* in n; parts must differ only"):
-        experiment.check_parts(parts, loaded, args)
+        experiment.check_parts(parts, loaded, settings)
 
 
 @pytest.mark.parametrize(
@@ -384,4 +390,4 @@ def test_merge_of_a_missing_part_is_a_user_error(tmp_path, fake_data):
 def test_only_a_figure_with_parts_has_merge(tmp_path):
     with pytest.raises(SystemExit):
         experiment.parse(make_spec(), ["--merge", "a.json"])
-    assert experiment.parse(parted_spec(), ["--merge", "a.json"]).merge == ["a.json"]
+    assert experiment.parse(parted_spec(), ["--merge", "a.json"]).merge == ("a.json",)

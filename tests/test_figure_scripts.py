@@ -51,6 +51,12 @@ def test_make_all_runs_every_spec_and_writes_its_json(made):
         assert r["dataset"]["name"] == "mnist10k" and r["wall_seconds"] > 0
         assert r["command"].startswith(f"python experiments/{spec.name}.py")
         assert r["environment"]["versions"] and r["summary"]
+        # the same provenance in every results JSON: data, hardware, versions, BN policy,
+        # batch note (None where the figure has no SB/LB pair), wall time
+        assert set(experiment.PROVENANCE_KEYS) <= set(r), spec.name
+        assert r["environment"]["host_cpu"] and r["environment"]["device"], spec.name
+        assert r["config"]["bn_policy"] in ("batch", "full", "running"), spec.name
+        assert "batch_note" in r["config"], spec.name
         assert f"=== {spec.name} " in proc.stdout
     assert "=== done" in proc.stdout
 
@@ -142,8 +148,8 @@ def test_table_7_reads_the_sb_and_lb_rows_of_a_main_results_json(made):
     main_json = str(out / "fig_sharpness_mnist10k_quick.json")
     argv = ["--preset", "quick", "--dataset", "mnist10k", "--hidden", "16", "--epochs", "2"]
     argv += ["--seeds", "1"]
-    args = experiment.parse(table_conservative.SPEC, argv)
-    configs = experiment.sb_lb_configs(args, experiment.load_dataset(args))
+    settings = experiment.parse(table_conservative.SPEC, argv)
+    configs = experiment.sb_lb_configs(settings, experiment.load_dataset(settings), {})
     rows = table_conservative.baseline_rows(main_json, configs, 1, [1e-3])
     measured = results(out, "table7_conservative")["rows"][:2]  # the same runs, measured here
     keys = ("regime", "seed", "run_dir", "test_accuracy", "train_loss", "epoch", "sharpness")
@@ -174,8 +180,8 @@ def test_figure_2_draws_the_histories_of_a_main_results_json(made, tmp_path):
     from_runs = results(out, "fig2_accuracy")
     assert drawn["curves"] == from_runs["curves"] and drawn["summary"] == from_runs["summary"]
     assert all(r["baseline"] == main_json for r in drawn["runs"])
-    args = experiment.parse(fig_accuracy_curves.SPEC, argv)
-    configs = experiment.sb_lb_configs(args, experiment.load_dataset(args))
+    settings = experiment.parse(fig_accuracy_curves.SPEC, argv)
+    configs = experiment.sb_lb_configs(settings, experiment.load_dataset(settings), {})
     other = {**configs, "LB": dataclasses.replace(configs["LB"], learning_rate=0.5)}
     with pytest.raises(UserError, match="LB seed 0 is missing or not this script's run"):
         fig_accuracy_curves.baseline_histories(main_json, other, 1)

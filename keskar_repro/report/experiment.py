@@ -19,6 +19,14 @@ the merge keeps their union, `Parts.unions`), concatenates their lists, summariz
 as if it had been measured at once, and writes and draws it like any run, recording every
 part's command, start and wall time. Nothing is loaded or computed by a merge.
 
+Settings: the command line and the preset are read once into a frozen `Settings` (the common
+options as typed fields, the script's own in `options`, read as attributes), which is passed
+down; nothing changes it. What a script determines while it runs (the SB/LB batch sizes chosen
+for the dataset, the batch sizes of a sweep) it records in the `resolved` dict its `compute`
+receives; the runner adds that dict to the results JSON's config. Every results JSON carries the
+same provenance: the command, config (with bn_policy and batch_note), dataset, environment
+(hardware and versions), started and wall_seconds (`PROVENANCE_KEYS`).
+
 Errors: a `UserError` (bad input, a missing or corrupt file, a diverged run) is printed as one
 line on stderr with exit status 2, as argparse does for impossible options; any other exception
 is a bug and keeps its traceback.
@@ -32,8 +40,9 @@ import importlib
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from keskar_repro.errors import UserError
@@ -79,59 +88,98 @@ BATCH_SIZE_PARTS = Parts(
 )  # fmt: skip
 
 
+PROVENANCE_KEYS = ("command", "config", "dataset", "environment", "started", "wall_seconds")
+# config keys that every results JSON holds, None where they do not apply to a figure
+CONFIG_PROVENANCE = ("bn_policy", "batch_note")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every setting of one invocation of a figure script, built once by `parse` from the
+    command line and the preset; frozen (`replace` makes a changed copy).
+
+    dataset           "mnist", "mnist10k" or "fashion_mnist"; None before the data are loaded
+                      when the user gave none (full MNIST if available, else mnist10k).
+    data_dir          the folder with the four IDX files, or None.
+    preset            the preset whose values filled the options the user did not give.
+    hidden            F1's hidden widths.
+    init              the Dense kernel initialiser.
+    out               the folder of the results JSON and figures.
+    runs_dir          the saved runs (None: $KESKAR_REPRO_RUNS or ./runs).
+    runs_per_program  runs of one shape trained in one vmapped program (None: the default).
+    replot            redraw from the JSON only.
+    no_progress       no progress bars.
+    merge             the parts' results JSON to merge (None: compute).
+    options           the script's own options by name (read as attributes: settings.epochs).
+    """
+
+    dataset: str | None
+    data_dir: str | None
+    preset: str
+    hidden: tuple[int, ...]
+    init: str
+    out: str
+    runs_dir: str | None
+    runs_per_program: int | None
+    replot: bool = False
+    no_progress: bool = False
+    merge: tuple[str, ...] | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["options"][name]
+        except KeyError:
+            raise AttributeError(f"this script has no option {name!r}") from None
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` applied (common fields or the script's options)."""
+        fields = {f.name for f in dataclasses.fields(self)} - {"options"}
+        options = {**self.options, **{k: v for k, v in changes.items() if k not in fields}}
+        common = {k: v for k, v in changes.items() if k in fields}
+        return dataclasses.replace(self, **common, options=options)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """An option's value, or `default` where this script has no such option."""
+        return getattr(self, name, default)
+
+    def config(self) -> dict[str, Any]:
+        """The settings as a results JSON's config (without replot, no_progress and merge)."""
+        hidden = {"replot", "no_progress", "merge", "options"}
+        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**{k: v for k, v in common.items() if k not in hidden}, **self.options}
+
+
 def _no_options(parser: argparse.ArgumentParser) -> None:
     return None
 
 
-def _no_checks(args: argparse.Namespace) -> dict[str, bool]:
+def _no_checks(settings: Settings) -> dict[str, bool]:
     return {}
 
 
 @dataclasses.dataclass(frozen=True)
 class FigureSpec:
-    """One figure script, declared once; `main(spec)` runs it."""
+    """One figure script, declared once at the end of its file
+    (`SPEC = experiment.FigureSpec(name=..., ...)`); `main(spec)` runs it."""
 
     name: str  # the script: experiments/<name>.py
     stem: str  # results <out>/<stem>_<dataset>_<preset>.json
     doc: str  # the script's docstring: --help shows its first paragraph
     order: int  # position in make_all: scripts whose runs others reuse come first
     presets: dict[str, dict[str, Any]]  # option defaults per --preset ("paper", "quick")
-    compute: Callable[[argparse.Namespace, Any], dict]  # (args, dataset) -> results
+    # (settings, dataset, resolved) -> results; what it determines goes in `resolved`
+    compute: Callable[[Settings, Any, dict], dict]
     summarize: Callable[[dict], dict]  # results -> results["summary"]
     text: Callable[[dict], str]  # results -> what the terminal shows
-    draw: Callable[[dict, argparse.Namespace], list[str]]  # results, args -> files written
+    draw: Callable[[dict, Settings], list[str]]  # results, settings -> files written
     options: Callable[[argparse.ArgumentParser], None] = _no_options  # the script's own flags
-    checks: Callable[[argparse.Namespace], dict[str, bool]] = _no_checks  # "--flag" -> possible
-    resolved: tuple[str, ...] = ()  # options `compute` fills in, added to the JSON's config
+    checks: Callable[[Settings], dict[str, bool]] = _no_checks  # "--flag" -> possible
     parts: Parts | None = None  # how --merge combines parts; None: the script has no --merge
-
-
-def figure(
-    namespace: dict[str, Any],
-    *,
-    order: int,
-    resolved: tuple[str, ...] = (),
-    parts: Parts | None = None,
-) -> FigureSpec:
-    """The FigureSpec of the script whose module globals are `namespace`: a figure script
-    defines STEM, PRESETS, compute, summarize, text and draw (and, if it has options of its own,
-    options and checks) at module level and ends with `SPEC = experiment.figure(globals(),
-    order=...)`; its name is its file's, its --help its docstring."""
-    return FigureSpec(
-        name=Path(namespace["__file__"]).stem,
-        stem=namespace["STEM"],
-        doc=namespace["__doc__"],
-        order=order,
-        presets=namespace["PRESETS"],
-        compute=namespace["compute"],
-        summarize=namespace["summarize"],
-        text=namespace["text"],
-        draw=namespace["draw"],
-        options=namespace.get("options", _no_options),
-        checks=namespace.get("checks", _no_checks),
-        resolved=resolved,
-        parts=parts,
-    )
+    bn_policy: str | None = None  # the policy it evaluates under, when not an option of its own
 
 
 def int_list(text: str) -> list[int]:
@@ -171,7 +219,8 @@ def parser(spec: FigureSpec) -> argparse.ArgumentParser:
         choices=sorted(KERNEL_INIT_NAMES),
         default="glorot_uniform",
         help="Dense kernel initialiser (default glorot_uniform, the authors' Keras 1 default; "
-        "lecun_normal: Flax's, used by the figures committed before issue 12)",
+        "lecun_normal: Flax's, used by the figures committed before glorot_uniform became the "
+        "default)",
     )
     p.add_argument("--out", default=str(DEFAULT_OUT), help="results and figures folder")
     p.add_argument(
@@ -204,36 +253,45 @@ def _describe(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
-def parse(spec: FigureSpec, argv: list[str] | None) -> argparse.Namespace:
-    """Parse, fill unset options from the preset, and reject impossible settings with one line
-    naming the option (exit status 2)."""
+def parse(spec: FigureSpec, argv: list[str] | None) -> Settings:
+    """The `Settings` of the command line `argv`: parsed, unset options filled from the preset;
+    impossible settings rejected with one line naming the option (exit status 2)."""
     p = parser(spec)
-    args = p.parse_args(argv)
-    for name, value in spec.presets[args.preset].items():
-        if name not in vars(args):  # a typo in a script's PRESETS, not the user's mistake
-            raise ValueError(f"preset {args.preset!r} of {spec.name} sets {name!r}: no such option")
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    values = vars(p.parse_args(argv))  # the one place a Namespace is read
+    for name, value in spec.presets[values["preset"]].items():
+        if name not in values:  # a typo in a script's PRESETS, not the user's mistake
+            raise ValueError(
+                f"preset {values['preset']!r} of {spec.name} sets {name!r}: no such option"
+            )
+        if values[name] is None:
+            values[name] = value
+    common = {f.name for f in dataclasses.fields(Settings)} - {"options"}
+    merge = values.pop("merge", None)
+    settings = Settings(
+        **{k: v for k, v in values.items() if k in common},
+        merge=tuple(merge) if merge else None,
+        options={k: v for k, v in values.items() if k not in common},
+    )
     problems = {
-        "--hidden": len(args.hidden) >= 1 and min(args.hidden) >= 1,
-        "--runs-per-program": args.runs_per_program is None or args.runs_per_program >= 1,
-        **spec.checks(args),
+        "--hidden": len(settings.hidden) >= 1 and min(settings.hidden) >= 1,
+        "--runs-per-program": settings.runs_per_program is None or settings.runs_per_program >= 1,
+        **spec.checks(settings),
     }
     for flag, ok in problems.items():
         if not ok:
-            p.error(f"{flag}={getattr(args, flag[2:].replace('-', '_'))} is impossible")
-    return args
+            p.error(f"{flag}={getattr(settings, flag[2:].replace('-', '_'))} is impossible")
+    return settings
 
 
-def load_dataset(args: argparse.Namespace):
+def load_dataset(settings: Settings):
     """The requested dataset, or the default: full MNIST if obtainable, else mnist10k (with a
-    notice); sets args.dataset to the name used."""
+    notice); its `name` is the dataset the settings then name."""
     from keskar_repro import data
 
-    if args.dataset is not None:
-        return data.load(args.dataset, data_dir=args.data_dir)
+    if settings.dataset is not None:
+        return data.load(settings.dataset, data_dir=settings.data_dir)
     try:
-        dataset = data.load("mnist", data_dir=args.data_dir)
+        dataset = data.load("mnist", data_dir=settings.data_dir)
     except data.DataUnavailableError as err:
         print(
             f"notice: full MNIST is not available ({str(err).splitlines()[0]}); "
@@ -241,17 +299,16 @@ def load_dataset(args: argparse.Namespace):
             file=sys.stderr,
         )
         dataset = data.load("mnist10k")
-    args.dataset = dataset.name
     return dataset
 
 
-def results_path(args: argparse.Namespace, stem: str) -> Path:
-    return Path(args.out) / f"{stem}_{args.dataset}_{args.preset}.json"
+def results_path(settings: Settings, stem: str) -> Path:
+    return Path(settings.out) / f"{stem}_{settings.dataset}_{settings.preset}.json"
 
 
-def figure_stem(args: argparse.Namespace, name: str) -> str:
+def figure_stem(settings: Settings, name: str) -> str:
     """<out>/<name>_<dataset>_<preset> (plots.save_figure adds .png and .pdf)."""
-    return str(Path(args.out) / f"{name}_{args.dataset}_{args.preset}")
+    return str(Path(settings.out) / f"{name}_{settings.dataset}_{settings.preset}")
 
 
 def _command(spec: FigureSpec, argv: list[str] | None) -> str:
@@ -259,33 +316,32 @@ def _command(spec: FigureSpec, argv: list[str] | None) -> str:
     return f"python experiments/{spec.name}.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
 
-def _header(spec: FigureSpec, args: argparse.Namespace, argv: list[str] | None, dataset) -> dict:
+def _header(spec: FigureSpec, settings: Settings, argv: list[str] | None, dataset) -> dict:
     """The start of a results JSON: command, configuration and dataset provenance."""
-    hidden = {"replot", "no_progress", "merge"}
     return {
         "command": _command(spec, argv),
-        "config": {k: v for k, v in vars(args).items() if k not in hidden},
+        "config": settings.config(),
         "dataset": dataset.provenance,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
-def _show(spec: FigureSpec, results: dict, args: argparse.Namespace) -> None:
+def _show(spec: FigureSpec, results: dict, settings: Settings) -> None:
     print(spec.text(results))
-    for f in spec.draw(results, args):
+    for f in spec.draw(results, settings):
         print(f"wrote {f}")
 
 
-def replot(spec: FigureSpec, args: argparse.Namespace) -> int:
+def replot(spec: FigureSpec, settings: Settings) -> int:
     """Redraw the figures (and reprint the summary) from the results JSON alone."""
-    if args.dataset is None:
+    if settings.dataset is None:
         raise UserError("--replot needs --dataset (and the --preset) of the results to draw")
-    path = results_path(args, spec.stem)
+    path = results_path(settings, spec.stem)
     if not path.is_file():
         raise UserError(f"no results at {path}; run without --replot first")
     from keskar_repro.store.files import read_json
 
-    _show(spec, read_json(path), args)
+    _show(spec, read_json(path), settings)
     return 0
 
 
@@ -303,7 +359,7 @@ def _settings(config: dict, parts: Parts) -> dict:
     return json.loads(json.dumps({k: v for k, v in config.items() if k not in ignored}))
 
 
-def check_parts(parts: Parts, loaded: list[tuple[str, dict]], args: argparse.Namespace) -> None:
+def check_parts(parts: Parts, loaded: list[tuple[str, dict]], settings: Settings) -> None:
     """Raise a UserError naming the first part that does not fit: another dataset or preset
     than --dataset/--preset, other data files, other settings, or a unit measured twice."""
     first_path, first = loaded[0]
@@ -311,10 +367,11 @@ def check_parts(parts: Parts, loaded: list[tuple[str, dict]], args: argparse.Nam
     seen: dict[Any, str] = {}
     for path, results in loaded:
         config = results["config"]
-        if (config["dataset"], config["preset"]) != (args.dataset, args.preset):
+        if (config["dataset"], config["preset"]) != (settings.dataset, settings.preset):
             raise UserError(
                 f"{path} is {config['dataset']} preset {config['preset']}, not --dataset "
-                f"{args.dataset} --preset {args.preset}; give the dataset and preset of the parts"
+                f"{settings.dataset} --preset {settings.preset}; give the dataset and preset of "
+                "the parts"
             )
         if _dataset_key(results["dataset"]) != _dataset_key(first["dataset"]):
             raise UserError(f"{path} was measured on other data files than {first_path}")
@@ -361,56 +418,60 @@ def merge_parts(parts: Parts, loaded: list[tuple[str, dict]]) -> dict:
     return merged
 
 
-def merge(spec: FigureSpec, args: argparse.Namespace, argv: list[str] | None = None) -> int:
+def merge(spec: FigureSpec, settings: Settings, argv: list[str] | None = None) -> int:
     """--merge: read the parts, check they fit, merge, summarize, write and draw."""
     from keskar_repro.store.files import read_json, write_atomic
 
-    if args.dataset is None:
+    if settings.dataset is None:
         raise UserError("--merge needs --dataset (and the --preset) of the parts")
     loaded = []
-    for path in args.merge:
+    for path in settings.merge:
         if not Path(path).is_file():
             raise UserError(f"no results at {path}; give the results JSON of each part")
         results = read_json(path)
         if not isinstance(results, dict) or "config" not in results:
             raise UserError(f"{path} is not a results JSON of {spec.name}; give each part's")
         loaded.append((path, results))
-    check_parts(spec.parts, loaded, args)
+    check_parts(spec.parts, loaded, settings)
     results = merge_parts(spec.parts, loaded)
     results["command"] = _command(spec, argv)
     results["summary"] = spec.summarize(results)
-    path = results_path(args, spec.stem)
+    path = results_path(settings, spec.stem)
     write_atomic(path, json.dumps(results, indent=1))
     print(f"wrote {path} ({len(loaded)} parts)")
-    _show(spec, results, args)
+    _show(spec, results, settings)
     return 0
 
 
 def main(spec: FigureSpec, argv: list[str] | None = None) -> int:
     """The whole script: parse; --replot, or load the data, compute, summarize, write the JSON
-    atomically (with the options in `spec.resolved` added to its config), print, draw."""
-    args = parse(spec, argv)
-    if args.replot:
-        return replot(spec, args)
-    if getattr(args, "merge", None):
-        return merge(spec, args, argv)
+    atomically (what `compute` resolved added to its config), print, draw."""
+    settings = parse(spec, argv)
+    if settings.replot:
+        return replot(spec, settings)
+    if settings.merge:
+        return merge(spec, settings, argv)
     from keskar_repro.devices.distributed import initialize_from_env
     from keskar_repro.store.files import environment, write_atomic
 
     initialize_from_env()  # a multi-process job when the environment says so
 
     t0 = time.time()
-    dataset = load_dataset(args)
-    results = _header(spec, args, argv, dataset)
-    results.update(spec.compute(args, dataset))
-    results["config"].update({name: getattr(args, name) for name in spec.resolved})
+    dataset = load_dataset(settings)
+    settings = settings.replace(dataset=dataset.name)
+    results = _header(spec, settings, argv, dataset)
+    resolved: dict[str, Any] = {}
+    results.update(spec.compute(settings, dataset, resolved))
+    results["config"].update(resolved)
+    for key in CONFIG_PROVENANCE:
+        results["config"].setdefault(key, spec.bn_policy if key == "bn_policy" else None)
     results["summary"] = spec.summarize(results)
     results["environment"] = environment()
     results["wall_seconds"] = time.time() - t0
-    path = results_path(args, spec.stem)
+    path = results_path(settings, spec.stem)
     write_atomic(path, json.dumps(results, indent=1))
     print(f"wrote {path}")
-    _show(spec, results, args)
+    _show(spec, results, settings)
     print(f"wall time {results['wall_seconds']:.0f} s")
     return 0
 
@@ -449,12 +510,12 @@ def add_batch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lb-batch", type=int, help="LB batch; default 10%% of the training set")
 
 
-def batch_checks(args: argparse.Namespace) -> dict[str, bool]:
+def batch_checks(settings: Settings) -> dict[str, bool]:
     return {
-        "--seeds": args.seeds >= 1,
-        "--epochs": args.epochs >= 1,
-        "--sb-batch": args.sb_batch is None or args.sb_batch >= 1,
-        "--lb-batch": args.lb_batch is None or args.lb_batch >= 1,
+        "--seeds": settings.seeds >= 1,
+        "--epochs": settings.epochs >= 1,
+        "--sb-batch": settings.sb_batch is None or settings.sb_batch >= 1,
+        "--lb-batch": settings.lb_batch is None or settings.lb_batch >= 1,
     }
 
 
@@ -462,8 +523,8 @@ def add_epsilons_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epsilons", type=float_list, help="comma-separated box sizes, e.g. 1e-3,5e-4")
 
 
-def epsilons_check(args: argparse.Namespace) -> dict[str, bool]:
-    return {"--epsilons": bool(args.epsilons) and min(args.epsilons) > 0}
+def epsilons_check(settings: Settings) -> dict[str, bool]:
+    return {"--epsilons": bool(settings.epsilons) and min(settings.epsilons) > 0}
 
 
 def add_bn_policy_option(p: argparse.ArgumentParser) -> None:
@@ -477,28 +538,29 @@ def add_bn_policy_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def sb_lb_configs(args: argparse.Namespace, dataset) -> dict[str, Any]:
+def sb_lb_configs(settings: Settings, dataset, resolved: dict) -> dict[str, Any]:
     """{"SB": TrainConfig, "LB": TrainConfig} of the paper's protocol (training.protocol)
-    for `dataset`, printing the batch-size choice and filling args.sb_batch, args.lb_batch and
-    args.batch_note; the same configurations in every script, so runs are shared."""
+    for `dataset`, printing the batch-size choice and recording sb_batch, lb_batch and
+    batch_note in `resolved`; the same configurations in every script, so runs are shared."""
     from keskar_repro.training.protocol import sb_lb_configs as protocol_configs
 
     configs, note = protocol_configs(
         dataset.name,
         dataset.n_train,
-        epochs=args.epochs,
-        hidden=args.hidden,
-        sb_batch=args.sb_batch,
-        lb_batch=args.lb_batch,
-        init=args.init,
+        epochs=settings.epochs,
+        hidden=settings.hidden,
+        sb_batch=settings.sb_batch,
+        lb_batch=settings.lb_batch,
+        init=settings.init,
     )
     print(
         f"{dataset.name}: {dataset.n_train} train / {dataset.n_test} test; preset "
-        f"{args.preset}; {args.seeds} seeds x {args.epochs} epochs; {note}",
+        f"{settings.preset}; {settings.seeds} seeds x {settings.epochs} epochs; {note}",
         file=sys.stderr,
     )
-    args.sb_batch, args.lb_batch = configs["SB"].batch_size, configs["LB"].batch_size
-    args.batch_note = note
+    resolved.update(
+        sb_batch=configs["SB"].batch_size, lb_batch=configs["LB"].batch_size, batch_note=note
+    )
     return configs
 
 
@@ -545,7 +607,7 @@ def baseline_runs(path: str, configs: dict[str, Any], seeds: int) -> tuple[dict,
     return results, found
 
 
-def get_runs(args: argparse.Namespace, dataset, configs, **kwargs) -> list:
+def get_runs(settings: Settings, dataset, configs, **kwargs) -> list:
     """`runs.get_or_train(configs, ...)` with the script's --runs-dir, --runs-per-program and
     --no-progress."""
     from keskar_repro.store.runs import get_or_train
@@ -553,22 +615,22 @@ def get_runs(args: argparse.Namespace, dataset, configs, **kwargs) -> list:
     return get_or_train(
         list(configs),
         dataset,
-        root=args.runs_dir,
-        runs_per_program=args.runs_per_program,
-        progress=not args.no_progress,
+        root=settings.runs_dir,
+        runs_per_program=settings.runs_per_program,
+        progress=not settings.no_progress,
         **kwargs,
     )
 
 
-def seed_runs(args: argparse.Namespace, dataset, config, seeds=None, **kwargs) -> list:
-    """The runs of `config` for `seeds` (default 0 .. args.seeds - 1) (`get_runs`)."""
+def seed_runs(settings: Settings, dataset, config, seeds=None, **kwargs) -> list:
+    """The runs of `config` for `seeds` (default 0 .. settings.seeds - 1) (`get_runs`)."""
     from keskar_repro.training.protocol import with_seeds
 
-    seeds = range(args.seeds) if seeds is None else seeds
-    return get_runs(args, dataset, with_seeds(config, seeds), **kwargs)
+    seeds = range(settings.seeds) if seeds is None else seeds
+    return get_runs(settings, dataset, with_seeds(config, seeds), **kwargs)
 
 
-def progress_bar(args: argparse.Namespace, total: int, desc: str):
+def progress_bar(settings: Settings, total: int, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, disable=args.no_progress)
+    return tqdm(total=total, desc=desc, disable=settings.no_progress)

@@ -31,7 +31,7 @@ from keskar_repro.training.protocol import (
 )
 from keskar_repro.training.train import TrainedRun
 
-# 2 (issue 12): cross-entropy in its log1p form (objective.cross_entropy), precise at the tiny
+# 2: cross-entropy in its log1p form (objective.cross_entropy), precise at the tiny
 # losses of converged minimizers, and L-BFGS-B restarted until all its iterations are done.
 # Caches written before (no version) are not reused.
 MEASUREMENT_VERSION = 2

@@ -23,10 +23,10 @@ The linear rule does not keep a variance positive: beyond the endpoints one weig
 (w_b = -1 at alpha = -1 and w_a = -1 at alpha = 2 on both paths), so w_a var_a + w_b var_b < 0
 at alpha = -1 of the linear path as soon as var_b > 2 var_a (at alpha = 2 if var_a > 2 var_b),
 and at both ends of the curvilinear path (-var_b and -var_a) always. Batch norm's
-1 / sqrt(var + eps) is NaN wherever var < -eps (issue 11: NaN losses at 4 of 25 alphas on the
-linear path and 9 of 25 on the curvilinear one). The geometric rule is the linear rule applied
-to log var, the natural coordinate of a positive scale: it is positive at every alpha, is the
-weighted geometric mean between the endpoints of the linear path, and is exact at both
+1 / sqrt(var + eps) is NaN wherever var < -eps (the linear rule gave NaN losses at 4 of 25
+alphas on the linear path and 9 of 25 on the curvilinear one). The geometric rule is the linear
+rule applied to log var, the natural coordinate of a positive scale: it is positive at every
+alpha, is the weighted geometric mean between the endpoints of the linear path, and is exact at both
 endpoints, where the weights are exactly (1, 0) and (0, 1) and the stored variance is returned
 unchanged. Variances are floored at the smallest normal float32 before the log, so a zero
 variance stays finite. Means are shifts, like the parameters, so they keep the linear rule.

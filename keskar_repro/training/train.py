@@ -424,7 +424,7 @@ def _dense_names(params) -> tuple[str, ...]:
 
 def _kernel_norms(params) -> dict[str, jax.Array]:
     """{KERNEL_NORM + layer: ||kernel||_F per run} of stacked params (leading run axis),
-    accumulated in float32: the weight scale along training (issue 13)."""
+    accumulated in float32: the weight scale along training (the sharpness-notions study)."""
     return {
         KERNEL_NORM + layer: jnp.sqrt(jnp.sum(jnp.square(params[layer]["kernel"]), axis=(1, 2)))
         for layer in _dense_names(params)
