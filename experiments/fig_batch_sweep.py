@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro.report import experiment, plots, stats  # noqa: E402  (no JAX at import)
+from keskar_repro.report import experiment, plots, stats, study_plots  # noqa: E402  (no JAX at import)
 
 STEM = "fig4_batch_sweep"
 PRESETS = {
@@ -165,7 +165,7 @@ def text(results: dict) -> str:
 
 
 def draw(results: dict, settings) -> list[str]:
-    fig = plots.batch_sweep_plot(
+    fig = study_plots.batch_sweep_plot(
         results["summary"],
         title=f"Figure 4 for F1 on {results['dataset']['name']}: "
         f"{results['config']['epochs']} epochs at every batch size",

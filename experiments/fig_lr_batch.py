@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro.report import experiment, plots, stats  # noqa: E402  (no JAX at import)
+from keskar_repro.report import experiment, plots, stats, study_plots  # noqa: E402  (no JAX at import)
 
 STEM = "fig_lr_batch"
 PRESETS = {
@@ -200,11 +200,11 @@ def draw(results: dict, settings) -> list[str]:
     cfg = results["config"]
     where = f"F1 on {results['dataset']['name']}, {cfg['epochs']} epochs, {cfg['seeds']} seed(s)"
     files = plots.save_figure(
-        plots.heatmaps(results["summary"], title=f"Learning rate x batch size, {where}"),
+        study_plots.heatmaps(results["summary"], title=f"Learning rate x batch size, {where}"),
         experiment.figure_stem(settings, "fig_lr_batch_heatmaps"),
     )
     files += plots.save_figure(
-        plots.grid_curves(results["summary"]["curves"], title=f"Accuracy vs epoch, {where}"),
+        study_plots.grid_curves(results["summary"]["curves"], title=f"Accuracy vs epoch, {where}"),
         experiment.figure_stem(settings, "fig_lr_batch_curves"),
     )
     return files

@@ -496,11 +496,11 @@ def _tau_lines(taus: list[dict]) -> list[str]:
 
 
 def draw(results: dict, settings) -> list[str]:
-    from keskar_repro.report import plots
+    from keskar_repro.report import plots, study_plots
 
     if not results["summary"]["gap"]:  # a part of other runs only: drawn once merged
         return []
-    fig = plots.notions_figure(results["summary"], title=(
+    fig = study_plots.notions_figure(results["summary"], title=(
         f"Sharpness notions, F1 on {results['dataset']['name']}, "
         f"{seeds_text(results['config'])}"))  # fmt: skip
     return plots.save_figure(fig, experiment.figure_stem(settings, STEM))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro.report import experiment, plots  # noqa: E402  (no JAX: --replot stays light)
+from keskar_repro.report import experiment, plots, study_plots  # noqa: E402  (no JAX: --replot stays light)
 
 STEM = "fig6_sharpness_training"
 PRESETS = {
@@ -124,7 +124,7 @@ def text(results: dict) -> str:
 
 
 def draw(results: dict, settings) -> list[str]:
-    fig = plots.sharpness_vs_loss_plot(
+    fig = study_plots.sharpness_vs_loss_plot(
         results["rows"], title=f"Figure 6 for F1 on {results['dataset']['name']}"
     )
     return plots.save_figure(fig, experiment.figure_stem(settings, STEM))

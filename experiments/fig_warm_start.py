@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keskar_repro.report import experiment, plots, stats  # noqa: E402  (no JAX at import)
+from keskar_repro.report import experiment, plots, stats, study_plots  # noqa: E402  (no JAX at import)
 
 STEM = "fig5_warm_start"
 PRESETS = {
@@ -136,7 +136,7 @@ def text(results: dict) -> str:
 
 def draw(results: dict, settings) -> list[str]:
     cfg = results["config"]
-    fig = plots.warm_start_plot(
+    fig = study_plots.warm_start_plot(
         results["summary"],
         title=f"Figure 5 for F1 on {results['dataset']['name']}: SB (B={cfg['sb_batch']}) "
         f"k epochs, then LB (B={cfg['lb_batch']}) {cfg['lb_epochs']} epochs",

@@ -400,6 +400,7 @@ def test_results_table_prints_the_readme_rows_from_the_json(made, capsys):
     assert "| mnist10k lecun_normal LB (800) |" in header  # before --init: Flax's default
 
 
+@pytest.mark.exhaustive  # 1-2 min each: the merge logic's unit tests are in test_experiment.py
 def test_sharpness_notions_in_parts_are_the_notions_of_all_seeds_at_once(made, tmp_path):
     out, runs_dir, _ = made
     common = ["--dataset", "mnist10k", "--preset", "quick", "--hidden", "16", "--epochs", "2",
@@ -427,6 +428,7 @@ def test_sharpness_notions_in_parts_are_the_notions_of_all_seeds_at_once(made, t
     assert not (tmp_path / "no").exists()
 
 
+@pytest.mark.exhaustive  # 1-2 min each: the merge logic's unit tests are in test_experiment.py
 def test_a_part_of_the_other_runs_merged_with_the_pairs_is_population_all(made, tmp_path):
     out, runs_dir, _ = made
     common = ["--dataset", "mnist10k", "--preset", "quick", "--hidden", "16", "--epochs", "2",
@@ -469,6 +471,7 @@ def test_a_part_of_the_other_runs_merged_with_the_pairs_is_population_all(made, 
         experiment.main(spec, argv)
 
 
+@pytest.mark.exhaustive  # 1-2 min each: the merge logic's unit tests are in test_experiment.py
 def test_parts_at_other_epsilons_merge_with_each_tau_over_the_runs_measured_at_its_eps(
     made, tmp_path
 ):

@@ -10,14 +10,8 @@ configuration, dataset provenance, versions, device and wall time, and lets `--r
 the figures from that JSON without importing JAX. `specs()` finds every script's spec (for
 make_all and the tests), so adding a figure is adding one file to experiments/.
 
-Parts: a figure too long for one sitting (full MNIST on a CPU) declares `Parts`: which config
-field names its units (seeds, batch sizes), and which results lists hold one entry per unit.
-Each part is an ordinary run of the script on some of the units, written to its own --out;
-`--merge A.json B.json ...` then checks that the parts differ only in their units (same
-dataset files, same settings, no unit twice; a figure may let some list settings differ, and
-the merge keeps their union, `Parts.unions`), concatenates their lists, summarizes the whole
-as if it had been measured at once, and writes and draws it like any run, recording every
-part's command, start and wall time. Nothing is loaded or computed by a merge.
+Parts: a figure too long for one sitting declares `Parts` (keskar_repro.report.parts), and
+`--merge A.json B.json ...` merges the parts' results JSON into the figure's.
 
 Settings: the command line and the preset are read once into a frozen `Settings` (the common
 options as typed fields, the script's own in `options`, read as attributes), which is passed
@@ -40,117 +34,45 @@ import importlib
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from keskar_repro.errors import UserError
-from keskar_repro.training.bn_policies import BN_POLICIES, DEFAULT_BN_POLICY
+from keskar_repro.report.parts import BATCH_SIZE_PARTS, Parts, check_parts, merge_parts, unit_order
+from keskar_repro.report.script_options import (
+    add_baseline_option,
+    add_batch_options,
+    add_bn_policy_option,
+    add_epsilons_option,
+    baseline_runs,
+    batch_checks,
+    epsilons_check,
+    get_runs,
+    progress_bar,
+    sb_lb_configs,
+    seed_runs,
+)
+from keskar_repro.report.settings import Settings, float_list, int_list
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
 DEFAULT_OUT = REPO / "figures"
 DATASETS = ("mnist", "mnist10k", "fashion_mnist")
 KERNEL_INIT_NAMES = ("glorot_uniform", "lecun_normal")  # models.KERNEL_INITS (no JAX here)
-
-
-@dataclasses.dataclass(frozen=True)
-class Parts:
-    """How a figure measured in parts is merged (see the module docstring)."""
-
-    units: Callable[[dict], list]  # a results JSON -> its units (numbers or strings)
-    field: str  # config key of the merged JSON that holds the union of the units, sorted
-    what: str  # the units in words, for --help and errors: "seeds", "batch sizes"
-    lists: tuple[str, ...]  # results keys with one entry per measurement, concatenated
-    free: tuple[str, ...] = ()  # config keys that may differ between parts (set to None)
-    # config keys (lists) that may differ between parts: the merged config holds their union,
-    # the first part's values in order, then each further part's new ones (e.g. epsilons)
-    unions: tuple[str, ...] = ()
-    count: str | None = None  # config key that the merge sets to the number of units
-    # the sorted union of the units -> the merged config's unit keys; default
-    # {field: units, count: len(units)}. For units of two kinds (seeds and run names).
-    merged: Callable[[list], dict] | None = None
-
-
-def unit_order(unit: Any) -> tuple[bool, Any]:
-    """Sort key of a part's units: numbers first (in order), then strings."""
-    return isinstance(unit, str), unit
-
-
-WHERE = ("out", "data_dir", "runs_dir", "runs_per_program")  # config keys that may differ
-
-# The parts of a figure with one results row per run and a --batch-sizes option (Figure 4, the
-# learning-rate x batch grid): a few batch sizes per part.
-BATCH_SIZE_PARTS = Parts(
-    units=lambda results: results["config"]["batch_sizes"], field="batch_sizes",
-    what="batch sizes", lists=("rows",),
-)  # fmt: skip
+# What the figure scripts use through this module (`experiment.X`), defined beside it.
+__all__ = [
+    "BATCH_SIZE_PARTS", "FigureSpec", "Parts", "Settings", "UserError", "add_baseline_option",
+    "add_batch_options", "add_bn_policy_option", "add_epsilons_option", "baseline_runs",
+    "batch_checks", "check_parts", "cli", "epsilons_check", "figure_stem", "float_list",
+    "get_runs", "int_list", "load_dataset", "main", "merge_parts", "parse", "parser",
+    "progress_bar", "results_path", "sb_lb_configs", "seed_runs", "specs", "unit_order",
+]  # fmt: skip
 
 
 PROVENANCE_KEYS = ("command", "config", "dataset", "environment", "started", "wall_seconds")
 # config keys that every results JSON holds, None where they do not apply to a figure
 CONFIG_PROVENANCE = ("bn_policy", "batch_note")
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Every setting of one invocation of a figure script, built once by `parse` from the
-    command line and the preset; frozen (`replace` makes a changed copy).
-
-    dataset           "mnist", "mnist10k" or "fashion_mnist"; None before the data are loaded
-                      when the user gave none (full MNIST if available, else mnist10k).
-    data_dir          the folder with the four IDX files, or None.
-    preset            the preset whose values filled the options the user did not give.
-    hidden            F1's hidden widths.
-    init              the Dense kernel initialiser.
-    out               the folder of the results JSON and figures.
-    runs_dir          the saved runs (None: $KESKAR_REPRO_RUNS or ./runs).
-    runs_per_program  runs of one shape trained in one vmapped program (None: the default).
-    replot            redraw from the JSON only.
-    no_progress       no progress bars.
-    merge             the parts' results JSON to merge (None: compute).
-    options           the script's own options by name (read as attributes: settings.epochs).
-    """
-
-    dataset: str | None
-    data_dir: str | None
-    preset: str
-    hidden: tuple[int, ...]
-    init: str
-    out: str
-    runs_dir: str | None
-    runs_per_program: int | None
-    replot: bool = False
-    no_progress: bool = False
-    merge: tuple[str, ...] | None = None
-    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["options"][name]
-        except KeyError:
-            raise AttributeError(f"this script has no option {name!r}") from None
-
-    def replace(self, **changes: Any) -> Settings:
-        """A copy with `changes` applied (common fields or the script's options)."""
-        fields = {f.name for f in dataclasses.fields(self)} - {"options"}
-        options = {**self.options, **{k: v for k, v in changes.items() if k not in fields}}
-        common = {k: v for k, v in changes.items() if k in fields}
-        return dataclasses.replace(self, **common, options=options)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        """An option's value, or `default` where this script has no such option."""
-        return getattr(self, name, default)
-
-    def config(self) -> dict[str, Any]:
-        """The settings as a results JSON's config (without replot, no_progress and merge)."""
-        hidden = {"replot", "no_progress", "merge", "options"}
-        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {**{k: v for k, v in common.items() if k not in hidden}, **self.options}
 
 
 def _no_options(parser: argparse.ArgumentParser) -> None:
@@ -180,14 +102,6 @@ class FigureSpec:
     checks: Callable[[Settings], dict[str, bool]] = _no_checks  # "--flag" -> possible
     parts: Parts | None = None  # how --merge combines parts; None: the script has no --merge
     bn_policy: str | None = None  # the policy it evaluates under, when not an option of its own
-
-
-def int_list(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v]
-
-
-def float_list(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v]
 
 
 def parser(spec: FigureSpec) -> argparse.ArgumentParser:
@@ -345,79 +259,6 @@ def replot(spec: FigureSpec, settings: Settings) -> int:
     return 0
 
 
-def _dataset_key(provenance: dict) -> tuple:
-    """What makes two results' data the same: the name, the split sizes and every file's
-    sha256 (not where the files were read from)."""
-    files = tuple(sorted((f["file"], f["sha256"]) for f in provenance.get("files", [])))
-    return (provenance["name"], provenance.get("n_train"), provenance.get("n_test"), files)
-
-
-def _settings(config: dict, parts: Parts) -> dict:
-    """A part's config without the keys parts may differ in, JSON-normalised (tuples become
-    lists, as they are in a JSON read back)."""
-    ignored = {*WHERE, *parts.free, *parts.unions, parts.field, "preset"}
-    return json.loads(json.dumps({k: v for k, v in config.items() if k not in ignored}))
-
-
-def check_parts(parts: Parts, loaded: list[tuple[str, dict]], settings: Settings) -> None:
-    """Raise a UserError naming the first part that does not fit: another dataset or preset
-    than --dataset/--preset, other data files, other settings, or a unit measured twice."""
-    first_path, first = loaded[0]
-    expected = _settings(first["config"], parts)
-    seen: dict[Any, str] = {}
-    for path, results in loaded:
-        config = results["config"]
-        if (config["dataset"], config["preset"]) != (settings.dataset, settings.preset):
-            raise UserError(
-                f"{path} is {config['dataset']} preset {config['preset']}, not --dataset "
-                f"{settings.dataset} --preset {settings.preset}; give the dataset and preset of "
-                "the parts"
-            )
-        if _dataset_key(results["dataset"]) != _dataset_key(first["dataset"]):
-            raise UserError(f"{path} was measured on other data files than {first_path}")
-        a, b = _settings(config, parts), expected
-        if a != b:
-            diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-            raise UserError(
-                f"{path} differs from {first_path} in {', '.join(diff)}; parts must differ only "
-                f"in their {parts.what}"
-            )
-        for unit in parts.units(results):
-            if unit in seen:
-                raise UserError(f"{parts.what} {unit} is in both {seen[unit]} and {path}")
-            seen[unit] = path
-
-
-def merge_parts(parts: Parts, loaded: list[tuple[str, dict]]) -> dict:
-    """The results of all parts as one: the first part's header and config with `field` the
-    sorted union of the units (and `count` their number; or what `parts.merged` makes of the
-    union) and each key of `parts.unions` the union of the parts' values, each list in
-    `parts.lists` concatenated in unit order (`unit_order`), wall_seconds the sum, and "parts"
-    recording each part."""
-    loaded = sorted(loaded, key=lambda pr: min(map(unit_order, parts.units(pr[1]))))
-    merged = json.loads(json.dumps(loaded[0][1]))  # a copy
-    units = sorted((u for _, r in loaded for u in parts.units(r)), key=unit_order)
-    merged["config"].update({k: None for k in parts.free})
-    for key in parts.unions:
-        merged["config"][key] = list(dict.fromkeys(v for _, r in loaded for v in r["config"][key]))
-    if parts.merged is not None:
-        merged["config"].update(parts.merged(units))
-    else:
-        merged["config"][parts.field] = units
-        if parts.count:
-            merged["config"][parts.count] = len(units)
-    for key in parts.lists:
-        merged[key] = [item for _, r in loaded for item in r[key]]
-    merged["wall_seconds"] = sum(r["wall_seconds"] for _, r in loaded)
-    merged["parts"] = [
-        {"file": path, "units": parts.units(r), "command": r["command"],
-         "started": r["started"], "wall_seconds": r["wall_seconds"]}
-        for path, r in loaded
-    ]  # fmt: skip
-    merged.pop("summary", None)
-    return merged
-
-
 def merge(spec: FigureSpec, settings: Settings, argv: list[str] | None = None) -> int:
     """--merge: read the parts, check they fit, merge, summarize, write and draw."""
     from keskar_repro.store.files import read_json, write_atomic
@@ -495,142 +336,3 @@ def specs() -> list[FigureSpec]:
         if isinstance(spec, FigureSpec):
             found.append(spec)
     return sorted(found, key=lambda s: (s.order, s.name))
-
-
-# -- options and helpers shared by several scripts -------------------------------------------
-
-
-def add_batch_options(p: argparse.ArgumentParser) -> None:
-    """--seeds, --epochs, --sb-batch, --lb-batch (SB/LB default: the paper's sizes)."""
-    p.add_argument("--seeds", type=int, help="number of seeds (0, 1, ..., n-1)")
-    p.add_argument("--epochs", type=int, help="training epochs of every run")
-    p.add_argument(
-        "--sb-batch", type=int, help="SB batch; default 256 scaled so LB/SB is the paper's 23.4"
-    )
-    p.add_argument("--lb-batch", type=int, help="LB batch; default 10%% of the training set")
-
-
-def batch_checks(settings: Settings) -> dict[str, bool]:
-    return {
-        "--seeds": settings.seeds >= 1,
-        "--epochs": settings.epochs >= 1,
-        "--sb-batch": settings.sb_batch is None or settings.sb_batch >= 1,
-        "--lb-batch": settings.lb_batch is None or settings.lb_batch >= 1,
-    }
-
-
-def add_epsilons_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epsilons", type=float_list, help="comma-separated box sizes, e.g. 1e-3,5e-4")
-
-
-def epsilons_check(settings: Settings) -> dict[str, bool]:
-    return {"--epsilons": bool(settings.epsilons) and min(settings.epsilons) > 0}
-
-
-def add_bn_policy_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--bn-policy",
-        choices=BN_POLICIES,
-        default=DEFAULT_BN_POLICY,
-        help="batch-norm statistics for sharpness, accuracy and paths (default: batch "
-        "statistics of chunks of 5000, as the authors' Keras code; "
-        "keskar_repro.training.bn_policies)",
-    )
-
-
-def sb_lb_configs(settings: Settings, dataset, resolved: dict) -> dict[str, Any]:
-    """{"SB": TrainConfig, "LB": TrainConfig} of the paper's protocol (training.protocol)
-    for `dataset`, printing the batch-size choice and recording sb_batch, lb_batch and
-    batch_note in `resolved`; the same configurations in every script, so runs are shared."""
-    from keskar_repro.training.protocol import sb_lb_configs as protocol_configs
-
-    configs, note = protocol_configs(
-        dataset.name,
-        dataset.n_train,
-        epochs=settings.epochs,
-        hidden=settings.hidden,
-        sb_batch=settings.sb_batch,
-        lb_batch=settings.lb_batch,
-        init=settings.init,
-    )
-    print(
-        f"{dataset.name}: {dataset.n_train} train / {dataset.n_test} test; preset "
-        f"{settings.preset}; {settings.seeds} seeds x {settings.epochs} epochs; {note}",
-        file=sys.stderr,
-    )
-    resolved.update(
-        sb_batch=configs["SB"].batch_size, lb_batch=configs["LB"].batch_size, batch_note=note
-    )
-    return configs
-
-
-def add_baseline_option(p: argparse.ArgumentParser, reads: str) -> None:
-    """--baseline: a fig_sharpness.py results JSON to read the SB and LB runs' `reads` from."""
-    p.add_argument(
-        "--baseline",
-        default=None,
-        help="a results JSON of experiments/fig_sharpness.py whose SB and LB runs are this "
-        f"script's (checked: the same training configuration per seed): their {reads} are "
-        "read from it instead of trained again, e.g. figures/fig_sharpness_mnist_paper.json",
-    )
-
-
-def baseline_runs(path: str, configs: dict[str, Any], seeds: int) -> tuple[dict, dict]:
-    """(results, {regime: [run entry]}) of a fig_sharpness.py results JSON at `path`: for SB
-    and LB and seeds 0 .. seeds - 1, the entry of `results["runs"]` trained with exactly
-    `configs[regime]` at that seed and evaluated under BN policy "batch"; a UserError naming
-    the first one missing or different (the JSON's runs were lost, so nothing can be
-    retrained to match: drop --baseline to train here)."""
-    from keskar_repro.store.files import read_json
-    from keskar_repro.training.protocol import with_seeds
-
-    if not Path(path).is_file():
-        raise UserError(f"--baseline {path} does not exist; run experiments/fig_sharpness.py")
-    results, found = read_json(path), {}
-    for regime in ("SB", "LB"):
-        found[regime] = []
-        for config in with_seeds(configs[regime], range(seeds)):
-            match = [
-                r
-                for r in results.get("runs", [])
-                if (r["regime"], r["seed"]) == (regime, config.seed)
-                and r["config"] == config.to_dict()
-                and r["bn_policy"] == "batch"
-            ]
-            if not match:
-                raise UserError(
-                    f"--baseline {path}: {regime} seed {config.seed} is missing or not this "
-                    f"script's run (training configuration {config.to_dict()}, BN policy "
-                    "batch); drop --baseline to train it here"
-                )
-            found[regime].append(match[0])
-    return results, found
-
-
-def get_runs(settings: Settings, dataset, configs, **kwargs) -> list:
-    """`runs.get_or_train(configs, ...)` with the script's --runs-dir, --runs-per-program and
-    --no-progress."""
-    from keskar_repro.store.runs import get_or_train
-
-    return get_or_train(
-        list(configs),
-        dataset,
-        root=settings.runs_dir,
-        runs_per_program=settings.runs_per_program,
-        progress=not settings.no_progress,
-        **kwargs,
-    )
-
-
-def seed_runs(settings: Settings, dataset, config, seeds=None, **kwargs) -> list:
-    """The runs of `config` for `seeds` (default 0 .. settings.seeds - 1) (`get_runs`)."""
-    from keskar_repro.training.protocol import with_seeds
-
-    seeds = range(settings.seeds) if seeds is None else seeds
-    return get_runs(settings, dataset, with_seeds(config, seeds), **kwargs)
-
-
-def progress_bar(settings: Settings, total: int, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=settings.no_progress)

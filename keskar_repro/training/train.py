@@ -60,279 +60,34 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from keskar_repro.devices.parallel import replicate, shard_examples
-from keskar_repro.errors import DivergenceError, UserError
-from keskar_repro.training.bn_policies import BN_POLICIES, DEFAULT_CHUNK_SIZE
-from keskar_repro.training.models import KERNEL_INITS, MLP, init_variables
-from keskar_repro.training.objective import cross_entropy, scale_pixels, split_metrics
+from keskar_repro.devices.parallel import replicate
+from keskar_repro.errors import DivergenceError
+
+# The training API in one place: configurations and records (config.py) and the compiled epoch
+# (epoch.py) are re-exported here beside the loop.
+from keskar_repro.training.config import (  # noqa: F401
+    STOPPING_RULES,
+    TrainConfig,
+    TrainedRun,
+    TrainState,
+)
+from keskar_repro.training.epoch import (  # noqa: F401
+    default_runs_per_program,
+    initial_state,
+    make_epoch_fn,
+    make_eval_fn,
+    runs_epoch_fn,
+    seed_keys,
+    stacked_initial_state,
+)
 from keskar_repro.training.reparam import mlp_layers
-
-STOPPING_RULES = ("epochs", "patience")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a trained run (its hash names the run on disk)."""
-
-    dataset: str = "mnist10k"  # name given to keskar_repro.data.load
-    batch_size: int = 256  # examples per Adam step
-    epochs: int = 100  # epochs to train ("epochs") or the cap ("patience")
-    seed: int = 0  # initial point and data order
-    learning_rate: float = 1e-3  # Adam step size (optax default)
-    b1: float = 0.9  # Adam first-moment decay
-    b2: float = 0.999  # Adam second-moment decay
-    adam_eps: float = 1e-8  # Adam denominator epsilon
-    hidden: tuple[int, ...] = (512,) * 5  # hidden widths (F1)
-    init: str = "glorot_uniform"  # Dense kernel initialiser (models.KERNEL_INITS; the authors')
-    bn_momentum: float = 0.99  # decay of BN running averages
-    bn_epsilon: float = 1e-3  # added to BN variances
-    stopping: str = "epochs"  # "epochs" or "patience"
-    patience: int = 5  # epochs without improvement before stopping ("patience")
-    min_rel_improvement: float = 1e-2  # relative drop of the train loss that counts as one
-    eval_bn_policy: str = "batch"  # BN policy of the per-epoch history
-    eval_chunk_size: int = DEFAULT_CHUNK_SIZE  # chunk of the "batch" policy
-    # Start from another run's snapshot instead of the seed's initial point:
-    # "<run directory name>@<epoch>" (fresh Adam state; the data order still comes from `seed`).
-    warm_start: str = ""
-    # Conservative training (paper App. E.2, Table 7): Adam iterations on each batch's proximal
-    # sub-problem min_x f_B(x) + (prox_lambda / 2) ||x - x_k||^2; 0 = the plain Adam step.
-    prox_steps: int = 0
-    prox_lambda: float = 1e-3  # lambda of the proximal term (the paper's 1e-3)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        checks = {
-            "batch_size": self.batch_size >= 1,
-            "epochs": self.epochs >= 1,
-            "learning_rate": self.learning_rate > 0 and np.isfinite(self.learning_rate),
-            "hidden": len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
-            "stopping": self.stopping in STOPPING_RULES,
-            "patience": self.patience >= 1,
-            "eval_bn_policy": self.eval_bn_policy in BN_POLICIES,
-            "init": self.init in KERNEL_INITS,
-            "eval_chunk_size": self.eval_chunk_size >= 1,
-            "warm_start": not self.warm_start or _parse_warm_start(self.warm_start) is not None,
-            "prox_steps": self.prox_steps >= 0,
-            "prox_lambda": self.prox_lambda >= 0 and np.isfinite(self.prox_lambda),
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is invalid")
-
-    def model(self) -> MLP:
-        return MLP(
-            hidden=self.hidden,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            kernel_init=self.init,
-        )
-
-    def optimizer(self) -> optax.GradientTransformation:
-        """Adam whose learning rate lives in the optimizer state (`inject_hyperparams`), so that
-        runs with different learning rates share one compiled, vmapped program. The update is
-        bit-identical to `optax.adam(learning_rate, b1, b2, eps)`."""
-        adam = optax.inject_hyperparams(optax.adam, static_args=("b1", "b2", "eps", "eps_root"))
-        return adam(learning_rate=self.learning_rate, b1=self.b1, b2=self.b2, eps=self.adam_eps)
-
-    @property
-    def warm_start_source(self) -> tuple[str, int] | None:
-        """(run directory name, epoch) of the warm start, or None for the seed's initial point."""
-        return _parse_warm_start(self.warm_start) if self.warm_start else None
-
-    def shape_key(self) -> TrainConfig:
-        """The config with what may differ between runs of one compiled program (seed, learning
-        rate, warm start) blanked: runs with equal shape keys train together."""
-        return dataclasses.replace(self, seed=0, learning_rate=1.0, warm_start="")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields. Fields added after the first release appear only where they differ
-        from what every earlier run had (`_LEGACY`: no warm start, Flax's lecun_normal init,
-        plain Adam steps), so the hashes (run directory names) of earlier runs do not change."""
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
-        for name, value in _LEGACY.items():
-            if d[name] == value:
-                del d[name]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """The config of `to_dict`'s output (a missing later field has its legacy value)."""
-        return cls(**{**_LEGACY, **d, "hidden": tuple(d["hidden"])})
-
-
-# Later fields: what every earlier run had.
-_LEGACY = {"warm_start": "", "init": "lecun_normal", "prox_steps": 0, "prox_lambda": 1e-3}
-
-
-def _parse_warm_start(text: str) -> tuple[str, int] | None:
-    name, sep, epoch = text.rpartition("@")
-    if not sep or not name or not epoch.isdigit():
-        return None
-    return name, int(epoch)
-
-
-class TrainState(NamedTuple):
-    params: Any
-    batch_stats: Any
-    opt_state: Any
-
-
-class TrainedRun(NamedTuple):
-    """One run's result: variables (numpy), per-epoch history, and how training ended.
-
-    `epochs_run` is the run's epoch (for a snapshot, the epoch it was taken after);
-    `diverged` is True when the training loss became NaN or infinite (the run was stopped
-    there); `snapshot` is True when the variables are a saved snapshot of a longer run
-    (measurements.snapshot_of). `stop_reason` is prose for people, never parsed.
-    """
-
-    config: TrainConfig
-    params: Any
-    batch_stats: Any
-    history: dict[str, list[float]]
-    epochs_run: int
-    stop_reason: str
-    train_seconds: float
-    diverged: bool = False
-    snapshot: bool = False
-
-
-def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
-    """(init_key, shuffle_key) of a seed; SB and LB runs with the same seed share init_key."""
-    init_key, shuffle_key = jax.random.split(jax.random.key(seed))
-    return init_key, shuffle_key
-
-
-def initial_state(config: TrainConfig, variables: dict | None = None) -> TrainState:
-    """`variables` ({"params", "batch_stats"}; default: the seed's initial point) with a fresh
-    Adam state at the config's learning rate."""
-    if variables is None:
-        variables = init_variables(config.model(), seed_keys(config.seed)[0])
-    params = jax.tree_util.tree_map(jnp.asarray, variables["params"])
-    batch_stats = jax.tree_util.tree_map(jnp.asarray, variables["batch_stats"])
-    return TrainState(params, batch_stats, config.optimizer().init(params))
-
-
-def stacked_initial_state(
-    configs: Sequence[TrainConfig], variables: Sequence[dict | None] | None = None
-) -> TrainState:
-    """The initial states of `configs` stacked along a leading run axis."""
-    variables = list(variables or [None] * len(configs))
-    states = [initial_state(c, v) for c, v in zip(configs, variables, strict=True)]
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
-
-
-def make_epoch_fn(config: TrainConfig, n_train: int) -> Callable:
-    """`epoch(state, x_uint8, y, shuffle_key, epoch) -> (state, (mean_loss, mean_acc))`.
-
-    floor(n_train / batch_size) steps in one `lax.scan`; pure and jit-able. A step is one Adam
-    update on the batch loss, or with `prox_steps` = m > 0 (conservative training) m Adam updates
-    on the batch's proximal sub-problem, compiled as an inner `lax.scan` (module docstring).
-    """
-    model, optimizer, batch = config.model(), config.optimizer(), config.batch_size
-    steps = n_train // batch
-    if steps < 1:
-        raise UserError(
-            f"batch_size={batch} exceeds the {n_train} training examples; use a smaller batch"
-        )
-
-    def loss_and_stats(params, batch_stats, xb, yb):
-        logits, updates = model.apply(
-            {"params": params, "batch_stats": batch_stats},
-            scale_pixels(xb),
-            use_running_average=False,
-            mutable=["batch_stats"],
-        )
-        loss = cross_entropy(logits, yb).mean()
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == yb)
-        return loss, (updates["batch_stats"], accuracy)
-
-    grad_fn = jax.value_and_grad(loss_and_stats, has_aux=True)
-
-    def adam_step(state: TrainState, xb, yb, anchor=None):
-        (loss, (batch_stats, accuracy)), grads = grad_fn(state.params, state.batch_stats, xb, yb)
-        if anchor is not None:  # gradient of (lambda / 2) ||x - x_k||^2
-            grads = jax.tree_util.tree_map(
-                lambda g, p, a: g + config.prox_lambda * (p - a), grads, state.params, anchor
-            )
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return TrainState(params, batch_stats, opt_state), (loss, accuracy)
-
-    def proximal_step(state: TrainState, xb, yb):
-        """`prox_steps` Adam iterations on f_B(x) + (lambda/2)||x - x_k||^2, x_k = the params
-        at the start of the step; the reported loss is f_B(x_k)."""
-        anchor = state.params
-        state, (losses, accuracies) = jax.lax.scan(
-            lambda s, _: adam_step(s, xb, yb, anchor), state, None, length=config.prox_steps
-        )
-        return state, (losses[0], accuracies[0])
-
-    update = proximal_step if config.prox_steps else adam_step
-
-    def epoch(state: TrainState, x_uint8, y, shuffle_key, epoch_index):
-        def step(state: TrainState, idx):
-            return update(state, shard_examples(x_uint8[idx]), shard_examples(y[idx]))
-
-        perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch_index), n_train)
-        batches = perm[: steps * batch].reshape((steps, batch))
-        state, (losses, accuracies) = jax.lax.scan(step, state, batches)
-        return state, (losses.mean(), accuracies.mean())
-
-    return epoch
-
-
-def runs_epoch_fn(config: TrainConfig, n_runs: int, n_train: int) -> Callable:
-    """`epochs(state, x_uint8, y, shuffle_keys, epoch) -> (state, (mean_losses, mean_accs))`:
-    one epoch of `n_runs` runs whose states and shuffle keys are stacked along a leading run
-    axis, vmapped over runs; a lone run (n_runs = 1) runs unbatched, so its matmuls have no
-    run axis. Pure and jit-able; the training loop and the benchmarks compile this."""
-    epoch_fn = make_epoch_fn(config, n_train)
-    if n_runs > 1:
-        return jax.vmap(epoch_fn, in_axes=(0, None, None, 0, None))
-
-    def lone(state, x_uint8, y, shuffle_keys, epoch_index):
-        single = jax.tree_util.tree_map(lambda leaf: leaf[0], state)
-        new, metrics = epoch_fn(single, x_uint8, y, shuffle_keys[0], epoch_index)
-        return jax.tree_util.tree_map(lambda leaf: leaf[None], new), tuple(m[None] for m in metrics)
-
-    return lone
-
-
-def make_eval_fn(config: TrainConfig) -> Callable:
-    """`evaluate(params, batch_stats, x, y) -> (loss, accuracy)` under the config's BN policy."""
-    model = config.model()
-
-    def evaluate(params, batch_stats, x_uint8, y):
-        return split_metrics(
-            model,
-            params,
-            batch_stats,
-            x_uint8,
-            y,
-            bn_policy=config.eval_bn_policy,
-            chunk_size=config.eval_chunk_size,
-        )
-
-    return evaluate
-
-
-def default_runs_per_program() -> int | None:
-    """How many runs of one shape share a compiled program unless told otherwise: 1 on a CPU,
-    where vmapping F1 runs measured slower than training them one after another
-    (benchmarks/README.md), and all of them (None) on a GPU/TPU. Every script and
-    `runs.get_or_train` use this one default."""
-    return 1 if jax.default_backend() == "cpu" else None
-
 
 HISTORY_KEYS = (
     "train_loss",
