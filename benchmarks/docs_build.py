@@ -43,7 +43,9 @@ def timed(command: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
-def _record(started: str, tutorial: float, full_seconds: float, off_seconds: float) -> dict:
+def _record(
+    started: str, load: float, tutorial: float, full_seconds: float, off_seconds: float
+) -> dict:
     return {
         "command": "python benchmarks/docs_build.py",
         "started": started,
@@ -60,7 +62,7 @@ def _record(started: str, tutorial: float, full_seconds: float, off_seconds: flo
             "wall_seconds": off_seconds,
         },
         # other jobs on the host slow every timing here: their load when the timing started
-        "load_average_at_start": os.getloadavg()[0],
+        "load_average_at_start": load,
         "environment": {**environment(), "cpu_count": os.cpu_count()},
     }
 
@@ -71,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}
     python = sys.executable
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    if not Path(args.out).is_file():  # the pages render from this file: a first build needs one
-        write_json(args.out, {"provisional": True, **_record(started, 0.0, 0.0, 0.0)})
+    started, load = time.strftime("%Y-%m-%dT%H:%M:%S%z"), os.getloadavg()[0]
+    # the pages render from this file, so the timed builds need one with every key: a
+    # provisional record (zeros) stands in until the measured one replaces it
+    write_json(args.out, {"provisional": True, **_record(started, load, 0.0, 0.0, 0.0)})
     with tempfile.TemporaryDirectory() as tmp:
         import jupytext
 
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         full_seconds = timed([python, *full], env)
         off = ["-m", "sphinx", "-E", "-W", "-b", "html", "-D", "nb_execution_mode=off", "docs"]
         off_seconds = timed([python, *off, f"{tmp}/off/html"], env)
-    record = _record(started, tutorial, full_seconds, off_seconds)
+    record = _record(started, load, tutorial, full_seconds, off_seconds)
     write_json(args.out, record)
     print(json.dumps({k: v for k, v in record.items() if k != "environment"}, indent=1))
     return 0

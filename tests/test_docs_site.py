@@ -9,6 +9,7 @@ The Python blocks of the other pages are run by tests/test_docs.py.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import pkgutil
@@ -193,3 +194,5 @@ def test_docs_readme_build_time_is_the_json_one():
     assert not record.get("provisional")
     for key in ("full_build", "build_no_execution", "tutorial"):
         assert f"{record[key]['wall_seconds']:.0f} s" in readme, key
+    assert f"{record['environment']['cpu_count']} cores" in readme
+    assert f"load average {record['load_average_at_start']:.1f}" in readme
