@@ -40,8 +40,9 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
     "sphinx_copybutton",
-    "docstrings",  # docs/_ext: the package's plain-text docstrings, shown verbatim
+    "reference",  # docs/_ext: a page per module, the plain-text docstrings shown as written
     "results",  # docs/_ext: tables and values from the committed results JSON
+    "readme",  # docs/_ext: a section of README.md on a page (the two commands)
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
@@ -61,8 +62,9 @@ nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
 
-# API reference: autosummary writes one page per module (docs/reference/_autosummary, not
-# committed) with autodoc's members; the signatures keep their type hints.
+# API reference: one page per module (docs/reference/_autosummary, not committed), written by
+# docs/_ext/reference.py from autosummary's template, with autodoc's members; the signatures
+# keep their type hints.
 autosummary_generate = True
 autosummary_imported_members = False
 # each object documented once, in the module that defines it (not where __all__ re-exports it)
