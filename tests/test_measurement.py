@@ -163,8 +163,10 @@ def test_one_solver_options_everywhere():
         SolverOptions(method="pga", scaling="literal")
     with pytest.raises(ValueError, match="maxiter"):
         SolverOptions(maxiter=0)
-    with pytest.raises(TypeError, match="unknown solver option"):
+    with pytest.raises(TypeError, match="'max_iter': did you mean 'maxiter'"):
         options.with_overrides(max_iter=5)
+    with pytest.raises(TypeError, match="'eps': did you mean 'epsilon'"):
+        sharpness(linear, {"theta": X.astype(np.float32)}, eps=1e-3)
     with pytest.raises(ValueError, match="epsilon"):
         MeasureSettings(epsilon=-1.0)
     s = MeasureSettings(solver=options).to_dict()

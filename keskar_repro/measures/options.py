@@ -9,6 +9,7 @@ keskar_repro.measures.registry) without starting JAX.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from typing import Any
 
@@ -20,6 +21,8 @@ METHODS: tuple[str, ...] = ("auto", "lbfgsb", "lbfgsb-device", "pga")
 SCALINGS: tuple[str, ...] = ("normalized", "literal")
 SUBSPACE_SCALINGS: tuple[str, ...] = ("unit", "gaussian")
 LBFGSB_DRIVERS: tuple[str, ...] = ("auto", "public", "setulb")
+# the measurements' own arguments, for the hint of a mistyped keyword
+_MEASURE_ARGUMENTS = ("epsilon", "subspace_dim", "subspace_scaling", "key", "mask", "data", "eta")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,11 +68,15 @@ class SolverOptions:
 
     def with_overrides(self, **fields: Any) -> SolverOptions:
         """A copy with `fields` replaced; TypeError naming an unknown field."""
-        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(self)})
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(fields) - set(names))
         if unknown:
+            known = [*names, *_MEASURE_ARGUMENTS]
+            hints = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
+            hint = "; ".join(f"{u!r}: did you mean {h[0]!r}?" for u, h in hints.items() if h)
             raise TypeError(
-                f"unknown solver option(s) {unknown}; SolverOptions has "
-                f"{[f.name for f in dataclasses.fields(self)]}"
+                f"unknown keyword argument(s) {unknown}: neither an argument of the measurement "
+                f"nor a solver option (SolverOptions has {names})" + (f"; {hint}" if hint else "")
             )
         return dataclasses.replace(self, **fields) if fields else self
 
