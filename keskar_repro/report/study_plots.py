@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from keskar_repro.measures.registry import NOTIONS
 from keskar_repro.report.plots import (
     ACCURACY_COLOR,
     LOSS_COLOR,
@@ -282,13 +283,14 @@ def notions_figure(summary: dict, *, title: str = "") -> Figure:
     eps = summary["gap"][0]["epsilon"]
     gap = [e for e in summary["gap"] if e["epsilon"] == eps]
     notions = [e["notion"] for e in gap]
+    names = [NOTIONS[n].label if n in NOTIONS else n for n in notions]  # the registry's labels
     ax, width = axes[1], 0.38
     for i, point in enumerate(("trained", "matched")):
         heights = [e[f"{point}_ratio"] or float("nan") for e in gap]
         ax.bar([j + (i - 0.5) * width for j in range(len(gap))], heights, width, label=point)
     ax.axhline(1, color="k", lw=0.8)
     ax.set_yscale("log")
-    ax.set_xticks(range(len(gap)), notions, rotation=30)
+    ax.set_xticks(range(len(gap)), names, rotation=30, ha="right")
     ax.set(ylabel="LB / SB (means)", title=f"(b) SB/LB gap, eps {eps:g}")
     ax.legend()
 
@@ -314,7 +316,7 @@ def notions_figure(summary: dict, *, title: str = "") -> Figure:
                        label=f"{point}" if regime == "SB" else None)  # fmt: skip
     ax.axhline(1, color="k", lw=0.8)
     ax.set_yscale("log")
-    ax.set_xticks(range(len(notions)), notions, rotation=30)
+    ax.set_xticks(range(len(notions)), names, rotation=30, ha="right")
     ax.set(ylabel="value / value at trained point", title="(c) seed 0 rescaled (o SB, s LB)")
     if points:
         ax.legend(fontsize=7)
@@ -337,7 +339,7 @@ def notions_figure(summary: dict, *, title: str = "") -> Figure:
         ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3, label=f"gap in {gap_name}")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylim(-1.05, 1.05)
-    ax.set_xticks(range(len(notions)), notions, rotation=30)
+    ax.set_xticks(range(len(notions)), names, rotation=30, ha="right")
     runs = "every run" if population == "all" else "SB/LB runs"
     ax.set(ylabel="Kendall tau-b",
            title=f"(d) tau with the gap, {runs} (n {populations[population]})")  # fmt: skip
