@@ -137,10 +137,11 @@ def test_data_argument_objective_equals_the_closure_bit_for_bit(setup, bn_policy
     assert expected[0] == got[0]
     for a, b in zip(*map(jax.tree_util.tree_leaves, (expected[1], got[1])), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
-    hvp = jax.jvp(jax.grad(lambda p: loss(p, data)), (params,), (params,))[1]
-    hvp_closure = jax.jvp(jax.grad(closure), (params,), (params,))[1]
-    for a, b in zip(*map(jax.tree_util.tree_leaves, (hvp, hvp_closure)), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    if bn_policy == "running":  # forward over reverse, as the curvature estimators use it
+        hvp = jax.jvp(jax.grad(lambda p: loss(p, data)), (params,), (params,))[1]
+        hvp_closure = jax.jvp(jax.grad(closure), (params,), (params,))[1]
+        for a, b in zip(*map(jax.tree_util.tree_leaves, (hvp, hvp_closure)), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
 def test_data_argument_objective_is_the_closure_bit_for_bit_on_f1(mnist10k):
