@@ -77,7 +77,7 @@ def labels(names: Any = None) -> dict[str, str]:
 @register(
     "metric_2_1",
     "Metric 2.1",
-    "worst case, box |delta_i| <= eps (|x_i| + 1) (Keskar et al. 2017, Metric 2.1)",
+    "worst case, box |delta_i| <= eps (|x_i| + 1) (the paper's Metric 2.1)",
     random=False,
 )
 def _metric_2_1(loss_fn, params, settings, key, mask):
