@@ -6,6 +6,7 @@ functions that need it (keskar_repro.measures.options uses the plain checks with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -114,9 +115,21 @@ class WithData:
 
     def __call__(self, params: Any) -> Any:
         """fn(params, data), compiled (one compilation per fn and shapes)."""
-        import jax
+        try:
+            compiled = _jitted(self.fn)
+        except TypeError:  # an unhashable callable: compiled for this call only
+            import jax
 
-        return jax.jit(self.fn)(params, self.data)
+            compiled = jax.jit(self.fn)
+        return compiled(params, self.data)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted(fn: Callable) -> Callable:
+    """`jax.jit(fn)`, one wrapper per function (the last 16 kept)."""
+    import jax
+
+    return jax.jit(fn)
 
 
 def with_data(loss_fn: Callable, data: Any) -> Callable:

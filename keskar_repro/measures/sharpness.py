@@ -10,8 +10,8 @@ and the sharpness, in percent, is
 
 As in the paper the maximisation is inexact: `maxiter` (10) iterations of SciPy's L-BFGS-B on
 (-f, -grad f), started at y = 0. This module owns that computation and nothing else: it imports
-nothing from keskar_repro but the pytree partition (keskar_repro.measures.pytree), so other research
-code can use it on any JAX-differentiable `loss_fn(params) -> scalar` of any pytree.
+nothing from keskar_repro outside keskar_repro.measures, so other research code
+can use it on any JAX-differentiable `loss_fn(params) -> scalar` of any pytree.
 
 Pytrees. x is the floating-point leaves of params, of any float dtype (float16, bfloat16,
 float32, float64), flattened into one vector in the widest of their dtypes and at least float32
