@@ -82,9 +82,9 @@ PRE_BN_BIAS = ("Dense_0", "Dense_1")
 
 
 def _clean_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KESKAR_")}
-    env.pop("XLA_FLAGS", None)
-    return env
+    """The suite's environment without KESKAR_ settings (XLA_FLAGS' device count is replaced by
+    launch.forced_devices_env; its other flags stay)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("KESKAR_")}
 
 
 def _job(root: Path, processes: int, env: dict | None = None, devices: int = 4) -> int:

@@ -13,6 +13,7 @@ from keskar_repro.report.stats import (
     mean_std_curves,
     record_stats,
     stats_text,
+    tau_b_of_resamples,
 )
 
 
@@ -104,6 +105,22 @@ def test_kendall_tau_of_known_orders():
     assert down["tau"] == pytest.approx(-1.0)
     # ties in x (tau-b): x = [1, 1, 2], y = [1, 2, 3]: C = 2, D = 0, n0 = 3, n1 = 1, n2 = 0
     assert kendall_tau([1, 1, 2], [1, 2, 3], n_boot=10)["tau"] == pytest.approx(2 / np.sqrt(6))
+
+
+def test_tau_b_of_resamples_is_scipys_bit_for_bit():
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=12), 1)  # ties in x
+    y = np.r_[rng.integers(0, 4, 11), np.inf]  # ties in y, an infinity
+    picks = np.r_[rng.integers(0, 12, (300, 12)), np.zeros((1, 12), int)]  # the last: all tied
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.array([kendalltau(x[i], y[i])[0] for i in picks])
+    got = tau_b_of_resamples(x, y, picks)
+    assert np.isnan(got[-1]) and np.isnan(expected[-1])
+    assert got[:-1].tolist() == expected[:-1].tolist()  # equal floats, not only close
+    with_nan = tau_b_of_resamples(np.r_[np.nan, x[1:]], y, picks[:3])
+    assert np.isnan(with_nan).tolist() == [bool((p == 0).any()) for p in picks[:3]]
 
 
 def test_kendall_tau_bootstrap_is_reproducible_and_covers_independent_noise():
