@@ -1,6 +1,6 @@
-"""Data parallelism across devices and processes (parallel.py, distributed.py, launch.py): 1
-process x 4 CPU devices computes what 1 device does, and 2 processes x 2 devices what 1 x 4
-does (training through the run store, the objective and its gradient, Metric 2.1, the
+"""Data parallelism across devices and processes (parallel.py, distributed.py, launch.py): 2
+processes x 2 CPU devices compute what 1 device does, and (with `-m exhaustive`) what 1 process
+x 4 devices does (training through the run store, the objective and its gradient, Metric 2.1, the
 parametric path); a job writes one set of files and resumes after a kill. The processes run on
 127.0.0.1 with a bounded timeout, started by keskar_repro.devices.launch; one-process jobs run in a
 plain subprocess with a forced device count."""
@@ -104,20 +104,28 @@ def _job(root: Path, processes: int, env: dict | None = None, devices: int = 4) 
 
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory):
-    """{"single": 1 process x 1 device, "one": 1 x 4 devices, "two": 2 processes x 2 devices}:
-    (record, out, runs).
+    """{"single": 1 process x 1 device, "two": 2 processes x 2 devices}: (record, out, runs).
     The 2-process job is killed on process 1 after its first checkpoint and then started again,
     so it resumes (its first status and checkpoints are kept as "killed")."""
     done = {}
     root = tmp_path_factory.mktemp("two")
     status = _job(root, 2, {"DIE_AFTER_FIRST_CHECKPOINT": "1"})
     done["killed"] = (status, sorted(p.name for p in (root / "runs" / "checkpoints").iterdir()))
-    for name, processes, devices in (("single", 1, 1), ("one", 1, 4), ("two", 2, 2)):
-        root = tmp_path_factory.mktemp(name) if name != "two" else root
-        status = _job(root, processes, devices=devices)
-        assert status == 0, (root / "process-0.log").read_text()[-3000:]
-        done[name] = (json.loads((root / "out" / "result.json").read_text()), *_dirs(root))
+    done["two"] = _finished(root, 2, 2)
+    done["single"] = _finished(tmp_path_factory.mktemp("single"), 1, 1)
     return done
+
+
+@pytest.fixture(scope="module")
+def one_process_four_devices(tmp_path_factory):
+    """1 process x 4 devices: (record, out, runs)."""
+    return _finished(tmp_path_factory.mktemp("one"), 1, 4)
+
+
+def _finished(root: Path, processes: int, devices: int) -> tuple[dict, Path, Path]:
+    status = _job(root, processes, devices=devices)
+    assert status == 0, (root / "process-0.log").read_text()[-3000:]
+    return json.loads((root / "out" / "result.json").read_text()), *_dirs(root)
 
 
 def _dirs(root: Path) -> tuple[Path, Path]:
@@ -148,24 +156,31 @@ def assert_same_numbers(a: dict, b: dict, phi_rel: float) -> None:
     assert b["phi"] == pytest.approx(a["phi"], rel=phi_rel)
 
 
-def test_four_devices_split_the_work_and_compute_what_one_does(jobs):
-    single, one = jobs["single"][0], jobs["one"][0]
-    assert (single["devices"], one["devices"], one["processes"]) == (1, 4, 1)
-    assert one["all_reduce"] and not single["all_reduce"]
+def test_two_processes_on_four_devices_compute_what_one_device_does(jobs):
+    single, two = jobs["single"][0], jobs["two"][0]
+    assert single["devices"] == 1 and not single["all_reduce"] and two["all_reduce"]
+    assert_same_numbers(single, two, phi_rel=1e-2)
+
+
+@pytest.mark.exhaustive
+def test_four_devices_split_the_work_and_compute_what_one_does(jobs, one_process_four_devices):
+    single, one = jobs["single"][0], one_process_four_devices[0]
+    assert (one["devices"], one["processes"]) == (4, 1) and one["all_reduce"]
     assert_same_numbers(single, one, phi_rel=1e-2)
 
 
-def test_two_processes_compute_what_one_process_does_on_four_devices(jobs):
-    one, two = jobs["one"][0], jobs["two"][0]
-    assert two["all_reduce"]
-    assert_same_numbers(one, two, phi_rel=1e-3)
+@pytest.mark.exhaustive
+def test_two_processes_compute_what_one_process_does_on_four_devices(
+    jobs, one_process_four_devices
+):
+    assert_same_numbers(one_process_four_devices[0], jobs["two"][0], phi_rel=1e-3)
 
 
 def test_a_job_writes_one_set_of_files(jobs):
     _, out, runs = jobs["two"]
-    _, _, runs_one = jobs["one"]
+    _, _, runs_single = jobs["single"]
     names = lambda root: sorted(str(p.relative_to(root)) for p in root.rglob("*"))  # noqa: E731
-    assert names(runs) == names(runs_one)  # the same runs, measurements and locks; nothing else
+    assert names(runs) == names(runs_single)  # the same runs, measurements, locks; nothing else
     assert not [p for p in runs.rglob("*") if p.name.endswith(".tmp")]
     assert sorted(p.name for p in out.iterdir()) == [
         "process-0.json",
@@ -176,7 +191,7 @@ def test_a_job_writes_one_set_of_files(jobs):
 
 def test_a_job_killed_on_one_process_resumes_from_the_primarys_checkpoint(jobs):
     # the "two" job died on process 1 after the primary wrote its first checkpoint; started
-    # again it resumed there and ended where 1 process x 4 devices does (the test above)
+    # again it resumed there and ended where 1 device does (the test above)
     status, checkpoints = jobs["killed"]
     assert status == 7 and len(checkpoints) == 1 and checkpoints[0].endswith(".msgpack")
     _, _, runs = jobs["two"]
