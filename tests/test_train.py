@@ -112,6 +112,17 @@ def test_vmapped_seeds_equal_seeds_trained_one_by_one(tiny_config, small_data):
     assert not np.allclose(first, second)
 
 
+def test_runs_of_one_shape_share_one_compiled_epoch(tiny_config, small_data):
+    # seed, learning rate and the data are arguments of the program, not constants in it
+    from keskar_repro.training.train import _epoch_program
+
+    config = dataclasses.replace(tiny_config, hidden=(24,))  # a shape no other test trains
+    train(config, small_data, [0])
+    train(dataclasses.replace(config, learning_rate=3e-3), small_data, [1])
+    program = _epoch_program(config.shape_key(), 1, len(small_data.x_train))
+    assert program._cache_size() == 1  # compiled once, for both runs
+
+
 def test_patience_rule_stops_and_freezes_only_that_seed(small_data):
     config = TrainConfig(
         dataset="mnist10k",

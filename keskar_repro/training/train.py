@@ -57,6 +57,7 @@ see objective.py), plus the mean minibatch loss and accuracy seen during the epo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -190,17 +191,22 @@ def _unstack(tree, i):
     return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf[i]), tree)
 
 
-def _compiled_epoch(configs: list[TrainConfig], x_tr, y_tr, x_te, y_te) -> Callable:
-    """The jitted `(state, active, epoch) -> (state, metrics, norms)`: one epoch of every run
-    (frozen where not active), then the exact train and test loss and accuracy of each, and
-    its kernels' Frobenius norms (`_kernel_norms`)."""
-    config, n_train = configs[0], int(x_tr.shape[0])
-    epochs = runs_epoch_fn(config, len(configs), n_train)
-    evaluate = jax.vmap(make_eval_fn(config), in_axes=(0, 0, None, None))
-    shuffle_keys = jnp.stack([seed_keys(c.seed)[1] for c in configs])
+@functools.lru_cache(maxsize=32)
+def _epoch_program(shape: TrainConfig, n_runs: int, n_train: int) -> Callable:
+    """The jitted `(state, active, epoch, shuffle_keys, data) -> (state, metrics, norms)`: one
+    epoch of every run (frozen where not active), then the exact train and test loss and
+    accuracy of each, and its kernels' Frobenius norms (`_kernel_norms`).
+
+    `data` = (x_train, y_train, x_test, y_test) and the shuffle keys are arguments, not
+    constants, so one program (one function object per `shape_key()`, run count and training
+    size; jax.jit compiles it once per data shape) serves every seed, learning rate and warm
+    start of a shape, and XLA does not embed the images in it."""
+    epochs = runs_epoch_fn(shape, n_runs, n_train)
+    evaluate = jax.vmap(make_eval_fn(shape), in_axes=(0, 0, None, None))
 
     @jax.jit
-    def run_epoch(state, active, epoch_index):
+    def run_epoch(state, active, epoch_index, shuffle_keys, data):
+        x_tr, y_tr, x_te, y_te = data
         new_state, (mb_loss, mb_acc) = epochs(state, x_tr, y_tr, shuffle_keys, epoch_index)
         state = _mask_tree(active, new_state, state)
         train_loss, train_acc = evaluate(state.params, state.batch_stats, x_tr, y_tr)
@@ -271,9 +277,10 @@ def train_runs(
     configs = list(configs)
     snapshot_epochs = _check_group(configs, initial_variables, snapshot_epochs, on_divergence)
     config = configs[0]
-    data = [replicate(x_train), replicate(np.asarray(y_train, np.int32))]
-    data += [replicate(x_test), replicate(np.asarray(y_test, np.int32))]
-    run_epoch = _compiled_epoch(configs, *data)
+    data = (replicate(x_train), replicate(np.asarray(y_train, np.int32)))
+    data += (replicate(x_test), replicate(np.asarray(y_test, np.int32)))
+    run_epoch = _epoch_program(config.shape_key(), len(configs), int(x_train.shape[0]))
+    shuffle_keys = jnp.stack([seed_keys(c.seed)[1] for c in configs])
     initial = stacked_initial_state(configs, initial_variables)
     loop = checkpoint.load(initial) if checkpoint is not None else None
 
@@ -289,7 +296,9 @@ def train_runs(
     )
     while loop.epoch < config.epochs and loop.active.any():
         t0 = time.perf_counter()
-        loop.state, metrics, norms = run_epoch(loop.state, jnp.asarray(loop.active), loop.epoch)
+        loop.state, metrics, norms = run_epoch(
+            loop.state, jnp.asarray(loop.active), loop.epoch, shuffle_keys, data
+        )
         metrics = [np.asarray(m, np.float64) for m in metrics]
         norms = {k: np.asarray(v, np.float64) for k, v in norms.items()}
         loop.seconds += time.perf_counter() - t0
