@@ -10,9 +10,8 @@ appended to XLA_FLAGS, inherited by the scripts it starts), unless XLA_FLAGS alr
 level: its programs are tiny, so compiling them is most of their cost (a quarter of the
 suite's time). The level can change float rounding (LLVM fuses multiply-adds and vectorises
 loops only when optimising: F1 trained 2 epochs on mnist10k ends at 0.0744 nats, not 0.0735),
-not
-the arithmetic a program is written to do, and every test compares programs compiled at one
-level or to tolerances. The suite passes at the default level too:
+not the arithmetic a program is written to do; every test compares programs compiled at one
+level, or to tolerances. The suite passes at the default level too:
 `XLA_FLAGS=--xla_backend_optimization_level=2 pytest -n auto --dist loadfile`.
 """
 
