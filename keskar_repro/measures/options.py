@@ -19,7 +19,17 @@ from keskar_repro.measures.checks import check_choice, check_int, check_positive
 
 METHODS: tuple[str, ...] = ("auto", "lbfgsb", "lbfgsb-device", "pga")
 SCALINGS: tuple[str, ...] = ("normalized", "literal")
-SUBSPACE_SCALINGS: tuple[str, ...] = ("unit", "gaussian")
+# How the random n x p matrix A of Metric 2.1's subspace is drawn (keskar_repro.measures.subspace;
+# the paper says only "randomly generated"): the first two are the package's historical choices.
+SUBSPACE_SCALINGS: tuple[str, ...] = (
+    "unit",  # i.i.d. N(0, 1), each column divided by its norm
+    "gaussian",  # i.i.d. N(0, 1) (the default)
+    "uniform",  # i.i.d. U[0, 1), as numpy.random.rand(n, p) draws them (mean 1/2)
+    "uniform_pm1",  # i.i.d. U[-1, 1)
+    "rows",  # i.i.d. N(0, 1), each row divided by its norm
+    "orthonormal",  # orthonormal columns: Q of a Gaussian matrix (Cholesky QR)
+    "smoothout",  # A = pinv(B^T), B = U[-1, 1) with unit columns (SmoothOut's code)
+)
 LBFGSB_DRIVERS: tuple[str, ...] = ("auto", "public", "setulb")
 # the measurements' own arguments, for the hint of a mistyped keyword
 _MEASURE_ARGUMENTS = ("epsilon", "subspace_dim", "subspace_scaling", "key", "mask", "data", "eta")
@@ -101,7 +111,8 @@ class MeasureSettings:
                       notions and the standard-deviation factor of the average-case ones.
     solver            how worst-case boxes are maximised (`SolverOptions`).
     subspace_dim      p, the dimension of the random subspace of "metric_2_1_subspace".
-    subspace_scaling  "gaussian" (raw N(0, 1) columns, default) or "unit" (unit columns).
+    subspace_scaling  how A is drawn: "gaussian" (raw N(0, 1) columns, default), "unit" (unit
+                      columns) or another of SUBSPACE_SCALINGS (measures.subspace).
     samples           Monte Carlo draws of the average-case notions (antithetic pairs).
     chunk             draws evaluated at once (memory: chunk perturbed copies).
     num_matvecs       Lanczos steps of the Hessian's top eigenvalues (None: min(n, max(30, 2k))).

@@ -27,6 +27,7 @@ from keskar_repro.measures.pytree import Mask, Partition, partition
 from keskar_repro.measures.subspace import (
     _check_epsilon,
     box_bounds,
+    given_subspace,
     random_subspace,
 )
 
@@ -146,6 +147,25 @@ class SharpnessProblem:
         return self.part.perturbation(flat, self._original_params)
 
 
+def _check_subspace(A: Any, key: Any, subspace_dim: int | None, n: int) -> tuple:
+    """(subspace_dim, key) checked: a given A needs neither; a random A both; the full space
+    neither (ValueError naming the argument otherwise)."""
+    if A is not None:
+        if key is not None:
+            raise ValueError("key was given with A (a given subspace draws nothing)")
+        if subspace_dim is not None and subspace_dim != np.shape(A)[-1]:
+            raise ValueError(f"subspace_dim={subspace_dim} but A has {np.shape(A)[-1]} columns")
+        return subspace_dim, None
+    if subspace_dim is not None:
+        subspace_dim = check_int("subspace_dim", subspace_dim, 1, n)
+        return subspace_dim, check_key(
+            key, "a random subspace (subspace_dim is given; the key draws A)"
+        )
+    if key is not None:
+        raise ValueError("key was given but subspace_dim is None (full space uses no key)")
+    return None, None
+
+
 def sharpness_problem(
     loss_fn: Callable[[Any], jax.Array],
     params: Any,
@@ -157,13 +177,16 @@ def sharpness_problem(
     scaling: str = "normalized",
     eta: float = 1.0,
     mask: Mask = None,
+    A: Any = None,
 ) -> SharpnessProblem:
     """Validate the arguments and build the `SharpnessProblem` (one evaluation of f at x).
 
     x is the floating leaves of params that `mask` selects
     (`keskar_repro.measures.pytree.partition`; None: all of them); the box's half-widths are eps
     (|(A^+ x)_i| + eta), eta = 1 (default) for Metric 2.1, eta = 0 for the adaptive box of
-    keskar_repro.measures.notions.
+    keskar_repro.measures.notions. `A` (an n x p matrix) is a subspace of the caller's own
+    instead of a random one: subspace_dim is then p (or must equal it), no key is used, and
+    the result's subspace_scaling is "given".
 
     Raises ValueError naming the argument for: epsilon <= 0, eta < 0, subspace_dim < 1 or > n,
     a missing key for a subspace (or a key without subspace_dim), params without floating
@@ -177,11 +200,7 @@ def sharpness_problem(
     check_choice("subspace_scaling", subspace_scaling, SUBSPACE_SCALINGS)
     part = partition(params, mask)
     n = part.n
-    if subspace_dim is not None:
-        subspace_dim = check_int("subspace_dim", subspace_dim, 1, n)
-        key = check_key(key, "a random subspace (subspace_dim is given; the key draws A)")
-    elif key is not None:
-        raise ValueError("key was given but subspace_dim is None (full space uses no key)")
+    subspace_dim, key = _check_subspace(A, key, subspace_dim, n)
     loss_dtype = check_loss_fn(loss_fn, params)
     loss_fn, data = split_data(loss_fn)
     data = jax.tree_util.tree_map(jnp.asarray, data)
@@ -191,8 +210,10 @@ def sharpness_problem(
     if not bool(jnp.all(jnp.isfinite(x_flat))):
         raise ValueError("params must be finite")
     dtype = np.dtype(x_flat.dtype)
-    A = None
-    if subspace_dim is not None:
+    if A is not None:
+        A = given_subspace(A, n, dtype)
+        subspace_dim, subspace_scaling = A.shape[1], "given"
+    elif subspace_dim is not None:
         A = random_subspace(key, n, subspace_dim, scaling=subspace_scaling, dtype=dtype)
     _, upper = box_bounds(x_flat, eps, A, eta=eta)
     p = upper.shape[0]

@@ -138,7 +138,8 @@ class SharpnessResult:
     eta               the box's offset, h_i = eps (|(A^+ x)_i| + eta): 1 for Metric 2.1 (0 for
                       keskar_repro.measures.notions' adaptive box).
     subspace_dim      p, or None for the full space (A = I).
-    subspace_scaling  column scaling of A ("unit" or "gaussian"; None for the full space).
+    subspace_scaling  how A was drawn (options.SUBSPACE_SCALINGS), "given" for a caller's A,
+                      None for the full space.
     n_params          n, the number of perturbed parameters.
     leaf_counts       leaves and entries perturbed, held fixed by the mask, and held fixed as
                       non-floating (`keskar_repro.measures.pytree.LeafCounts`; a dict in `to_dict`).
@@ -266,6 +267,7 @@ def sharpness(
     subspace_scaling: str = "gaussian",
     mask: Mask = None,
     data: Any = None,
+    A: Any = None,
     solver: SolverOptions | None = None,
     **solver_fields: Any,
 ) -> SharpnessResult:
@@ -274,13 +276,15 @@ def sharpness(
         phi = 100 * ( max_{y in C_eps} f(x + A y) - f(x) ) / (1 + f(x)),
         C_eps = { y : |y_i| <= eps * (|(A^+ x)_i| + 1) },
 
-    with x = the floating leaves of params flattened (`measures.pytree.partition`: any float dtype,
-    in their widest dtype and at least float32), f = loss_fn, and A = I for
+    with x = the floating leaves of params flattened (`measures.pytree.partition`: any float
+    dtype, in their widest dtype and at least float32), f = loss_fn, and A = I for
     subspace_dim=None, else A = random_subspace(key, n, subspace_dim, scaling=subspace_scaling,
-    dtype=the params' flat dtype) -- call that to rebuild the matrix. Non-floating leaves
-    (integers, bools, PRNG keys) are held fixed and passed to loss_fn as they are; `mask` (a
-    pytree prefix of bools, or a callable on leaf paths; see keskar_repro.measures.pytree) holds the
-    floating leaves it leaves out fixed as well, e.g. to measure one layer's sharpness
+    dtype=the params' flat dtype) -- call that to rebuild the matrix; `subspace_scaling` names
+    how A is drawn (options.SUBSPACE_SCALINGS). `A=` measures in a subspace of your own (an n x
+    p array of full column rank; no key, subspace_dim = p; recorded as "given"). Non-floating
+    leaves (integers, bools, PRNG keys) are held fixed and passed to loss_fn as they are; `mask`
+    (a pytree prefix of bools, or a callable on leaf paths; see keskar_repro.measures.pytree)
+    holds the floating leaves it leaves out fixed as well, e.g. to measure one layer's sharpness
     (keskar_repro.measures.notions.layer_masks). loss_fn must be a JAX-differentiable function
     returning a floating scalar; with `data`, `loss_fn(params, data)` is measured and the data
     are an argument of the compiled programs (one compilation for every dataset of the same
@@ -332,6 +336,7 @@ def sharpness(
         subspace_scaling=subspace_scaling,
         scaling=options.scaling,
         mask=mask,
+        A=A,
     )
     outcome = SOLVERS[options.method](problem, options)
     return _result(problem, outcome, options.method, options.maxiter, t0)

@@ -40,10 +40,62 @@ def _gaussian_matrix(key: jax.Array, n: int, p: int, dtype: Any) -> jax.Array:
     return jax.random.normal(key, (n, p), dtype=dtype)
 
 
+@partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _uniform_matrix(key: jax.Array, n: int, p: int, dtype: Any, low: float) -> jax.Array:
+    return jax.random.uniform(key, (n, p), dtype=dtype, minval=low, maxval=1.0)
+
+
 @partial(jax.jit, donate_argnums=0)
 def _unit_columns(a: jax.Array) -> jax.Array:
     # The input buffer is donated, so the normalised matrix reuses it: one n x p matrix at a time.
     return a / jnp.sqrt(jnp.sum(a * a, axis=0, keepdims=True))
+
+
+@partial(jax.jit, donate_argnums=0)
+def _unit_rows(a: jax.Array) -> jax.Array:
+    return a / jnp.sqrt(jnp.sum(a * a, axis=1, keepdims=True))
+
+
+@jax.jit
+def _gram(a: jax.Array) -> jax.Array:
+    return jnp.matmul(a.T, a, precision=_HIGHEST)
+
+
+@jax.jit
+def _times(a: jax.Array, m: jax.Array) -> jax.Array:
+    return jnp.matmul(a, m.astype(a.dtype), precision=_HIGHEST)
+
+
+def _gram64(a: jax.Array) -> np.ndarray:
+    """A^T A (p x p) computed on A's device, returned in float64."""
+    return np.asarray(jax.device_get(_gram(a)), np.float64)
+
+
+def _orthonormal(key: jax.Array, n: int, p: int, dtype: Any) -> jax.Array:
+    """Q = G R^-1 with R^T R = G^T G (Cholesky QR of a Gaussian G): orthonormal columns spanning
+    G's. G has condition number ~ 1 + 2 sqrt(p / n), so one pass is orthonormal to rounding."""
+    g = _gaussian_matrix(key, n, p, dtype)
+    r = np.linalg.cholesky(_gram64(g)).T
+    return _times(g, jnp.asarray(np.linalg.inv(r)))
+
+
+def _smoothout(key: jax.Array, n: int, p: int, dtype: Any) -> jax.Array:
+    """A = pinv(B^T) = B (B^T B)^-1, B = U[-1, 1) with unit columns: SmoothOut's construction
+    (wenwei202/smoothout, measure_sharpness.py), whose A^+ = B^T is the random matrix drawn."""
+    b = _unit_columns(_uniform_matrix(key, n, p, dtype, -1.0))
+    return _times(b, jnp.asarray(np.linalg.inv(_gram64(b))))
+
+
+# name -> draw(key, n, p, dtype); the names are options.SUBSPACE_SCALINGS, in its order
+_DRAWS: dict[str, Any] = {
+    "unit": lambda key, n, p, dtype: _unit_columns(_gaussian_matrix(key, n, p, dtype)),
+    "gaussian": _gaussian_matrix,
+    "uniform": lambda key, n, p, dtype: _uniform_matrix(key, n, p, dtype, 0.0),
+    "uniform_pm1": lambda key, n, p, dtype: _uniform_matrix(key, n, p, dtype, -1.0),
+    "rows": lambda key, n, p, dtype: _unit_rows(_gaussian_matrix(key, n, p, dtype)),
+    "orthonormal": _orthonormal,
+    "smoothout": _smoothout,
+}
 
 
 def random_subspace(
@@ -51,10 +103,20 @@ def random_subspace(
 ) -> jax.Array:
     """The n x p matrix A spanning a random p-dimensional subspace of the parameter space.
 
-    Entries are drawn i.i.d. N(0, 1) with `jax.random.normal(key, (n, p), dtype)`; then
+    The paper says only that A is "randomly generated"; `scaling` names the construction
+    (options.SUBSPACE_SCALINGS):
 
-    - scaling="gaussian" (default): the raw Gaussian matrix, columns of norm ~ sqrt(n);
-    - scaling="unit": every column divided by its Euclidean norm, ||A e_j|| = 1.
+    - "gaussian" (default): i.i.d. N(0, 1) entries (`jax.random.normal(key, (n, p), dtype)`),
+      columns of norm ~ sqrt(n);
+    - "unit": the same Gaussian matrix, every column divided by its Euclidean norm;
+    - "uniform": i.i.d. U[0, 1) entries, as `numpy.random.rand(n, p)` draws them (mean 1/2,
+      variance 1/12: the columns share a large component along the all-ones direction);
+    - "uniform_pm1": i.i.d. U[-1, 1) entries (mean 0, variance 1/3);
+    - "rows": the Gaussian matrix with every row (the p coefficients of one parameter) divided
+      by its norm;
+    - "orthonormal": orthonormal columns (A^T A = I), the Gaussian matrix's Cholesky QR;
+    - "smoothout": A = pinv(B^T) with B = U[-1, 1) with unit columns, so A^+ = B^T: the
+      construction of SmoothOut's public reimplementation of Metric 2.1.
 
     The box's "+1" term gives every coordinate y_i an absolute half-width of at least eps, so
     the metric depends on the length of the columns of A. With unit columns y_i is a
@@ -67,20 +129,35 @@ def random_subspace(
     box reaches where f curves, and the values order as in the paper's Table 4 (LB above SB),
     still far below full-space ones (mnist10k LB minimizers, eps 1e-3, paper_notes.md: 0.24
     with Gaussian columns, 1.7e-6 with unit columns, 202 in the full space). That is the
-    convention the package's tables report, hence the default; the paper does not state its
-    choice, so it is a parameter and is recorded in every result.
+    convention the package's tables report, hence the default; the choice is recorded in every
+    result.
 
     The same key, n, p, scaling and dtype rebuild the same matrix (JAX's counter-based PRNG;
-    the last bits of a normal deviate may differ between CPU and GPU backends). At most one
-    n x p matrix is alive at a time (the normalisation donates its input).
+    the last bits of a deviate may differ between CPU and GPU backends). Memory: "gaussian",
+    "unit", "uniform", "uniform_pm1" and "rows" keep one n x p matrix alive (585 MB in float32
+    for F1, p = 100); "orthonormal" and "smoothout" two while they multiply by a p x p matrix.
     """
     if key is None:
         raise ValueError("key is required to draw a random subspace")
     n = check_int("n", n, 1)
     p = check_int("p", p, 1, n)
     check_choice("scaling", scaling, SUBSPACE_SCALINGS)
-    a = _gaussian_matrix(key, n, p, jnp.dtype(dtype))
-    return _unit_columns(a) if scaling == "unit" else a
+    return _DRAWS[scaling](key, n, p, jnp.dtype(dtype))
+
+
+def given_subspace(A: Any, n: int, dtype: Any) -> jax.Array:
+    """A researcher's own n x p matrix as the subspace (`sharpness(..., A=A)`), in `dtype`:
+    ValueError unless it is 2-D with n rows, 1 <= p <= n columns and finite entries (full
+    column rank is checked where A^+ x is solved, `pinv_coefficients`)."""
+    a = jnp.asarray(A, dtype=dtype)
+    if a.ndim != 2 or a.shape[0] != n or not 1 <= a.shape[1] <= n:
+        raise ValueError(
+            f"A must be an (n, p) matrix with n = {n} rows (the parameters measured) and "
+            f"1 <= p <= n columns, got shape {tuple(a.shape)}"
+        )
+    if not bool(jnp.all(jnp.isfinite(a))):
+        raise ValueError("A must have finite entries")
+    return a
 
 
 @jax.jit
