@@ -601,6 +601,28 @@ def test_solver_registry_one_signature_one_outcome():
             SOLVERS[name](literal, SolverOptions(maxiter=3, scaling="literal", method="lbfgsb"))
 
 
+def test_maxfun_stops_after_that_many_evaluations(x64):
+    """maxfun = k: at most k evaluations of f as L-BFGS-B counts them (x itself is the first),
+    the best point among them kept (no better than the unlimited search)."""
+    params = make_params(seed=21)
+    c = like(params, np.random.default_rng(22).standard_normal(flat(params).size))
+
+    def loss(p):  # smooth and not separable into a corner: L-BFGS-B needs every iteration
+        d = jax.tree_util.tree_map(lambda a, b: a - b, p, c)
+        return sum(jnp.sum(jnp.sin(3 * v) + v**2) for v in jax.tree_util.tree_leaves(d))
+
+    free = sharpness(loss, params, 1e-2, method="lbfgsb", maxiter=10)
+    for k in (2, 4):
+        r = sharpness(loss, params, 1e-2, method="lbfgsb", maxiter=10, maxfun=k)
+        assert r.nfev == k and r.nit < free.nit and f"maxfun={k}" in r.solver
+        assert r.message == f"STOP: {k} evaluations of f (maxfun)"
+        assert free.f0 <= r.f_max <= free.f_max and r.f0 == free.f0
+    with pytest.raises(ValueError, match="maxfun limits SciPy's L-BFGS-B only"):
+        sharpness(loss, params, 1e-2, method="pga", maxfun=4)
+    with pytest.raises(ValueError, match="maxfun"):
+        sharpness(loss, params, 1e-2, method="lbfgsb", maxfun=1)
+
+
 def test_setulb_driver_matches_public_driver(x64):
     params = make_params(seed=20)
     for kwargs in ({}, {"subspace_dim": 6, "key": jax.random.key(2)}, {"scaling": "literal"}):

@@ -48,6 +48,10 @@ class SolverOptions:
     driver    "lbfgsb" only: "setulb" (SciPy's compiled step driven directly), "public"
               (`scipy.optimize.minimize`) or "auto" ("setulb" where SciPy's interface is found).
     pga_step  "pga" only: the step, as a fraction of each half-width, in (0, 2].
+    maxfun    "lbfgsb" only: also stop once f has been evaluated this many times (the point
+              at x counts; None, the default: no limit). The paper's "10 iterations" read as 10
+              evaluations. The "setulb" driver stops right after the maxfun-th evaluation;
+              "public" follows SciPy's rule (checked when an iteration ends).
 
     Every function that runs a solver takes `solver=SolverOptions(...)` and, as a shorthand, the
     same fields as keywords (`sharpness(f, x, 1e-3, maxiter=20)`); `with_overrides` merges them.
@@ -58,6 +62,7 @@ class SolverOptions:
     scaling: str = "normalized"
     driver: str = "auto"
     pga_step: float = 0.5
+    maxfun: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, METHODS)
@@ -69,6 +74,8 @@ class SolverOptions:
         if not (0.0 < step <= 2.0):
             raise ValueError(f"pga_step must be in (0, 2], got {self.pga_step!r}")
         object.__setattr__(self, "pga_step", step)
+        if self.maxfun is not None:
+            object.__setattr__(self, "maxfun", check_int("maxfun", self.maxfun, 2))
         if self.scaling == "literal" and self.method not in ("auto", "lbfgsb"):
             raise ValueError(
                 f"scaling='literal' is solved only by method='lbfgsb' (SciPy's L-BFGS-B), not by "

@@ -290,8 +290,9 @@ def sharpness(
     are an argument of the compiled programs (one compilation for every dataset of the same
     shapes; see keskar_repro.measures.measure). `key` is a JAX key or an int seed.
 
-    The solver is `solver` (a `SolverOptions`: method, maxiter, scaling, driver, pga_step), or
-    its fields given as keywords (`maxiter=20, method="pga"`), or both (the keywords win).
+    The solver is `solver` (a `SolverOptions`: method, maxiter, scaling, driver, pga_step,
+    maxfun), or its fields given as keywords (`maxiter=20, method="pga"`), or both (the keywords
+    win).
 
     method="auto" (default): "lbfgsb-device" on a GPU/TPU, "lbfgsb" on a CPU or with
     scaling="literal" (`resolved_method`); the result's `method` says which ran.
@@ -349,6 +350,11 @@ def _solver_settings(solver: SolverOptions | None, fields: dict[str, Any]) -> So
     options = options.with_overrides(method=resolved_method(options.method, options.scaling))
     if options.method == "lbfgsb":
         _lbfgsb_driver(options.driver)  # a driver this SciPy lacks fails before any evaluation
+    elif options.maxfun is not None:
+        raise ValueError(
+            f"maxfun limits SciPy's L-BFGS-B only, not method={options.method!r}: pass "
+            f"method='lbfgsb' with maxfun, or leave maxfun out"
+        )
     return options
 
 

@@ -74,12 +74,14 @@ def _lbfgsb_setulb(
     upper: np.ndarray,
     maxiter: int,
     x0: np.ndarray | None = None,
+    maxfun: int | None = None,
 ) -> tuple[np.ndarray, int, int, str]:
     """L-BFGS-B by SciPy's own compiled `setulb`, driven exactly as `minimize` drives it.
 
     The same reverse-communication loop as scipy.optimize._lbfgsb_py._minimize_lbfgsb (SciPy
     1.15-1.17), with ftol = gtol = 0, but with the bound types set in one vectorised step instead
     of SciPy's per-variable Python loop (seconds at n ~ 1.5 M). Same iterates, bit for bit.
+    With `maxfun`, it stops right after the maxfun-th evaluation.
     """
     setulb = _setulb()
     if setulb is None:
@@ -110,6 +112,8 @@ def _lbfgsb_setulb(
             f = float(f)
             g = np.ascontiguousarray(g, dtype=np.float64)
             nfev += 1
+            if maxfun is not None and nfev >= maxfun:
+                return x, nit, nfev, f"STOP: {nfev} evaluations of f (maxfun)"
         elif task[0] == 1:  # NEW_X: an iteration is complete
             nit += 1
             if nit >= maxiter:
@@ -125,8 +129,10 @@ def _lbfgsb_public(
     upper: np.ndarray,
     maxiter: int,
     x0: np.ndarray | None = None,
+    maxfun: int | None = None,
 ) -> tuple[np.ndarray, int, int, str]:
-    """L-BFGS-B through the public `scipy.optimize.minimize` with `Bounds` of numpy arrays."""
+    """L-BFGS-B through the public `scipy.optimize.minimize` with `Bounds` of numpy arrays
+    (`maxfun` by SciPy's rule: checked when an iteration ends)."""
     res = scipy.optimize.minimize(
         fun_and_grad,
         np.zeros(lower.shape[0]) if x0 is None else np.asarray(x0, dtype=np.float64),
@@ -135,7 +141,7 @@ def _lbfgsb_public(
         bounds=scipy.optimize.Bounds(lower, upper),
         options={
             "maxiter": maxiter,
-            "maxfun": _UNLIMITED,
+            "maxfun": _UNLIMITED if maxfun is None else maxfun,
             "ftol": 0.0,
             "gtol": 0.0,
             "maxcor": LBFGSB_MAXCOR,
@@ -204,18 +210,20 @@ def _solve_lbfgsb(problem: SharpnessProblem, options: SolverOptions) -> SolverOu
     gradient step first) for the iterations left; each restart is recorded. A restart that
     makes no iteration at all ends the search (nothing more can be done from that point).
     """
-    maxiter = options.maxiter
+    maxiter, maxfun = options.maxiter, options.maxfun
     driver = _lbfgsb_driver(options.driver)
     run = _lbfgsb_setulb if driver == "setulb" else _lbfgsb_public
     nit = nfev = 0
     restarts: list[str] = []
     start = None
     while True:
+        left = None if maxfun is None else maxfun - nfev
         _, k, evals, message = run(
-            problem.fun_and_grad, problem.lower, problem.upper, maxiter - nit, start
+            problem.fun_and_grad, problem.lower, problem.upper, maxiter - nit, start, left
         )
         nit, nfev = nit + k, nfev + evals
-        if nit >= maxiter or _KKT_MESSAGE in message or k == 0 or problem.best_z is None:
+        spent = maxfun is not None and nfev >= maxfun
+        if nit >= maxiter or spent or _KKT_MESSAGE in message or k == 0 or problem.best_z is None:
             break
         restarts.append(f"after iteration {nit}: {message}")
         start = problem.best_z
@@ -227,6 +235,7 @@ def _solve_lbfgsb(problem: SharpnessProblem, options: SolverOptions) -> SolverOu
     solver += (
         f"; m={LBFGSB_MAXCOR}, maxls={LBFGSB_MAXLS}, ftol=gtol=0, restarts from the best point"
     )
+    solver += "" if maxfun is None else f"; maxfun={maxfun}"
     solver += f"; SciPy {scipy.__version__}"
     return SolverOutcome(
         problem.best_z, problem.best_f, problem.last_f, nit, nfev, message, solver, tuple(restarts)
