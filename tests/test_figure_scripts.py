@@ -251,6 +251,25 @@ def test_figure_4_and_the_grid_cover_their_ranges(made):
     assert len(grid["test_accuracy"]) == 3 and len(grid["test_accuracy"][0]) == 2
 
 
+def test_table_4_study_measures_each_construction_in_one_subspace_per_seed(made):
+    r = results(made[0], "table4_subspaces")
+    assert {(row["regime"], row["construction"]) for row in r["rows"]} == {
+        (g, c) for g in ("SB", "LB") for c in ("gaussian", "uniform")
+    }
+    for row in r["rows"]:
+        assert row["subspace_dim"] == 100 and row["subspace_scaling"] == row["construction"]
+        assert row["nit"] == 10 or "PROJECTED GRADIENT" in row["message"]
+        assert row["value"] >= 0 and 0 <= row["frac_at_bound"] <= 1
+        scans = [k for k in ("scan", "scan_ones") if k in row]
+        assert scans == (["scan", "scan_ones"] if row["construction"] == "uniform" else ["scan"])
+        scan = row["scan"]
+        assert scan["train_loss"][scan["t"].index(0.0)] == pytest.approx(row["f0"], rel=1e-5)
+        assert scan["train_loss"][scan["t"].index(1.0)] == pytest.approx(row["f_max"], rel=1e-4)
+    variants = r["summary"]["variants"]
+    assert set(variants) == {"gaussian/normalized/default", "uniform/normalized/default"}
+    assert set(r["summary"]["paper"]) == {"SB/0.001", "LB/0.001", "SB/0.0005", "LB/0.0005"}
+
+
 def test_sharpness_report_is_one_of_them(made):
     r = results(made[0], "sharpness_report")
     assert len(r["rows"]) == 2 * (3 * 3 + 2)  # SB, LB x (3 policies x 3 spaces + 2 variants)
