@@ -98,8 +98,12 @@ class SolverOptions:
         return dataclasses.replace(self, **fields) if fields else self
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields, JSON-ready."""
-        return dataclasses.asdict(self)
+        """The fields, JSON-ready; `maxfun` only where it is set (so the settings recorded,
+        and the cache keys made from them, are those of the options before it existed)."""
+        out = dataclasses.asdict(self)
+        if out["maxfun"] is None:
+            del out["maxfun"]
+        return out
 
 
 def solver_options(solver: SolverOptions | None = None, **fields: Any) -> SolverOptions:
