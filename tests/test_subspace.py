@@ -118,3 +118,10 @@ def test_bad_subspaces_are_value_errors_naming_the_problem(kwargs, match):
     params = {"w": jnp.linspace(-1.0, 1.0, 200)}
     with pytest.raises(ValueError, match=match):
         sharpness(quadratic, params, 1e-2, **kwargs)
+
+
+def test_an_int_seed_is_the_key_it_names():
+    np.testing.assert_array_equal(
+        np.asarray(random_subspace(5, 300, 3, scaling="rows")),
+        np.asarray(random_subspace(jax.random.key(5), 300, 3, scaling="rows")),
+    )

@@ -15,6 +15,7 @@ import scipy.optimize
 from keskar_repro.measures.checks import (
     check_choice,
     check_int,
+    check_key,
     check_positive,
 )
 from keskar_repro.measures.options import SUBSPACE_SCALINGS
@@ -132,13 +133,13 @@ def random_subspace(
     convention the package's tables report, hence the default; the choice is recorded in every
     result.
 
-    The same key, n, p, scaling and dtype rebuild the same matrix (JAX's counter-based PRNG;
-    the last bits of a deviate may differ between CPU and GPU backends). Memory: "gaussian",
-    "unit", "uniform", "uniform_pm1" and "rows" keep one n x p matrix alive (585 MB in float32
-    for F1, p = 100); "orthonormal" and "smoothout" two while they multiply by a p x p matrix.
+    `key` is a JAX key or an int seed. The same key, n, p, scaling and dtype rebuild the same
+    matrix (JAX's counter-based PRNG; the last bits of a deviate may differ between CPU and GPU
+    backends). Memory: "gaussian", "unit", "uniform", "uniform_pm1" and "rows" keep one n x p
+    matrix alive (585 MB in float32 for F1, p = 100); "orthonormal" and "smoothout" two while
+    they multiply by a p x p matrix.
     """
-    if key is None:
-        raise ValueError("key is required to draw a random subspace")
+    key = check_key(key, "random_subspace (the key draws A)")
     n = check_int("n", n, 1)
     p = check_int("p", p, 1, n)
     check_choice("scaling", scaling, SUBSPACE_SCALINGS)
