@@ -352,13 +352,14 @@ def draw(results: dict, settings: experiment.Settings) -> list[str]:
     left.set_ylabel("Metric 2.1 in the subspace (%)")
     left.set_title("Table 4 by construction of A (dotted: the paper)")
     left.legend(fontsize=7)
-    for i, r in enumerate(x for x in results["rows"] if "scan" in x):
+    colour = {c: f"C{i % 10}" for i, c in enumerate(SUBSPACE_SCALINGS)}
+    for r in (x for x in results["rows"] if "scan" in x):
         style = "-" if r["regime"] == "SB" else "--"
         right.plot(
             r["scan"]["t"],
             r["scan"]["train_loss"],
             style,
-            color=f"C{i // 2 % 10}",
+            color=colour[r["construction"]],
             label=f"{r['regime']} {r['construction']}",
         )
     right.set_yscale("log")
