@@ -227,8 +227,9 @@ def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     bar = experiment.progress_bar(settings, 2 * settings.seeds * len(todo), "Table 4 subspaces")
     rows = []
     top = max(settings.epsilons)
-    for regime, regime_runs in runs.items():
-        for run in regime_runs:
+    # seed by seed, SB and LB together: an interrupted study has measured whole SB/LB pairs
+    for pair in zip(*runs.values(), strict=True):
+        for regime, run in zip(runs, pair, strict=True):
             for job in todo:
                 scan = (
                     run.config.seed == 0
@@ -242,6 +243,7 @@ def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
                 rows.append({"regime": regime, "seed": run.config.seed, **job, **result})
                 bar.update(1)
     bar.close()
+    rows.sort(key=lambda r: (r["regime"] != "SB", r["seed"]))  # SB rows first, as the tables
     return {"rows": rows}
 
 
