@@ -291,6 +291,8 @@ def train_runs(
     if loop is None:
         loop = LoopState.start(initial)
         snapshot(0)
+    # placed as the program's outputs will be, so the first epoch does not compile on its own
+    loop.state = jax.tree_util.tree_map(replicate, loop.state)
     bar = _progress_bar(
         config.epochs, loop.epoch, f"train B={config.batch_size} runs={len(configs)}", progress
     )
