@@ -157,6 +157,7 @@ def measure_job(run, dataset, root, job: dict, subspace_dim: int, scan: bool) ->
 
 
 def _compute(run, dataset, job: dict, spec: dict, scan: bool) -> dict:
+    import jax
     import numpy as np
 
     from keskar_repro.measures.sharpness import sharpness
@@ -182,10 +183,7 @@ def _compute(run, dataset, job: dict, spec: dict, scan: bool) -> dict:
     if scan:
         out["scan"] = _scan(run, dataset, result.delta, policy)
         if job["construction"] == "uniform":
-            ones = {
-                k: {n: np.ones_like(v) for n, v in layer.items()}
-                for k, layer in result.delta.items()
-            }
+            ones = jax.tree_util.tree_map(np.ones_like, result.delta)
             out["scan_ones"] = _scan(run, dataset, ones, policy, like=result.delta)
     return out
 
@@ -195,15 +193,18 @@ def _scan(run, dataset, direction, policy: str, like=None) -> dict:
     `like` when given), in one compiled call (`evaluate_path` along x -> x + d)."""
     import jax
     import numpy as np
+    from jax.flatten_util import ravel_pytree
 
     from keskar_repro.training.interpolation import evaluate_path
 
-    leaves = jax.tree_util.tree_leaves
-    norm = float(np.sqrt(sum(np.sum(np.square(v, dtype=np.float64)) for v in leaves(direction))))
+    def norm(tree) -> float:
+        return float(np.linalg.norm(np.asarray(ravel_pytree(tree)[0], np.float64)))
+
+    length = norm(direction)
     if like is not None:
-        target = np.sqrt(sum(np.sum(np.square(v, dtype=np.float64)) for v in leaves(like)))
-        direction = jax.tree_util.tree_map(lambda v: v * (target / norm), direction)
-        norm = float(target)
+        target = norm(like)
+        direction = jax.tree_util.tree_map(lambda v: v * (target / length), direction)
+        length = target
     start = {"params": run.params, "batch_stats": run.batch_stats}
     end = {
         "params": jax.tree_util.tree_map(lambda p, d: p + d, run.params, direction),
@@ -217,7 +218,7 @@ def _scan(run, dataset, direction, policy: str, like=None) -> dict:
         {"train": (dataset.x_train, dataset.y_train)},
         bn_policy=policy,
     )
-    return {"t": SCAN_T, "norm": norm, "train_loss": path["train_loss"].tolist()}
+    return {"t": SCAN_T, "norm": length, "train_loss": path["train_loss"].tolist()}
 
 
 def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
