@@ -25,6 +25,7 @@ from keskar_repro.measures.curvature import (
     spectral_density,
     top_eigenvalues,
 )
+from keskar_repro.measures.options import MeasureSettings
 from keskar_repro.measures.pytree import partition
 from keskar_repro.training.bn_policies import BN_POLICIES, apply_model
 from keskar_repro.training.models import MLP, init_variables
@@ -90,13 +91,14 @@ def point(seed: int = 3, dtypes: dict | None = None) -> dict:
 def test_top_eigenvalues_of_a_quadratic_with_known_spectrum():
     eigenvalues = spectrum()
     loss = quadratic(rotated(eigenvalues))
-    largest = top_eigenvalues(loss, point(), key=key(0), k=3, num_matvecs=15)
+    largest = top_eigenvalues(loss, point(), key=key(0), k=3, num_matvecs=15, tol=0)
     np.testing.assert_allclose(largest.eigenvalues, TOP, atol=1e-4)
     # the stated error: an eigenvalue within each residual (+ float32 rounding of the HVPs)
     assert np.all(np.abs(largest.eigenvalues - TOP) <= largest.residuals + 1e-5 * max(TOP))
     assert largest.which == "largest" and largest.k == 3 and largest.num_matvecs == 15
     assert largest.n_params == N and largest.leaf_counts.fixed_leaves == 0
     assert largest.ritz_values.shape == (15,) and largest.dtype == "float32"
+    assert largest.converged and largest.tol == 0
 
     smallest = top_eigenvalues(loss, point(), key=key(0), k=2, num_matvecs=15, which="smallest")
     np.testing.assert_allclose(smallest.eigenvalues, BOTTOM, atol=1e-4)
@@ -110,12 +112,46 @@ def test_top_eigenvalues_of_a_quadratic_with_known_spectrum():
     assert record["eigenvalues"] == pytest.approx(TOP, abs=1e-4) and record["n_params"] == N
 
 
+def test_lanczos_stops_on_its_tolerance_with_errors_that_hold():
+    """Default tol = 1e-3: it stops once every wanted residual bound is below tol |theta_i|,
+    before the m steps; each eigenvalue is then within its stated error of the true one, and
+    the error never falls below the float32 floor u max|theta| (where the residual bound of
+    the computed T_m does, at m = n)."""
+    loss = quadratic(rotated(spectrum()))
+    early = top_eigenvalues(loss, point(), key=key(0), k=3, num_matvecs=N)
+    assert early.converged and early.tol == 1e-3 and early.num_matvecs < N
+    assert np.all(early.residuals <= 1e-3 * np.abs(early.eigenvalues))
+    assert np.all(np.abs(early.eigenvalues - TOP) <= early.errors)
+    tighter = top_eigenvalues(loss, point(), key=key(0), k=3, num_matvecs=N, tol=1e-6)
+    assert tighter.num_matvecs > early.num_matvecs
+    assert np.all(np.abs(tighter.eigenvalues - TOP) <= tighter.errors)
+
+    full = top_eigenvalues(loss, point(), key=key(0), k=3, num_matvecs=N, tol=0)
+    floor = np.finfo(np.float32).eps * max(TOP)
+    assert full.num_matvecs == N and np.min(full.residuals) < floor  # T_n: r_i ~ 0
+    np.testing.assert_allclose(full.errors, np.maximum(full.residuals, floor))
+    assert np.all(np.abs(full.eigenvalues - TOP) <= full.errors)
+
+
+def test_lanczos_goes_on_after_an_invariant_subspace():
+    """H diagonal with 4 distinct eigenvalues: the Krylov space of any start vector has
+    dimension 4, so beta_4 = 0; Lanczos then restarts from a fresh orthogonal vector and, over
+    all n steps, finds every eigenvalue with its multiplicity (top 5: 10, 10, 3, 3, 3)."""
+    loss = quadratic(diagonal())
+    one = top_eigenvalues(loss, point(), key=key(6), k=1, num_matvecs=N)
+    assert one.converged and one.num_matvecs <= 4 and one.eigenvalues[0] == pytest.approx(10.0)
+    five = top_eigenvalues(loss, point(), key=key(6), k=5, num_matvecs=N, tol=0)
+    np.testing.assert_allclose(five.eigenvalues, [10, 10, 3, 3, 3], atol=1e-4)
+    np.testing.assert_allclose(np.sort(five.ritz_values), np.repeat(DIAG_VALUES, DIAG_COUNTS),
+                               atol=1e-4)  # fmt: skip
+
+
 def test_diagonal_quadratic_trace_and_density_are_exact():
     """With H diagonal and Rademacher probes z, z^T H z = tr H for every z, and each probe's
     m = 4 Lanczos steps give the 4 distinct eigenvalues as nodes with weights (multiplicity/n)."""
     h = diagonal()
     loss = quadratic(h)
-    trace = hessian_trace(loss, point(), key=key(1), num_samples=3)
+    trace = hessian_trace(loss, point(), key=key(1), num_samples=3, method="hutchinson")
     assert trace.value == pytest.approx(np.trace(h), rel=1e-6)
     assert trace.stderr <= 1e-6 * abs(np.trace(h))
     assert trace.method == "hutchinson" and trace.num_samples == trace.num_matvecs == 3
@@ -128,6 +164,8 @@ def test_diagonal_quadratic_trace_and_density_are_exact():
         value, error = density.moment(k)
         expected = np.sum(DIAG_COUNTS * DIAG_VALUES**k) / N
         assert value == pytest.approx(expected, rel=1e-4) and error <= 1e-4 * abs(expected)
+    assert density.trace()[0] == pytest.approx(np.trace(h), rel=1e-5)
+    assert density.trace()[1] <= 1e-5 * abs(np.trace(h))
     grid = np.linspace(-4.0, 12.0, 4001)
     phi = density.density(grid, sigma=0.1)
     assert np.sum(phi) * (grid[1] - grid[0]) == pytest.approx(1.0, abs=1e-3)
@@ -142,18 +180,22 @@ def test_stochastic_estimators_agree_within_their_stated_errors():
     loss = quadratic(h)
     exact = float(np.sum(eigenvalues))
 
-    hutchinson = hessian_trace(loss, point(), key=key(3), num_samples=200)
+    hutchinson = hessian_trace(loss, point(), key=key(3), num_samples=200, method="hutchinson")
     assert abs(hutchinson.value - exact) <= 4 * hutchinson.stderr
     # the standard error against its exact value for Rademacher probes
     exact_error = np.sqrt(2 * (np.sum(h**2) - np.sum(np.diag(h) ** 2)) / 200)
     assert hutchinson.stderr == pytest.approx(exact_error, rel=0.3)
 
-    xtrace = hessian_trace(loss, point(), key=key(4), num_samples=8, method="xtrace")
-    assert xtrace.num_matvecs == 16 and abs(xtrace.value - exact) <= 4 * xtrace.stderr
+    xtrace = hessian_trace(loss, point(), key=key(4), num_samples=8)  # the default, XTrace
+    assert xtrace.method == "xtrace" and xtrace.num_matvecs == 16
+    assert abs(xtrace.value - exact) <= 4 * xtrace.stderr
     assert xtrace.stderr < hutchinson.stderr  # fewer probes, smaller error
     # with 2m >= n XTrace forms H from n HVPs: exact
     formed = hessian_trace(loss, point(), key=key(4), num_samples=13, method="xtrace")
     assert formed.num_matvecs == N and formed.value == pytest.approx(exact, rel=1e-5)
+    more = hessian_trace(loss, point(), key=key(4), num_samples=N + 5)  # as many as n at most
+    assert more.num_samples == more.num_matvecs == N
+    assert more.value == pytest.approx(exact, rel=1e-5)
 
     density = spectral_density(loss, point(), key=key(5), num_probes=8, num_matvecs=10)
     assert density.moment(0) == pytest.approx((1.0, 0.0), abs=1e-6)
@@ -212,7 +254,7 @@ def test_half_precision_leaves_are_variables():
         return 0.5 * sum(jnp.sum(d[k] * p[k].astype(jnp.float32) ** 2) for k in SHAPES)
 
     params = point(dtypes=dtypes)
-    trace = hessian_trace(loss, params, key=key(10), num_samples=2)
+    trace = hessian_trace(loss, params, key=key(10), num_samples=2, method="hutchinson")
     assert trace.value == sum(np.sum(a) for a in d.values()) and trace.stderr == 0.0
     assert trace.param_dtypes == ("bfloat16", "float16", "float32") and trace.dtype == "float32"
     top = top_eigenvalues(loss, params, key=key(11), k=1, num_matvecs=N)
@@ -250,10 +292,13 @@ def test_small_mlp_against_the_dense_hessian_in_float64():
         dense = np.linalg.eigvalsh(jax.jit(jax.hessian(lambda w: loss(unravel(w))))(flat))
         n = flat.size  # 6*4 + 4 + 2*4 + 4*3 + 3 = 51
 
-        full = top_eigenvalues(loss, params, key=key(13), k=3, num_matvecs=n)
+        full = top_eigenvalues(loss, params, key=key(13), k=3, num_matvecs=n, tol=0)
         assert full.dtype == "float64" and full.n_params == n == 51
         np.testing.assert_allclose(full.eigenvalues, dense[::-1][:3], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(full.ritz_values, dense, atol=1e-9 * abs(dense).max())
+        early = top_eigenvalues(loss, params, key=key(13), k=3)  # tol 1e-3 on the residuals
+        assert early.converged and early.num_matvecs < n
+        assert np.all(np.abs(early.eigenvalues - dense[::-1][:3]) <= early.errors)
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,12 +366,11 @@ def test_argument_errors_name_the_argument():
         (lambda: top_eigenvalues(loss, p, key=key(0), k=3, num_matvecs=2), "num_matvecs"),
         (lambda: top_eigenvalues(loss, p, key=key(0), num_matvecs=N + 1), "num_matvecs"),
         (lambda: top_eigenvalues(loss, p, key=key(0), which="top"), "which"),
+        (lambda: top_eigenvalues(loss, p, key=key(0), tol=-1.0), "tol"),
         (lambda: hessian_trace(loss, p, key=key(0), method="hutch++"), "method"),
         (lambda: hessian_trace(loss, p, key=key(0), num_samples=1), "num_samples"),
-        (
-            lambda: hessian_trace(loss, p, key=key(0), num_samples=N + 1, method="xtrace"),
-            "num_samples",
-        ),  # fmt: skip
+        (lambda: MeasureSettings(trace_method="hutch++"), "trace_method"),
+        (lambda: MeasureSettings(eig_tol=-1.0), "eig_tol"),
         (lambda: spectral_density(loss, p, key=key(0), num_probes=0), "num_probes"),
         (lambda: spectral_density(loss, p, key=key(0), num_matvecs=0), "num_matvecs"),
         (lambda: hvp_fn(lambda q: as_vector(q), p), "loss_fn"),

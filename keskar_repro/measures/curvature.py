@@ -20,16 +20,24 @@ n matrix.
   and backward pass and their tangents, so peak memory is one chunk's, under every BN policy.
   On F1 one HVP costs 2.43x a value-and-gradient in matmul FLOPs (8F - 5 d0 d1 against
   3F - d0 d1 multiply-adds per example; measured: benchmarks/README.md).
-- Top eigenvalues (`top_eigenvalues`): m = num_matvecs steps of Lanczos with full
-  reorthogonalisation from a Gaussian start vector, H Q_m = Q_m T_m + beta_m q_{m+1} e_m^T;
-  the Ritz values theta_i = eig(T_m) (eigenvectors s_i) approximate the extreme eigenvalues.
-  Stated error: r_i = beta_m |e_m^T s_i| = ||H y_i - theta_i y_i|| for the unit Ritz vector
-  y_i, and for a symmetric H the interval [theta_i - r_i, theta_i + r_i] contains an eigenvalue
-  of H (because ||(H - theta) y|| >= min_j |lambda_j - theta| for any unit y). The bound is
-  that of the computed T_m: the HVPs' own rounding (relative ~1e-7 in float32, more where the
-  loss itself sums many terms) adds to it, so r_i far below eps ||H|| means "converged to
-  rounding". It does not prove that the eigenvalue is the i-th largest: an eigenvector almost
-  orthogonal to the start vector is found late.
+- Top eigenvalues (`top_eigenvalues`): Lanczos with full reorthogonalisation from a
+  Gaussian start vector, H Q_j = Q_j T_j + beta_j q_{j+1} e_j^T; the Ritz values theta_i =
+  eig(T_j) (eigenvectors s_i) approximate the extreme eigenvalues. Residual bound: r_i =
+  beta_j |e_j^T s_i| = ||H y_i - theta_i y_i|| for the unit Ritz vector y_i, and for a
+  symmetric H the interval [theta_i - r_i, theta_i + r_i] contains an eigenvalue of H (because
+  ||(H - theta) y|| >= min_l |lambda_l - theta| for any unit y); where theta_i is separated
+  from the rest of the spectrum by a gap g, the error is also below r_i^2 / g. Lanczos stops
+  after the first step j at which every wanted r_i <= max(tol |theta_i|, u max|theta|), u the
+  work dtype's machine epsilon (at most num_matvecs steps). The stop test runs on the device:
+  T_j is embedded in the m x m array with a diagonal block beyond its Gershgorin bound, whose
+  eigenvectors are told apart by having no weight on T_j's rows. r_i is the bound of the
+  computed T_j in exact arithmetic; the HVPs' own rounding is not in it (r_i reaches 1e-30
+  after n steps while the true error stays near u |lambda|), so every result also states
+  errors_i = max(r_i, u max|theta|), the floor that rounding leaves. Neither proves that the
+  eigenvalue is the i-th largest: an eigenvector almost orthogonal to the start vector is found
+  late. When beta_j falls to rounding level (an invariant subspace: H has few distinct
+  eigenvalues in the start vector's Krylov space) Lanczos goes on from a fresh random vector
+  orthogonal to Q_j, so multiple eigenvalues are found with their multiplicities.
 - Trace (`hessian_trace`): Hutchinson (1990), tr H = E[z^T H z] for Rademacher z, the mean of
   m probes, stderr = sample std (ddof 1) / sqrt(m) (exactly, Var z^T H z = 2 (||H||_F^2 -
   sum_i H_ii^2): a diagonal H is measured without error); or XTrace (Epperly, Tropp & Webber
@@ -53,11 +61,13 @@ Linear algebra: matfree (Kraemer et al., tested with 0.6.3), chosen because it i
 pure JAX (so a whole estimator is one compiled program, on any device) and takes any matvec,
 pytree or flat; JAX itself has no Lanczos (jax.experimental.sparse.linalg.lobpcg_standard
 needs a block of matvecs at once and is experimental). From matfree: the Lanczos
-tridiagonalisation (`decomp.tridiag_sym`, full reorthogonalisation) and the Hutchinson and
-XTrace estimators with their samplers (`stochtrace`). Written here: the split of params into
-variables and fixed leaves, the HVP, the Ritz values, residual bounds and quadrature nodes
-and weights from T_m (an m x m eigendecomposition on the host in float64; matfree's
-`eig.eigh_partial` returns every Ritz vector but no residual), and the loop over SLQ probes
+tridiagonalisation of SLQ (`decomp.tridiag_sym`, full reorthogonalisation, a fixed number of
+steps) and the Hutchinson and XTrace estimators with their samplers (`stochtrace`). Written
+here: the split of params into variables and fixed leaves, the HVP, the Lanczos of
+`top_eigenvalues` (a `lax.while_loop` that stops on its tolerance, which matfree's fixed-step
+tridiagonalisation cannot), the Ritz values, residual bounds and quadrature nodes and weights
+from T_m (an m x m eigendecomposition on the host in float64; matfree's `eig.eigh_partial`
+returns every Ritz vector but no residual), and the loop over SLQ probes
 (`lax.map`). matfree's estimators `vmap` the matvec over all probes, which for F1 would hold
 every probe's activations at once; the HVP given to them is a
 `jax.custom_batching.sequential_vmap`, so the probes run one after another and memory is one
@@ -65,8 +75,9 @@ HVP's.
 
 Precision: each HVP runs in the loss's own dtypes (each leaf's tangent in the leaf's dtype);
 Krylov vectors, reorthogonalisation and probe products are in the work dtype, the widest
-variable dtype but at least float32 (`dtype` in every result). Lanczos keeps its m vectors:
-m n scalars of the work dtype (F1, m = 30: 0.18 GB in float32); XTrace keeps about 4 m n.
+variable dtype but at least float32 (`dtype` in every result). Lanczos keeps its m + 1 vectors:
+(m + 1) n scalars of the work dtype (F1, the default m = 50: 0.30 GB in float32); XTrace keeps
+about 4 m n.
 
 Every estimator is one jit-compiled call (the Lanczos and probe loops are `lax` loops on the
 device; the only host copies are the inputs and the small outputs: T_m and a few scalars). It
@@ -98,6 +109,7 @@ from keskar_repro.measures.checks import (
     check_int,
     check_key,
     check_loss_fn,
+    check_positive,
     jsonable,
     split_data,
     with_data,
@@ -218,16 +230,23 @@ class EigenvalueResult(CurvatureReport):
 
     eigenvalues   (k,) float64 Ritz values: descending for "largest" and "magnitude" (by |.|),
                   ascending for "smallest".
-    residuals     (k,) r_i = ||H y_i - theta_i y_i||: an eigenvalue of H lies within r_i of
-                  eigenvalues[i] (module docstring).
+    residuals     (k,) r_i = ||H y_i - theta_i y_i|| of the computed T_m: in exact arithmetic
+                  an eigenvalue of H lies within r_i of eigenvalues[i] (module docstring).
+    errors        (k,) max(r_i, u max|theta|), u the work dtype's machine epsilon: the error
+                  the HVPs' own rounding leaves even where r_i falls far below it.
     k, which      how many, and which end of the spectrum ("largest", "smallest", "magnitude").
+    tol           the relative tolerance the steps stopped on (0: all num_matvecs steps).
+    converged     whether every wanted r_i <= max(tol |theta_i|, u max|theta|) at the end.
     ritz_values   all num_matvecs Ritz values, ascending (the Lanczos spectrum estimate).
     """
 
     eigenvalues: np.ndarray
     residuals: np.ndarray
+    errors: np.ndarray
     k: int
     which: str
+    tol: float
+    converged: bool
     ritz_values: np.ndarray = dataclasses.field(repr=False)
 
 
@@ -270,6 +289,12 @@ class SpectralDensity(CurvatureReport):
         t = np.asarray(grid, np.float64)[..., None, None]
         kernel = np.exp(-0.5 * ((t - self.nodes) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
         return np.sum(kernel * self.weights, axis=(-2, -1)) / self.num_probes
+
+    def trace(self) -> tuple[float, float]:
+        """(tr H implied by the quadrature, its standard error over the probes): n times
+        `moment(1)`, i.e. the mean over the probes of z^T H z, Hutchinson's estimator."""
+        value, error = self.moment(1)
+        return self.n_params * value, self.n_params * error
 
     def moment(self, k: int) -> tuple[float, float]:
         """((1/n) tr(H^k) estimated, its standard error over the probes, ddof 1). Each probe's
@@ -332,13 +357,77 @@ def _tridiag(m: int) -> Callable:
     return decomp.tridiag_sym(m, reortho="full", materialize=True, custom_vjp=False)
 
 
-@partial(jax.jit, static_argnames=("loss_fn", "part", "m"))
-def _lanczos(point, fixed, data, key, *, loss_fn: Callable, part: Partition, m: int):
-    """(T_m, beta_m) of m Lanczos steps from a Gaussian start vector."""
-    v0 = jax.random.normal(key, point.shape, part.dtype)
+def _wanted(theta: jax.Array, real: jax.Array, k: int, which: str) -> jax.Array:
+    """Indices of the k wanted Ritz values among `theta`, where only `real` ones count."""
+    score = {"largest": theta, "smallest": -theta, "magnitude": jnp.abs(theta)}[which]
+    return jnp.argsort(-jnp.where(real, score, -jnp.inf))[:k]
+
+
+def _ritz_converged(alpha, beta, j, k: int, which: str, tol, floor_factor) -> jax.Array:
+    """Whether the k wanted Ritz values of T_j (the leading j x j block of the tridiagonal
+    alpha, beta) have residual bounds beta_j |e_j^T s_i| <= max(tol |theta_i|, u max |theta|).
+    T_j is embedded in the full m x m matrix with a diagonal block far outside its spectrum
+    (Gershgorin), whose eigenvectors (no weight on the first j coordinates) are left out."""
+    m = alpha.shape[0]
+    idx = jnp.arange(m)
+    far = jnp.max(jnp.abs(alpha)) + 2 * jnp.max(jnp.abs(beta)) + 1
+    t = jnp.diag(jnp.where(idx < j, alpha, far)) + jnp.diag(
+        jnp.where(idx[:-1] < j - 1, beta[:-1], 0), 1
+    )
+    theta, s = jnp.linalg.eigh(t + jnp.triu(t, 1).T, symmetrize_input=False)
+    real = jnp.sum(jnp.where(idx[:, None] < j, s, 0) ** 2, axis=0) > 0.5
+    residual = beta[j - 1] * jnp.abs(s[j - 1])
+    floor = floor_factor * jnp.max(jnp.where(real, jnp.abs(theta), 0))
+    pick = _wanted(theta, real, k, which)
+    ok = residual[pick] <= jnp.maximum(tol * jnp.abs(theta[pick]), floor)
+    return (j >= k) & jnp.all(ok)
+
+
+@partial(jax.jit, static_argnames=("loss_fn", "part", "m", "k", "which"))
+def _lanczos(point, fixed, data, key, tol, *, loss_fn, part: Partition, m: int, k: int, which):
+    """(alpha, beta, steps) of Lanczos with full reorthogonalisation from a Gaussian start
+    vector, stopped after `steps` <= m steps once the k wanted Ritz values have converged to
+    `tol` (`_ritz_converged`; tol = 0: all m steps). On breakdown (beta_j at rounding level:
+    an invariant subspace found) it goes on from a fresh random vector orthogonal to the
+    previous ones, with beta_j = 0 in T."""
+    dtype, n = part.dtype, part.n
+    u = jnp.finfo(dtype).eps
     matvec = partial(_hvp_flat, loss_fn, part)
-    _, t_m, residual, _ = _tridiag(m)(matvec, v0, point, fixed, data)
-    return t_m, jnp.linalg.norm(residual)
+
+    def orthogonalise(w, basis):
+        for _ in range(2):  # twice is enough (Parlett's "twice is enough")
+            w = w - basis.T @ (basis @ w)
+        return w
+
+    def step(state):
+        j, basis, alpha, beta, _ = state
+        q = basis[j]
+        w = matvec(q, point, fixed, data).astype(dtype)
+        a = jnp.vdot(q, w)
+        w = orthogonalise(w - a * q, basis)
+        b = jnp.linalg.norm(w)
+        scale = jnp.maximum(jnp.max(jnp.abs(alpha)), jnp.abs(a)) + jnp.max(beta)
+        broke = b <= 10 * u * scale
+
+        def fresh(_):
+            r = orthogonalise(jax.random.normal(jax.random.fold_in(key, j + 1), (n,), dtype), basis)
+            return r / jnp.linalg.norm(r)
+
+        q_next = jax.lax.cond(broke, fresh, lambda _: w / b, None)
+        b = jnp.where(broke, 0, b)
+        alpha, beta = alpha.at[j].set(a), beta.at[j].set(b)
+        done = _ritz_converged(alpha, beta, j + 1, k, which, tol, u)
+        return j + 1, basis.at[j + 1].set(q_next), alpha, beta, done
+
+    v0 = jax.random.normal(key, (n,), dtype)
+    basis = jnp.zeros((m + 1, n), dtype).at[0].set(v0 / jnp.linalg.norm(v0))
+    state = (0, basis, jnp.zeros(m, dtype), jnp.zeros(m, dtype), False)
+
+    def going_on(s):
+        return (s[0] < m) & ~(s[4] & (tol > 0))
+
+    steps, _, alpha, beta, _ = jax.lax.while_loop(going_on, step, state)
+    return alpha, beta, steps
 
 
 @partial(jax.jit, static_argnames=("loss_fn", "part", "m", "method"))
@@ -391,6 +480,7 @@ def top_eigenvalues(
     *,
     key: Any = None,
     k: int = 1,
+    tol: float = 1e-3,
     num_matvecs: int | None = None,
     which: str = "largest",
     mask: Mask = None,
@@ -398,34 +488,48 @@ def top_eigenvalues(
 ) -> EigenvalueResult:
     """The k extreme eigenvalues of the Hessian of `loss_fn` at `params`, by Lanczos.
 
-    num_matvecs (m) Lanczos steps with full reorthogonalisation (matfree.decomp.tridiag_sym)
-    from a standard Gaussian start vector drawn from `key`; default m = min(n, max(30, 2k)).
-    which="largest" (default) returns the k largest Ritz values, "smallest" the k smallest,
-    "magnitude" the k largest in absolute value. Each comes with its residual bound r_i (an
-    eigenvalue of H lies within r_i; module docstring): when r_i is not small against the
-    gaps, use more steps. Memory: m vectors of n scalars. Errors (ValueError): no key, k < 1,
-    m outside [k, n], an unknown `which`, a non-scalar loss, no floating leaves, non-finite
-    HVPs.
+    Lanczos with full reorthogonalisation from a standard Gaussian start vector drawn from
+    `key`, one HVP per step, stopped as soon as each of the k wanted Ritz values theta_i has
+    a residual bound r_i <= tol |theta_i| (or has reached the rounding floor u max|theta|),
+    and after at most num_matvecs (m) steps (default min(n, max(50, 3k))); tol=0 runs all m
+    steps. r_i bounds the distance to an eigenvalue; for an eigenvalue separated by a gap g
+    from the rest of the spectrum the error is also below r_i^2 / g, so the default tol =
+    1e-3 usually gives eigenvalues to float32 accuracy. which="largest" (default) returns the
+    k largest Ritz values, "smallest" the k smallest, "magnitude" the k largest in absolute
+    value, with their residual bounds and errors (`EigenvalueResult`). Memory: m + 1 vectors
+    of n scalars. The loop runs on the device (`lax.while_loop`), the stop test included.
+    Errors (ValueError): no key, k < 1, m outside [k, n], a negative tol, an unknown `which`,
+    a non-scalar loss, no floating leaves, non-finite HVPs.
     """
     t0 = time.perf_counter()
     check_choice("which", which, WHICH)
+    tol = check_positive("tol", tol, zero=True)
     part, args, static = _setup(loss_fn, params, key, mask, data, "top_eigenvalues (Lanczos)")
     k = check_int("k", k, 1, part.n)
-    m = min(part.n, max(30, 2 * k)) if num_matvecs is None else num_matvecs
+    m = min(part.n, max(50, 3 * k)) if num_matvecs is None else num_matvecs
     m = check_int("num_matvecs", m, k, part.n)
-    (t_m, beta), t_compile = _run(_lanczos, args, **static, part=part, m=m)
-    _check_finite("top_eigenvalues", t_m, beta)
-    theta, s = np.linalg.eigh(t_m.astype(np.float64))  # m x m, on the host in float64
-    bounds = float(beta) * np.abs(s[-1, :])
+    (alpha, beta, steps), t_compile = _run(
+        _lanczos, (*args, np.asarray(tol, part.dtype)), **static, part=part, m=m, k=k, which=which
+    )
+    _check_finite("top_eigenvalues", alpha, beta)
+    steps = int(steps)
+    alpha, beta = alpha[:steps].astype(np.float64), beta[:steps].astype(np.float64)
+    t_m = np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1)
+    theta, s = np.linalg.eigh(t_m)  # steps x steps, on the host in float64
+    bounds = beta[-1] * np.abs(s[-1, :])
+    floor = np.finfo(part.dtype).eps * np.max(np.abs(theta))
     order = {"largest": np.argsort(-theta), "smallest": np.argsort(theta)}
     order["magnitude"] = np.argsort(-np.abs(theta))
     pick = order[which][:k]
     return EigenvalueResult(
-        **_report(part, m, t0, t_compile),
+        **_report(part, steps, t0, t_compile),
         eigenvalues=theta[pick],
         residuals=bounds[pick],
+        errors=np.maximum(bounds[pick], floor),
         k=k,
         which=which,
+        tol=float(tol),
+        converged=bool(np.all(bounds[pick] <= np.maximum(tol * np.abs(theta[pick]), floor))),
         ritz_values=theta,
     )
 
@@ -435,25 +539,29 @@ def hessian_trace(
     params: Any,
     *,
     key: Any = None,
-    num_samples: int = 20,
-    method: str = "hutchinson",
+    num_samples: int = 10,
+    method: str = "xtrace",
     mask: Mask = None,
     data: Any = None,
 ) -> TraceResult:
     """tr H of `loss_fn` at `params`, with its standard error (module docstring).
 
-    method="hutchinson" (default): the mean of z^T H z over num_samples Rademacher probes
-    drawn from `key` (num_samples HVPs). method="xtrace": matfree's XTrace with num_samples
-    Gaussian probes (2 num_samples HVPs; n HVPs and the exact trace when 2 num_samples >= n);
-    num_samples <= n. The probes run one after another; all of them are held at once
-    (num_samples vectors of n scalars). Errors (ValueError): no key, num_samples < 2 (or > n for
-    "xtrace"), an unknown method, a non-scalar loss, no floating leaves, non-finite HVPs.
+    method="xtrace" (default): matfree's XTrace with num_samples Gaussian probes (2
+    num_samples HVPs; n HVPs and the exact trace when 2 num_samples >= n, num_samples then
+    recorded as at most n),
+    the estimator with the smaller error per HVP wherever a few large eigenvalues carry much
+    of the trace, as at a network's minimizer. method="hutchinson": the mean of z^T H z over
+    num_samples Rademacher probes drawn from `key` (num_samples HVPs). The probes run one
+    after another; all of them are held at once (about 4 num_samples vectors of n scalars for
+    XTrace, num_samples for Hutchinson). Errors (ValueError): no key, num_samples < 2, an
+    unknown method, a non-scalar loss, no floating leaves, non-finite HVPs.
     """
     t0 = time.perf_counter()
     check_choice("method", method, TRACE_METHODS)
     part, args, static = _setup(loss_fn, params, key, mask, data, "hessian_trace (its probes)")
-    high = part.n if method == "xtrace" else None
-    m = check_int("num_samples", num_samples, 2, high)
+    m = check_int("num_samples", num_samples, 2)
+    if method == "xtrace":
+        m = min(m, part.n)  # 2m >= n: H is formed from n HVPs, its trace exact
     num_matvecs = m if method == "hutchinson" else min(part.n, 2 * m)  # n: H formed, exact
     (value, sem), t_compile = _run(_trace, args, **static, part=part, m=m, method=method)
     _check_finite("hessian_trace", value, sem)

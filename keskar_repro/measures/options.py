@@ -126,9 +126,12 @@ class MeasureSettings:
                       columns) or another of SUBSPACE_SCALINGS (measures.subspace).
     samples           Monte Carlo draws of the average-case notions (antithetic pairs).
     chunk             draws evaluated at once (memory: chunk perturbed copies).
-    num_matvecs       Lanczos steps of the Hessian's top eigenvalues (None: min(n, max(30, 2k))).
+    num_matvecs       the most Lanczos steps for the Hessian's top eigenvalues (None: min(n,
+                      max(50, 3k))).
+    eig_tol           their relative tolerance on the residual bounds (0: every step).
     top_k             how many of the Hessian's largest eigenvalues are reported.
-    trace_samples     Hutchinson probes of the Hessian's trace.
+    trace_method      estimator of the Hessian's trace: "xtrace" (default) or "hutchinson".
+    trace_samples     its probes (XTrace: 2 HVPs each, Hutchinson: 1).
     """
 
     epsilon: float = 1e-3
@@ -138,8 +141,10 @@ class MeasureSettings:
     samples: int = 256
     chunk: int = 8
     num_matvecs: int | None = None
+    eig_tol: float = 1e-3
     top_k: int = 10
-    trace_samples: int = 20
+    trace_method: str = "xtrace"
+    trace_samples: int = 10
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "epsilon", check_positive("epsilon", self.epsilon))
@@ -151,7 +156,9 @@ class MeasureSettings:
         check_int("chunk", self.chunk, 1)
         if self.num_matvecs is not None:
             check_int("num_matvecs", self.num_matvecs, 1)
+        check_positive("eig_tol", self.eig_tol, zero=True)
         check_int("top_k", self.top_k, 1)
+        check_choice("trace_method", self.trace_method, ("hutchinson", "xtrace"))
         check_int("trace_samples", self.trace_samples, 2)
 
     def to_dict(self) -> dict[str, Any]:

@@ -153,13 +153,13 @@ def _average_adaptive(loss_fn, params, settings, key, mask):
 @register(
     "hessian_max",
     "Hessian lambda_max",
-    "the largest eigenvalue of the Hessian (Lanczos; the top_k largest in the report)",
+    "the largest eigenvalue of the Hessian (Lanczos to a tolerance; top_k in the report)",
     random=True,
 )
 def _hessian_max(loss_fn, params, settings, key, mask):
     from keskar_repro.measures.curvature import top_eigenvalues
 
-    r = top_eigenvalues(loss_fn, params, key=key, k=settings.top_k,
+    r = top_eigenvalues(loss_fn, params, key=key, k=settings.top_k, tol=settings.eig_tol,
                         num_matvecs=settings.num_matvecs, mask=mask)  # fmt: skip
     return float(r.eigenvalues[0]), 0.0, r
 
@@ -167,11 +167,12 @@ def _hessian_max(loss_fn, params, settings, key, mask):
 @register(
     "hessian_trace",
     "Hessian trace",
-    "the trace of the Hessian (Hutchinson, Rademacher probes), with its standard error",
+    "the trace of the Hessian (XTrace or Hutchinson), with its standard error",
     random=True,
 )
 def _hessian_trace(loss_fn, params, settings, key, mask):
     from keskar_repro.measures.curvature import hessian_trace
 
-    r = hessian_trace(loss_fn, params, key=key, num_samples=settings.trace_samples, mask=mask)
+    r = hessian_trace(loss_fn, params, key=key, num_samples=settings.trace_samples,
+                      method=settings.trace_method, mask=mask)  # fmt: skip
     return r.value, r.stderr, r
