@@ -270,6 +270,31 @@ def test_table_4_study_measures_each_construction_in_one_subspace_per_seed(made)
     assert set(r["summary"]["paper"]) == {"SB/0.001", "LB/0.001", "SB/0.0005", "LB/0.0005"}
 
 
+def test_curvature_measures_each_run_whole_and_per_module(made):
+    r = results(made[0], "fig_curvature")
+    assert {(row["regime"], row["policy"]) for row in r["rows"]} == {
+        ("SB", "batch"),
+        ("LB", "batch"),
+    }
+    for row in r["rows"]:
+        whole = row["whole"]
+        assert len(whole["eigenvalues"]) == 3 and whole["lambda_max"] == whole["eigenvalues"][0]
+        assert whole["eigenvalues"] == sorted(whole["eigenvalues"], reverse=True)
+        assert whole["converged"] and whole["lanczos_steps"] <= 50
+        # the trace by XTrace and the trace the density implies agree within their errors
+        implied, implied_error = whole["density"]["trace"]
+        error = 4 * (whole["trace_stderr"] + implied_error)
+        assert abs(implied - whole["trace"]) <= error
+        # Dense_0, BatchNorm_0, Dense_1: every parameter in exactly one module
+        assert list(row["layers"]) == ["Dense_0", "BatchNorm_0", "Dense_1"]
+        assert sum(b["n_params"] for b in row["layers"].values()) == whole["n_params"]
+        # a diagonal block's largest eigenvalue is at most the whole Hessian's
+        for b in row["layers"].values():
+            assert b["lambda_max"] <= whole["lambda_max"] + max(b["errors"][0], whole["errors"][0])
+    summary = r["summary"]["policies"]["batch"]
+    assert summary["lambda_max"]["seeds"] == 1 and len(summary["layers"]) == 3
+
+
 def test_sharpness_report_is_one_of_them(made):
     r = results(made[0], "sharpness_report")
     assert len(r["rows"]) == 2 * (3 * 3 + 2)  # SB, LB x (3 policies x 3 spaces + 2 variants)

@@ -1,7 +1,8 @@
 """Measurements of any differentiable `loss_fn(params) -> scalar` over any pytree: one entry
 point, `measure(loss_fn, params, notions)`, over a registry of notions (`NOTIONS`): Metric 2.1
 in the full space and in a random subspace (`sharpness`), the adaptive worst case and the
-average case (`notions`), the Hessian's top eigenvalues and trace (`curvature`).
+average case (`notions`), the Hessian's top eigenvalues and trace (`curvature`); and loss
+landscapes around a point, filter-normalised 1-D and 2-D grids (`landscape`).
 `keskar_repro.measures.sharpness` is the module of Metric 2.1; its function is
 `keskar_repro.measures.sharpness.sharpness` (also `keskar_repro.sharpness.sharpness`).
 
@@ -36,6 +37,9 @@ _EXPORTS = {
     "top_eigenvalues": "curvature",
     "hessian_trace": "curvature",
     "spectral_density": "curvature",
+    "filter_normalized_direction": "landscape",
+    "grid_values": "landscape",
+    "surface": "landscape",
 }
 
 __all__ = sorted(_EXPORTS)
