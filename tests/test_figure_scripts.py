@@ -295,6 +295,22 @@ def test_curvature_measures_each_run_whole_and_per_module(made):
     assert summary["lambda_max"]["seeds"] == 1 and len(summary["layers"]) == 3
 
 
+def test_surface_grids_are_centred_on_the_minimizer_and_leave_no_partial_file(made):
+    out, runs, _ = made
+    r = results(out, "fig_surface")
+    assert r["alphas"] == r["betas"] and len(r["alphas"]) == 11 and r["alphas"][5] == 0.0
+    f0 = {row["regime"]: row["f0"] for row in results(out, "table4_subspaces")["rows"]}
+    for row in r["rows"]:
+        for name in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+            grid = row[name]
+            assert len(grid) == 11 and all(len(line) == 11 for line in grid)
+        # (0, 0) is the minimizer: its training objective under batch statistics
+        assert row["train_loss"][5][5] == pytest.approx(f0[row["regime"]], rel=1e-5)
+        assert max(map(max, row["train_loss"])) > row["train_loss"][5][5]
+    assert not list(runs.glob("*/measurements/*.partial.npz"))  # complete: JSON only
+    assert set(r["summary"]["regimes"]) == {"SB", "LB"}
+
+
 def test_sharpness_report_is_one_of_them(made):
     r = results(made[0], "sharpness_report")
     assert len(r["rows"]) == 2 * (3 * 3 + 2)  # SB, LB x (3 policies x 3 spaces + 2 variants)

@@ -237,3 +237,37 @@ def data_loss_fn(
 
     loss.defvjp(loss_and_grad, scale_grad)
     return loss
+
+
+def metrics_data(batch_stats, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """The data argument of `data_metrics_fn`'s function: {"batch_stats", "splits": {name:
+    {"x", "y"}}}, every split moved to the devices once (replicated)."""
+    return {
+        "batch_stats": batch_stats,
+        "splits": {
+            name: {"x": replicate(x), "y": replicate(np.asarray(y, np.int32))}
+            for name, (x, y) in splits.items()
+        },
+    }
+
+
+@functools.lru_cache(maxsize=16)
+def data_metrics_fn(
+    model, *, bn_policy: str = "batch", chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> Callable:
+    """`metrics(params, data) -> {"<split>_loss", "<split>_accuracy"}`: `split_metrics` of every
+    split in `metrics_data(batch_stats, splits)`, with the data an argument (one function object
+    per model, policy and chunk size, so one compilation per shape, as `data_loss_fn`)."""
+    check_bn_policy(bn_policy)
+
+    def metrics(params, data):
+        out = {}
+        for name, split in data["splits"].items():
+            loss, accuracy = split_metrics(
+                model, params, data["batch_stats"], split["x"], split["y"],
+                bn_policy=bn_policy, chunk_size=chunk_size,
+            )  # fmt: skip
+            out[f"{name}_loss"], out[f"{name}_accuracy"] = loss, accuracy
+        return out
+
+    return metrics
