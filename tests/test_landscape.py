@@ -53,8 +53,9 @@ def test_grid_values_are_the_function_at_each_point():
     c = np.array([[0.0, 0.0], [1.0, 0.5], [-0.5, 2.0], [0.25, -1.0]])
     got = grid_values(quadratic, x, [d1, d2], c, points_per_call=3)
     want = [
-        exact_quadratic({k: np.asarray(x[k]) + a * np.asarray(d1[k]) + b * np.asarray(d2[k])
-                         for k in H})  # fmt: skip
+        exact_quadratic(
+            {k: np.asarray(x[k]) + a * np.asarray(d1[k]) + b * np.asarray(d2[k]) for k in H}
+        )  # fmt: skip
         for a, b in c
     ]
     np.testing.assert_allclose(got, want, rtol=1e-5)
@@ -123,13 +124,21 @@ def test_bad_input_gets_one_clear_error():
         (lambda: surface(quadratic, x, d, d, [], [0.0]), "alphas"),
         (lambda: surface(quadratic, x, d, d, [0.0], [np.nan]), "betas"),
         (lambda: grid_values(quadratic, x, [{"w": jnp.ones((3, 2))}], [[0.0]]), "directions"),
-        (lambda: grid_values(quadratic, x, [{"w": jnp.ones((2, 3)), "b": jnp.zeros(2)}],
-                             [[0.0]]), "directions"),  # fmt: skip
+        (
+            lambda: grid_values(
+                quadratic, x, [{"w": jnp.ones((2, 3)), "b": jnp.zeros(2)}], [[0.0]]
+            ),
+            "directions",
+        ),  # fmt: skip
         (lambda: grid_values(quadratic, x, [d], [[0.0, 1.0]]), "coefficients"),
         (lambda: grid_values(quadratic, x, [], [[0.0]]), "directions"),
         (lambda: grid_values(quadratic, x, [d], [[0.0]], points_per_call=0), "points_per_call"),
-        (lambda: surface(quadratic, x, d, d, [0.0, 1.0], [0.0],
-                         partial_result={"value": np.zeros((3, 1))}), "another grid"),  # fmt: skip
+        (
+            lambda: surface(
+                quadratic, x, d, d, [0.0, 1.0], [0.0], partial_result={"value": np.zeros((3, 1))}
+            ),
+            "another grid",
+        ),  # fmt: skip
         (lambda: filter_normalized_direction(None, x), "key"),
     ]
     for call, match in cases:
