@@ -42,9 +42,14 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
-from benchmarks.common import load_images, markdown_table, record  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    load_images,
+    markdown_table,
+    matmul_flops_per_second,
+    record,
+)
 from keskar_repro.measures.checks import split_data, with_data  # noqa: E402
-from keskar_repro.measures.curvature import hessian_trace, top_eigenvalues  # noqa: E402
+from keskar_repro.measures.curvature import hessian_trace, hvp_fn, top_eigenvalues  # noqa: E402
 from keskar_repro.training.objective import cross_entropy, scale_pixels  # noqa: E402
 
 DENSE_WIDTHS = (784, 4, 32, 10)
@@ -284,11 +289,26 @@ def problem_of(name: str, x_uint8, y, steps: int) -> dict:
             "criterion": torch.nn.CrossEntropyLoss()}  # fmt: skip
 
 
+def hvp_against_bound(problem: dict, widths, n_examples: int, repeats: int, rate: float) -> dict:
+    """One HVP (`hvp_fn`) of the problem: median seconds, its matmul FLOPs, 2 (8F - 5 d0 d1)
+    per example with F the forward multiply-adds and d0 x d1 the first layer (derivation in
+    keskar_repro/measures/curvature.py), and the ratio of the time to the FLOP bound at the
+    measured matmul rate."""
+    params = problem["params"]
+    hvp = hvp_fn(problem["loss_fn"], params)
+    v = jax.tree_util.tree_map(lambda a: jnp.ones_like(a) * 1e-3, params)
+    _, s = median_seconds(repeats, lambda: jax.block_until_ready(hvp(v)))
+    forward = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    flops = 2 * (8 * forward - 5 * widths[0] * widths[1]) * n_examples
+    return {"seconds": s, "flops": flops, "ratio_to_bound": s / (flops / rate)}
+
+
 def peers_part(names, x_uint8, y, repeats: int, steps: int) -> dict:
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
-    out = {}
+    rate = matmul_flops_per_second()
+    out = {"matmul_flops_per_second": rate}
     for name in names:
         problem = problem_of(name, x_uint8, y, steps)
         with torch.no_grad():
@@ -307,7 +327,9 @@ def peers_part(names, x_uint8, y, repeats: int, steps: int) -> dict:
                 rows.append([tool, label, value, abs(value / reference - 1), hvps, s])
             (value, se, hvps), s = median_seconds(repeats, run, problem, "trace", None)
             traces.append([tool, value, se, hvps, s])
+        widths = MLP_WIDTHS if name == "mlp" else (784, *(512,) * 5, 10)
         out[name] = {
+            "hvp": hvp_against_bound(problem, widths, len(y), repeats, rate),
             "n_params": ref.n_params,
             "loss_jax": float(problem["loss_fn"](problem["params"])),
             "loss_torch": torch_loss,
@@ -349,7 +371,15 @@ def main(argv=None) -> dict:
     if "peers" in parts:
         peers = peers_part(args.models.split(","), x, y, args.repeats, args.train_steps)
         results["peers"] = peers
-        for model, r in peers.items():
+        print(
+            f"\nmatmul rate (the FLOP bound): {peers['matmul_flops_per_second'] / 1e9:.0f} GFLOP/s"
+        )
+        for model, r in ((k, v) for k, v in peers.items() if isinstance(v, dict)):
+            h = r["hvp"]
+            print(
+                f"\n{model}: one HVP {h['seconds']:.3f} s, {h['ratio_to_bound']:.2f}x its FLOP "
+                "bound"
+            )
             print(f"\n{model}: n = {r['n_params']}, loss JAX {r['loss_jax']:.6f} / torch "
                   f"{r['loss_torch']:.6f}; lambda_max {r['lambda_max_reference']:.6g}")  # fmt: skip
             print(markdown_table(["tool", "setting", "lambda_max", "rel. error", "HVPs", "s"],

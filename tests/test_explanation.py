@@ -106,6 +106,7 @@ FIG5, FIG6, GRID = (
     ("fig_lr_batch_mnist_paper"),
 )
 TABLE7 = "table7_conservative_mnist_paper"
+CURVATURE = "fig_curvature_mnist10k_paper"
 
 
 @functools.cache
@@ -697,6 +698,7 @@ PAPER_NOTES: list[Claim] = [
         lambda: (config(TABLE7)["prox_steps"], sci(config(TABLE7)["prox_lambda"])),
     ),
     ("Paper: {} epochs per batch size", lambda: (config(FIG4)["epochs"],)),
+    ("stopped at a relative residual of {},", lambda: (sci(config(CURVATURE)["eig_tol"]),)),
     (
         "the larger of {} standard errors and {} points",
         lambda: (fig4_rule(r"\d+(?= standard errors)"), fig4_rule(r"[\d.]+(?= points)")),
