@@ -59,6 +59,7 @@ PRESETS = {
         "slq_steps": 40,
         "policies": ["batch", "running"],
         "layers": True,
+        "epsilons": [1e-3, 5e-4],
     },
     # small estimators on fig_sharpness.py's quick runs
     "quick": {
@@ -71,13 +72,16 @@ PRESETS = {
         "slq_steps": 15,
         "policies": ["batch"],
         "layers": True,
+        "epsilons": [1e-3],
     },
 }
 QUANTITIES = ("lambda_max", "trace")
+PREDICTIONS = ("measured", "first_order", "along_v", "v_corner")  # `quadratic`, in %
 
 
 def options(p: argparse.ArgumentParser) -> None:
     experiment.add_batch_options(p)
+    experiment.add_epsilons_option(p)
     p.add_argument("--top-k", type=int, help="largest eigenvalues of the whole network's H")
     p.add_argument("--eig-tol", type=float, help="Lanczos tolerance on the residual bounds")
     p.add_argument("--trace-samples", type=int, help="XTrace probes (2 HVPs each)")
@@ -98,6 +102,7 @@ def options(p: argparse.ArgumentParser) -> None:
 def checks(settings: experiment.Settings) -> dict[str, bool]:
     return {
         **experiment.batch_checks(settings),
+        **experiment.epsilons_check(settings),
         "--top-k": settings.top_k >= 1,
         "--eig-tol": 0 <= settings.eig_tol < 1,
         "--trace-samples": settings.trace_samples >= 2,
@@ -117,6 +122,7 @@ def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
         for regime, run in zip(runs, pair, strict=True):
             for policy in settings.policies:
                 result = measure(run, dataset, policy, settings)
+                result["quadratic"] = quadratic(run, dataset, policy, settings)
                 rows.append({"regime": regime, "seed": run.config.seed, "policy": policy, **result})
                 bar.update(1)
     bar.close()
@@ -130,9 +136,9 @@ def measure(run, dataset, policy: str, settings: experiment.Settings) -> dict:
 
     spec = {
         "policy": policy,
-        **{k: getattr(settings, k) for k in PRESETS["paper"] if k not in ("seeds", "epochs")},
-    }
-    del spec["policies"]
+        **{k: getattr(settings, k) for k in PRESETS["paper"]
+           if k not in ("seeds", "epochs", "policies", "epsilons")},
+    }  # fmt: skip
     result = cached_measurement(
         run, "curvature", spec, lambda: _compute(run, dataset, policy, settings), settings.runs_dir
     )
@@ -186,6 +192,74 @@ def _compute(run, dataset, policy: str, settings: experiment.Settings) -> dict:
     return out
 
 
+def quadratic(run, dataset, policy: str, settings: experiment.Settings) -> dict:
+    """Metric 2.1 against what the top of the spectrum predicts for it, per epsilon, cached.
+
+    With f0 = f(x), g its gradient, (lambda_1, v) the top eigenpair (unit v) and the box
+    |delta_i| <= h_i = eps (|x_i| + 1), two second-order predictions of the worst rise, in
+    Metric 2.1's units (100 rise / (1 + f0)):
+
+        along v:         delta = t v, t = min_i h_i / |v_i| (the longest step along v in the
+                         box): |g . v| t + lambda_1 t^2 / 2;
+        v's corner:      delta = h * sign(v) (the box corner in v's sign pattern):
+                         |g . delta| + delta^T H delta / 2 (one HVP);
+
+    and the first-order value sum_i |g_i| h_i beside the measured Metric 2.1 (10 L-BFGS-B
+    iterations on the full box, shared with fig_sharpness.py's cache)."""
+    from keskar_repro.store.measurements import cached_measurement
+
+    spec = {"policy": policy, "epsilons": settings.epsilons, "eig_tol": settings.eig_tol,
+            "key": CURVATURE_KEY}  # fmt: skip
+    return cached_measurement(
+        run,
+        "curvature_quadratic",
+        spec,
+        lambda: _quadratic(run, dataset, policy, settings),
+        settings.runs_dir,
+    )
+
+
+def _quadratic(run, dataset, policy: str, settings: experiment.Settings) -> dict:
+    import jax
+    import numpy as np
+    from jax.flatten_util import ravel_pytree
+
+    from keskar_repro.measures.curvature import hvp_fn, top_eigenvalues
+    from keskar_repro.store.measurements import RunSharpness, training_objective
+
+    f = training_objective(run, dataset, policy)
+    key = jax.random.fold_in(jax.random.key(CURVATURE_KEY), run.config.seed)
+    top = top_eigenvalues(f, run.params, key=jax.random.fold_in(key, 100), k=1,
+                          tol=settings.eig_tol, vectors=True)  # fmt: skip
+    lam = float(top.eigenvalues[0])
+    x, unravel = ravel_pytree(run.params)
+    x, v = np.asarray(x, np.float64), np.asarray(ravel_pytree(top.vectors[0])[0], np.float64)
+    g = np.asarray(ravel_pytree(jax.grad(f)(run.params))[0], np.float64)
+    f0 = float(f(run.params))
+    hvp = hvp_fn(f, run.params)
+    meter = RunSharpness(run, dataset, settings.runs_dir)
+    out = {"lambda_max": lam, "f0": f0}
+    for eps in settings.epsilons:
+        h = eps * (np.abs(x) + 1.0)
+        t = float(np.min(h / np.maximum(np.abs(v), 1e-30)))
+        corner = h * np.sign(v)
+        curvature = float(corner @ np.asarray(ravel_pytree(hvp(unravel(corner)))[0], np.float64))
+        measured = meter.measure(eps, bn_policy=policy)
+
+        def percent(rise: float) -> float:
+            return 100.0 * rise / (1.0 + f0)
+
+        out[f"{eps:g}"] = {
+            "measured": measured["value"],
+            "measured_first_order": measured["value_linear"],
+            "along_v": percent(abs(g @ v) * t + 0.5 * lam * t * t),
+            "v_corner": percent(abs(g @ corner) + 0.5 * curvature),
+            "first_order": percent(float(np.abs(g) @ h)),
+            "step_along_v": t,
+        }
+    return out
+
+
 def _order(name: str) -> tuple[int, bool]:
     """F1's modules in the order data meets them: Dense_0, BatchNorm_0, Dense_1, ..."""
     return int(name.rsplit("_", 1)[-1]), name.startswith("BatchNorm")
@@ -219,6 +293,15 @@ def summarize(results: dict) -> dict:
             }
             for name in layers
         }
+        entry["quadratic"] = {
+            eps: {
+                what: {g: stats.mean_std([by[g][s]["quadratic"][eps][what] for s in seeds])
+                       for g in by}
+                for what in PREDICTIONS
+            }
+            for eps in rows[0]["quadratic"]
+            if eps not in ("lambda_max", "f0")
+        }  # fmt: skip
         table[policy] = entry
     return {"policies": table}
 
@@ -234,6 +317,11 @@ def text(results: dict) -> str:
                 f"  {q}: SB {v['SB'][0]:.4g} +- {v['SB'][1]:.2g}, LB {v['LB'][0]:.4g} +- "
                 f"{v['LB'][1]:.2g}; LB/SB per seed {ratios}; LB larger in "
                 f"{v['lb_larger']}/{v['seeds']} seeds"
+            )
+        for eps, q in e["quadratic"].items():
+            lines.append(
+                f"  Metric 2.1 at eps {eps} (%), SB / LB means: "
+                + "; ".join(f"{w} {q[w]['SB'][0]:.3g} / {q[w]['LB'][0]:.3g}" for w in PREDICTIONS)
             )
         for name, layer in e["layers"].items():
             lm = layer["lambda_max"]

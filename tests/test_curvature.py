@@ -133,6 +133,24 @@ def test_lanczos_stops_on_its_tolerance_with_errors_that_hold():
     assert np.all(np.abs(full.eigenvalues - TOP) <= full.errors)
 
 
+def test_ritz_vectors_are_the_eigenvectors_as_pytrees():
+    """vectors=True: unit Ritz vectors with params' structure, each (up to sign) the true
+    eigenvector of H in the loss's own flattening, with ||H y - theta y|| within the error."""
+    eigenvalues = spectrum()
+    h = rotated(eigenvalues)
+    q = np.linalg.eigh(h)[1][:, ::-1][:, :3]  # eigenvectors of 9, 7, 5
+    r = top_eigenvalues(quadratic(h), point(), key=key(0), k=3, vectors=True, tol=1e-5)
+    assert len(r.vectors) == 3 and "vectors" not in r.to_dict()
+    for i, y in enumerate(r.vectors):
+        assert jax.tree_util.tree_structure(y) == jax.tree_util.tree_structure(point())
+        flat = np.asarray(as_vector(y), np.float64)
+        assert np.linalg.norm(flat) == pytest.approx(1.0, rel=1e-5)
+        assert abs(flat @ q[:, i]) == pytest.approx(1.0, abs=1e-4)
+        residual = np.linalg.norm(h @ flat - r.eigenvalues[i] * flat)
+        assert residual <= r.errors[i] + 1e-5 * max(TOP)
+    assert top_eigenvalues(quadratic(h), point(), key=key(0), k=3).vectors is None
+
+
 def test_lanczos_goes_on_after_an_invariant_subspace():
     """H diagonal with 4 distinct eigenvalues: the Krylov space of any start vector has
     dimension 4, so beta_4 = 0; Lanczos then restarts from a fresh orthogonal vector and, over

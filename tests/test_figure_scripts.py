@@ -293,6 +293,17 @@ def test_curvature_measures_each_run_whole_and_per_module(made):
             assert b["lambda_max"] <= whole["lambda_max"] + max(b["errors"][0], whole["errors"][0])
     summary = r["summary"]["policies"]["batch"]
     assert summary["lambda_max"]["seeds"] == 1 and len(summary["layers"]) == 3
+    # Metric 2.1 beside its predictions: the same measurement as the main script's table
+    # (one cache), and the first-order value sum |g_i| h_i computed here equal to the solver's
+    full = {(rec["regime"], rec["seed"]): rec["value"] for rec in
+            results(made[0], "fig_sharpness")["sharpness"]
+            if rec["space"] == "full" and rec["epsilon"] == 0.001}  # fmt: skip
+    for row in r["rows"]:
+        q = row["quadratic"]["0.001"]
+        assert q["measured"] == full[(row["regime"], row["seed"])]
+        assert q["first_order"] == pytest.approx(q["measured_first_order"], rel=1e-4)
+        assert q["along_v"] > 0 and q["step_along_v"] > 0
+        assert row["quadratic"]["lambda_max"] == pytest.approx(row["whole"]["lambda_max"], rel=1e-2)
 
 
 def test_surface_grids_are_centred_on_the_minimizer_and_leave_no_partial_file(made):

@@ -238,6 +238,8 @@ class EigenvalueResult(CurvatureReport):
     tol           the relative tolerance the steps stopped on (0: all num_matvecs steps).
     converged     whether every wanted r_i <= max(tol |theta_i|, u max|theta|) at the end.
     ritz_values   all num_matvecs Ritz values, ascending (the Lanczos spectrum estimate).
+    vectors       with vectors=True: the k unit Ritz vectors y_i, pytrees like params, in
+                  params' dtypes (None otherwise; not in to_dict).
     """
 
     eigenvalues: np.ndarray
@@ -248,6 +250,12 @@ class EigenvalueResult(CurvatureReport):
     tol: float
     converged: bool
     ritz_values: np.ndarray = dataclasses.field(repr=False)
+    vectors: tuple | None = dataclasses.field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field but the Ritz vectors, JSON-ready."""
+        fields = (f.name for f in dataclasses.fields(self) if f.name != "vectors")
+        return {name: jsonable(getattr(self, name)) for name in fields}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -383,8 +391,10 @@ def _ritz_converged(alpha, beta, j, k: int, which: str, tol, floor_factor) -> ja
     return (j >= k) & jnp.all(ok)
 
 
-@partial(jax.jit, static_argnames=("loss_fn", "part", "m", "k", "which"))
-def _lanczos(point, fixed, data, key, tol, *, loss_fn, part: Partition, m: int, k: int, which):
+@partial(jax.jit, static_argnames=("loss_fn", "part", "m", "k", "which", "keep_basis"))
+def _lanczos(
+    point, fixed, data, key, tol, *, loss_fn, part: Partition, m: int, k: int, which, keep_basis
+):
     """(alpha, beta, steps) of Lanczos with full reorthogonalisation from a Gaussian start
     vector, stopped after `steps` <= m steps once the k wanted Ritz values have converged to
     `tol` (`_ritz_converged`; tol = 0: all m steps). On breakdown (beta_j at rounding level:
@@ -426,8 +436,8 @@ def _lanczos(point, fixed, data, key, tol, *, loss_fn, part: Partition, m: int, 
     def going_on(s):
         return (s[0] < m) & ~(s[4] & (tol > 0))
 
-    steps, _, alpha, beta, _ = jax.lax.while_loop(going_on, step, state)
-    return alpha, beta, steps
+    steps, basis, alpha, beta, _ = jax.lax.while_loop(going_on, step, state)
+    return alpha, beta, steps, (basis[:m] if keep_basis else None)
 
 
 @partial(jax.jit, static_argnames=("loss_fn", "part", "m", "method"))
@@ -483,6 +493,7 @@ def top_eigenvalues(
     tol: float = 1e-3,
     num_matvecs: int | None = None,
     which: str = "largest",
+    vectors: bool = False,
     mask: Mask = None,
     data: Any = None,
 ) -> EigenvalueResult:
@@ -496,8 +507,10 @@ def top_eigenvalues(
     from the rest of the spectrum the error is also below r_i^2 / g, so the default tol =
     1e-3 usually gives eigenvalues to float32 accuracy. which="largest" (default) returns the
     k largest Ritz values, "smallest" the k smallest, "magnitude" the k largest in absolute
-    value, with their residual bounds and errors (`EigenvalueResult`). Memory: m + 1 vectors
-    of n scalars. The loop runs on the device (`lax.while_loop`), the stop test included.
+    value, with their residual bounds and errors (`EigenvalueResult`); with vectors=True also
+    their unit Ritz vectors as pytrees like params (the Lanczos basis is then copied to the
+    host once: m vectors of n scalars). Memory: m + 1 vectors of n scalars. The loop runs on
+    the device (`lax.while_loop`), the stop test included.
     Errors (ValueError): no key, k < 1, m outside [k, n], a negative tol, an unknown `which`,
     a non-scalar loss, no floating leaves, non-finite HVPs.
     """
@@ -508,9 +521,10 @@ def top_eigenvalues(
     k = check_int("k", k, 1, part.n)
     m = min(part.n, max(50, 3 * k)) if num_matvecs is None else num_matvecs
     m = check_int("num_matvecs", m, k, part.n)
-    (alpha, beta, steps), t_compile = _run(
-        _lanczos, (*args, np.asarray(tol, part.dtype)), **static, part=part, m=m, k=k, which=which
-    )
+    (alpha, beta, steps, basis), t_compile = _run(
+        _lanczos, (*args, np.asarray(tol, part.dtype)), **static, part=part, m=m, k=k,
+        which=which, keep_basis=vectors,
+    )  # fmt: skip
     _check_finite("top_eigenvalues", alpha, beta)
     steps = int(steps)
     alpha, beta = alpha[:steps].astype(np.float64), beta[:steps].astype(np.float64)
@@ -531,7 +545,16 @@ def top_eigenvalues(
         tol=float(tol),
         converged=bool(np.all(bounds[pick] <= np.maximum(tol * np.abs(theta[pick]), floor))),
         ritz_values=theta,
+        vectors=None if basis is None else _ritz_vectors(part, basis[:steps], s[:, pick], params),
     )
+
+
+def _ritz_vectors(part: Partition, basis: np.ndarray, s: np.ndarray, params: Any) -> tuple:
+    """The unit Ritz vectors Q_j s_i (columns of s), each as a pytree like params (held leaves
+    zero), on the host."""
+    flat = s.T.astype(basis.dtype) @ basis  # (k, n)
+    flat /= np.linalg.norm(flat, axis=1, keepdims=True)
+    return tuple(part.perturbation(v, params) for v in flat)
 
 
 def hessian_trace(
