@@ -20,24 +20,13 @@ n matrix.
   and backward pass and their tangents, so peak memory is one chunk's, under every BN policy.
   On F1 one HVP costs 2.43x a value-and-gradient in matmul FLOPs (8F - 5 d0 d1 against
   3F - d0 d1 multiply-adds per example; measured: benchmarks/README.md).
-- Top eigenvalues (`top_eigenvalues`): Lanczos with full reorthogonalisation from a
-  Gaussian start vector, H Q_j = Q_j T_j + beta_j q_{j+1} e_j^T; the Ritz values theta_i =
-  eig(T_j) (eigenvectors s_i) approximate the extreme eigenvalues. Residual bound: r_i =
-  beta_j |e_j^T s_i| = ||H y_i - theta_i y_i|| for the unit Ritz vector y_i, and for a
-  symmetric H the interval [theta_i - r_i, theta_i + r_i] contains an eigenvalue of H (because
-  ||(H - theta) y|| >= min_l |lambda_l - theta| for any unit y); where theta_i is separated
-  from the rest of the spectrum by a gap g, the error is also below r_i^2 / g. Lanczos stops
-  after the first step j at which every wanted r_i <= max(tol |theta_i|, u max|theta|), u the
-  work dtype's machine epsilon (at most num_matvecs steps). The stop test runs on the device:
-  T_j is embedded in the m x m array with a diagonal block beyond its Gershgorin bound, whose
-  eigenvectors are told apart by having no weight on T_j's rows. r_i is the bound of the
-  computed T_j in exact arithmetic; the HVPs' own rounding is not in it (r_i reaches 1e-30
-  after n steps while the true error stays near u |lambda|), so every result also states
-  errors_i = max(r_i, u max|theta|), the floor that rounding leaves. Neither proves that the
-  eigenvalue is the i-th largest: an eigenvector almost orthogonal to the start vector is found
-  late. When beta_j falls to rounding level (an invariant subspace: H has few distinct
-  eigenvalues in the start vector's Krylov space) Lanczos goes on from a fresh random vector
-  orthogonal to Q_j, so multiple eigenvalues are found with their multiplicities.
+- Top eigenvalues (`top_eigenvalues`): Lanczos with full reorthogonalisation, stopped once
+  every wanted Ritz value theta_i has a residual bound r_i = ||H y_i - theta_i y_i|| <=
+  max(tol |theta_i|, u max|theta|) (keskar_repro.measures.lanczos: the loop, the stop test on
+  the device, restarts after an invariant subspace). An eigenvalue of H lies within r_i of
+  theta_i; r_i omits the HVPs' own rounding, so every result states errors_i = max(r_i, u
+  max|theta|). Neither proves that the eigenvalue is the i-th largest: an eigenvector almost
+  orthogonal to the start vector is found late.
 - Trace (`hessian_trace`): Hutchinson (1990), tr H = E[z^T H z] for Rademacher z, the mean of
   m probes, stderr = sample std (ddof 1) / sqrt(m) (exactly, Var z^T H z = 2 (||H||_F^2 -
   sum_i H_ii^2): a diagonal H is measured without error); or XTrace (Epperly, Tropp & Webber
@@ -64,10 +53,9 @@ needs a block of matvecs at once and is experimental). From matfree: the Lanczos
 tridiagonalisation of SLQ (`decomp.tridiag_sym`, full reorthogonalisation, a fixed number of
 steps) and the Hutchinson and XTrace estimators with their samplers (`stochtrace`). Written
 here: the split of params into variables and fixed leaves, the HVP, the Lanczos of
-`top_eigenvalues` (a `lax.while_loop` that stops on its tolerance, which matfree's fixed-step
-tridiagonalisation cannot), the Ritz values, residual bounds and quadrature nodes and weights
-from T_m (an m x m eigendecomposition on the host in float64; matfree's `eig.eigh_partial`
-returns every Ritz vector but no residual), and the loop over SLQ probes
+`top_eigenvalues` (keskar_repro.measures.lanczos: it stops on its tolerance, which matfree's
+fixed-step tridiagonalisation cannot), the quadrature nodes and weights from T_m (an m x m
+eigendecomposition on the host in float64), and the loop over SLQ probes
 (`lax.map`). matfree's estimators `vmap` the matvec over all probes, which for F1 would hold
 every probe's activations at once; the HVP given to them is a
 `jax.custom_batching.sequential_vmap`, so the probes run one after another and memory is one
@@ -90,8 +78,6 @@ the same numbers.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable
@@ -110,11 +96,17 @@ from keskar_repro.measures.checks import (
     check_key,
     check_loss_fn,
     check_positive,
-    jsonable,
     split_data,
     with_data,
 )
-from keskar_repro.measures.pytree import LeafCounts, Mask, Partition, partition
+from keskar_repro.measures.curvature_results import (
+    CurvatureReport,
+    EigenvalueResult,
+    SpectralDensity,
+    TraceResult,
+)
+from keskar_repro.measures.lanczos import Ritz, lanczos_until, ritz, ritz_vectors
+from keskar_repro.measures.pytree import Mask, Partition, partition
 
 __all__ = [
     "TRACE_METHODS",
@@ -189,132 +181,8 @@ def hvp_fn(
 
 
 # --------------------------------------------------------------------------------------------
-# Results
+# Running the compiled estimators (their results: keskar_repro.measures.curvature_results)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class CurvatureReport:
-    """What every curvature result records about the call.
-
-    n_params          n, the number of variables (scalars in the floating leaves).
-    leaf_counts       `pytree.LeafCounts`: the variable leaves ("perturbed") and the
-                      non-floating ones held fixed (not in H), leaves and scalars of each.
-    param_dtypes      the distinct dtypes of the variable leaves.
-    dtype             the work dtype of the Krylov vectors and probe products.
-    num_matvecs       Hessian-vector products evaluated, in all.
-    seconds           wall time of the whole call (checks, compilation, device work, copies).
-    seconds_compile   part of it spent tracing and compiling.
-    """
-
-    n_params: int
-    leaf_counts: LeafCounts
-    param_dtypes: tuple[str, ...]
-    dtype: str
-    num_matvecs: int
-    seconds: float
-    seconds_compile: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field, arrays as lists, JSON-ready."""
-        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    def to_json(self) -> str:
-        """`to_dict()` as one JSON line."""
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class EigenvalueResult(CurvatureReport):
-    """k eigenvalues of H from num_matvecs Lanczos steps, with their residual bounds.
-
-    eigenvalues   (k,) float64 Ritz values: descending for "largest" and "magnitude" (by |.|),
-                  ascending for "smallest".
-    residuals     (k,) r_i = ||H y_i - theta_i y_i|| of the computed T_m: in exact arithmetic
-                  an eigenvalue of H lies within r_i of eigenvalues[i] (module docstring).
-    errors        (k,) max(r_i, u max|theta|), u the work dtype's machine epsilon: the error
-                  the HVPs' own rounding leaves even where r_i falls far below it.
-    k, which      how many, and which end of the spectrum ("largest", "smallest", "magnitude").
-    tol           the relative tolerance the steps stopped on (0: all num_matvecs steps).
-    converged     whether every wanted r_i <= max(tol |theta_i|, u max|theta|) at the end.
-    ritz_values   all num_matvecs Ritz values, ascending (the Lanczos spectrum estimate).
-    vectors       with vectors=True: the k unit Ritz vectors y_i, pytrees like params, in
-                  params' dtypes (None otherwise; not in to_dict).
-    """
-
-    eigenvalues: np.ndarray
-    residuals: np.ndarray
-    errors: np.ndarray
-    k: int
-    which: str
-    tol: float
-    converged: bool
-    ritz_values: np.ndarray = dataclasses.field(repr=False)
-    vectors: tuple | None = dataclasses.field(default=None, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field but the Ritz vectors, JSON-ready."""
-        fields = (f.name for f in dataclasses.fields(self) if f.name != "vectors")
-        return {name: jsonable(getattr(self, name)) for name in fields}
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class TraceResult(CurvatureReport):
-    """An estimate of tr H and its standard error.
-
-    value         the estimate of tr H.
-    stderr        its estimated standard error (module docstring; 0 when exact).
-    method        "hutchinson" or "xtrace".
-    num_samples   m, the number of random probes.
-    """
-
-    value: float
-    stderr: float
-    method: str
-    num_samples: int
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class SpectralDensity(CurvatureReport):
-    """The spectral density of H by stochastic Lanczos quadrature (module docstring).
-
-    nodes           (num_probes, lanczos_steps) float64 quadrature nodes theta_lj.
-    weights         (num_probes, lanczos_steps) float64 weights tau_lj; each row sums to 1.
-    num_probes      P, the Rademacher probes.
-    lanczos_steps   m, Lanczos steps per probe (num_matvecs = P m).
-    """
-
-    nodes: np.ndarray = dataclasses.field(repr=False)
-    weights: np.ndarray = dataclasses.field(repr=False)
-    num_probes: int
-    lanczos_steps: int
-
-    def density(self, grid: Any, sigma: float) -> np.ndarray:
-        """phi(t) at the points `grid`: (1/P) sum_l sum_j tau_lj N(t; theta_lj, sigma^2), a
-        density in t (it integrates to 1)."""
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a positive finite width, got {sigma!r}")
-        t = np.asarray(grid, np.float64)[..., None, None]
-        kernel = np.exp(-0.5 * ((t - self.nodes) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
-        return np.sum(kernel * self.weights, axis=(-2, -1)) / self.num_probes
-
-    def trace(self) -> tuple[float, float]:
-        """(tr H implied by the quadrature, its standard error over the probes): n times
-        `moment(1)`, i.e. the mean over the probes of z^T H z, Hutchinson's estimator."""
-        value, error = self.moment(1)
-        return self.n_params * value, self.n_params * error
-
-    def moment(self, k: int) -> tuple[float, float]:
-        """((1/n) tr(H^k) estimated, its standard error over the probes, ddof 1). Each probe's
-        quadrature gives q1^T H^k q1 exactly for k <= 2m - 1."""
-        k = check_int("k", k, 0, 2 * self.lanczos_steps - 1)
-        per_probe = np.sum(self.weights * self.nodes**k, axis=1)
-        error = (
-            np.std(per_probe, ddof=1) / math.sqrt(self.num_probes)
-            if self.num_probes > 1
-            else np.nan
-        )
-        return float(np.mean(per_probe)), float(error)
 
 
 def _report(part: Partition, num_matvecs: int, t0: float, t_compile: float) -> dict[str, Any]:
@@ -365,79 +233,16 @@ def _tridiag(m: int) -> Callable:
     return decomp.tridiag_sym(m, reortho="full", materialize=True, custom_vjp=False)
 
 
-def _wanted(theta: jax.Array, real: jax.Array, k: int, which: str) -> jax.Array:
-    """Indices of the k wanted Ritz values among `theta`, where only `real` ones count."""
-    score = {"largest": theta, "smallest": -theta, "magnitude": jnp.abs(theta)}[which]
-    return jnp.argsort(-jnp.where(real, score, -jnp.inf))[:k]
-
-
-def _ritz_converged(alpha, beta, j, k: int, which: str, tol, floor_factor) -> jax.Array:
-    """Whether the k wanted Ritz values of T_j (the leading j x j block of the tridiagonal
-    alpha, beta) have residual bounds beta_j |e_j^T s_i| <= max(tol |theta_i|, u max |theta|).
-    T_j is embedded in the full m x m matrix with a diagonal block far outside its spectrum
-    (Gershgorin), whose eigenvectors (no weight on the first j coordinates) are left out."""
-    m = alpha.shape[0]
-    idx = jnp.arange(m)
-    far = jnp.max(jnp.abs(alpha)) + 2 * jnp.max(jnp.abs(beta)) + 1
-    t = jnp.diag(jnp.where(idx < j, alpha, far)) + jnp.diag(
-        jnp.where(idx[:-1] < j - 1, beta[:-1], 0), 1
-    )
-    theta, s = jnp.linalg.eigh(t + jnp.triu(t, 1).T, symmetrize_input=False)
-    real = jnp.sum(jnp.where(idx[:, None] < j, s, 0) ** 2, axis=0) > 0.5
-    residual = beta[j - 1] * jnp.abs(s[j - 1])
-    floor = floor_factor * jnp.max(jnp.where(real, jnp.abs(theta), 0))
-    pick = _wanted(theta, real, k, which)
-    ok = residual[pick] <= jnp.maximum(tol * jnp.abs(theta[pick]), floor)
-    return (j >= k) & jnp.all(ok)
-
-
 @partial(jax.jit, static_argnames=("loss_fn", "part", "m", "k", "which", "keep_basis"))
 def _lanczos(
     point, fixed, data, key, tol, *, loss_fn, part: Partition, m: int, k: int, which, keep_basis
 ):
-    """(alpha, beta, steps) of Lanczos with full reorthogonalisation from a Gaussian start
-    vector, stopped after `steps` <= m steps once the k wanted Ritz values have converged to
-    `tol` (`_ritz_converged`; tol = 0: all m steps). On breakdown (beta_j at rounding level:
-    an invariant subspace found) it goes on from a fresh random vector orthogonal to the
-    previous ones, with beta_j = 0 in T."""
-    dtype, n = part.dtype, part.n
-    u = jnp.finfo(dtype).eps
+    """`lanczos.lanczos_until` on the HVP at the point (alpha, beta, steps, basis or None)."""
     matvec = partial(_hvp_flat, loss_fn, part)
-
-    def orthogonalise(w, basis):
-        for _ in range(2):  # twice is enough (Parlett's "twice is enough")
-            w = w - basis.T @ (basis @ w)
-        return w
-
-    def step(state):
-        j, basis, alpha, beta, _ = state
-        q = basis[j]
-        w = matvec(q, point, fixed, data).astype(dtype)
-        a = jnp.vdot(q, w)
-        w = orthogonalise(w - a * q, basis)
-        b = jnp.linalg.norm(w)
-        scale = jnp.maximum(jnp.max(jnp.abs(alpha)), jnp.abs(a)) + jnp.max(beta)
-        broke = b <= 10 * u * scale
-
-        def fresh(_):
-            r = orthogonalise(jax.random.normal(jax.random.fold_in(key, j + 1), (n,), dtype), basis)
-            return r / jnp.linalg.norm(r)
-
-        q_next = jax.lax.cond(broke, fresh, lambda _: w / b, None)
-        b = jnp.where(broke, 0, b)
-        alpha, beta = alpha.at[j].set(a), beta.at[j].set(b)
-        done = _ritz_converged(alpha, beta, j + 1, k, which, tol, u)
-        return j + 1, basis.at[j + 1].set(q_next), alpha, beta, done
-
-    v0 = jax.random.normal(key, (n,), dtype)
-    basis = jnp.zeros((m + 1, n), dtype).at[0].set(v0 / jnp.linalg.norm(v0))
-    state = (0, basis, jnp.zeros(m, dtype), jnp.zeros(m, dtype), False)
-
-    def going_on(s):
-        return (s[0] < m) & ~(s[4] & (tol > 0))
-
-    steps, basis, alpha, beta, _ = jax.lax.while_loop(going_on, step, state)
-    return alpha, beta, steps, (basis[:m] if keep_basis else None)
+    return lanczos_until(
+        lambda q: matvec(q, point, fixed, data), key, part.n, part.dtype, tol,
+        m=m, k=k, which=which, keep_basis=keep_basis,
+    )  # fmt: skip
 
 
 @partial(jax.jit, static_argnames=("loss_fn", "part", "m", "method"))
@@ -526,35 +331,25 @@ def top_eigenvalues(
         which=which, keep_basis=vectors,
     )  # fmt: skip
     _check_finite("top_eigenvalues", alpha, beta)
-    steps = int(steps)
-    alpha, beta = alpha[:steps].astype(np.float64), beta[:steps].astype(np.float64)
-    t_m = np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1)
-    theta, s = np.linalg.eigh(t_m)  # steps x steps, on the host in float64
-    bounds = beta[-1] * np.abs(s[-1, :])
-    floor = np.finfo(part.dtype).eps * np.max(np.abs(theta))
-    order = {"largest": np.argsort(-theta), "smallest": np.argsort(theta)}
-    order["magnitude"] = np.argsort(-np.abs(theta))
-    pick = order[which][:k]
+    r = ritz(alpha, beta, int(steps), k, which, tol, part.dtype)
     return EigenvalueResult(
-        **_report(part, steps, t0, t_compile),
-        eigenvalues=theta[pick],
-        residuals=bounds[pick],
-        errors=np.maximum(bounds[pick], floor),
+        **_report(part, r.steps, t0, t_compile),
+        eigenvalues=r.theta[r.pick],
+        residuals=r.bounds[r.pick],
+        errors=np.maximum(r.bounds[r.pick], r.floor),
         k=k,
         which=which,
         tol=float(tol),
-        converged=bool(np.all(bounds[pick] <= np.maximum(tol * np.abs(theta[pick]), floor))),
-        ritz_values=theta,
-        vectors=None if basis is None else _ritz_vectors(part, basis[:steps], s[:, pick], params),
+        converged=r.converged,
+        ritz_values=r.theta,
+        vectors=None if basis is None else _ritz_vectors(part, basis, r, params),
     )
 
 
-def _ritz_vectors(part: Partition, basis: np.ndarray, s: np.ndarray, params: Any) -> tuple:
-    """The unit Ritz vectors Q_j s_i (columns of s), each as a pytree like params (held leaves
-    zero), on the host."""
-    flat = s.T.astype(basis.dtype) @ basis  # (k, n)
-    flat /= np.linalg.norm(flat, axis=1, keepdims=True)
-    return tuple(part.perturbation(v, params) for v in flat)
+def _ritz_vectors(part: Partition, basis: np.ndarray, r: Ritz, params: Any) -> tuple:
+    """The wanted unit Ritz vectors (`lanczos.ritz_vectors`), each as a pytree like params
+    (held leaves zero), on the host."""
+    return tuple(part.perturbation(v, params) for v in ritz_vectors(basis, r))
 
 
 def hessian_trace(
