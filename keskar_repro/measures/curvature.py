@@ -105,7 +105,7 @@ from keskar_repro.measures.curvature_results import (
     SpectralDensity,
     TraceResult,
 )
-from keskar_repro.measures.lanczos import Ritz, lanczos_until, ritz, ritz_vectors
+from keskar_repro.measures.lanczos import WHICH_CODES, Ritz, lanczos_until, ritz, ritz_vectors
 from keskar_repro.measures.pytree import Mask, Partition, partition
 
 __all__ = [
@@ -233,15 +233,14 @@ def _tridiag(m: int) -> Callable:
     return decomp.tridiag_sym(m, reortho="full", materialize=True, custom_vjp=False)
 
 
-@partial(jax.jit, static_argnames=("loss_fn", "part", "m", "k", "which", "keep_basis"))
-def _lanczos(
-    point, fixed, data, key, tol, *, loss_fn, part: Partition, m: int, k: int, which, keep_basis
-):
+@partial(jax.jit, static_argnames=("loss_fn", "part", "m", "keep_basis"))
+def _lanczos(point, fixed, data, key, tol, k, which, *, loss_fn, part: Partition, m: int,
+             keep_basis: bool):  # fmt: skip
     """`lanczos.lanczos_until` on the HVP at the point (alpha, beta, steps, basis or None)."""
     matvec = partial(_hvp_flat, loss_fn, part)
     return lanczos_until(
-        lambda q: matvec(q, point, fixed, data), key, part.n, part.dtype, tol,
-        m=m, k=k, which=which, keep_basis=keep_basis,
+        lambda q: matvec(q, point, fixed, data), key, part.n, part.dtype, tol, k, which,
+        m=m, keep_basis=keep_basis,
     )  # fmt: skip
 
 
@@ -327,8 +326,8 @@ def top_eigenvalues(
     m = min(part.n, max(50, 3 * k)) if num_matvecs is None else num_matvecs
     m = check_int("num_matvecs", m, k, part.n)
     (alpha, beta, steps, basis), t_compile = _run(
-        _lanczos, (*args, np.asarray(tol, part.dtype)), **static, part=part, m=m, k=k,
-        which=which, keep_basis=vectors,
+        _lanczos, (*args, np.asarray(tol, part.dtype), np.int32(k), np.int32(WHICH_CODES[which])),
+        **static, part=part, m=m, keep_basis=vectors,
     )  # fmt: skip
     _check_finite("top_eigenvalues", alpha, beta)
     r = ritz(alpha, beta, int(steps), k, which, tol, part.dtype)

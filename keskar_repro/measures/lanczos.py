@@ -33,18 +33,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Ritz", "lanczos_until", "ritz", "ritz_vectors"]
+__all__ = ["WHICH_CODES", "Ritz", "lanczos_until", "ritz", "ritz_vectors"]
 
 
-def _wanted(theta: jax.Array, real: jax.Array, k: int, which: str) -> jax.Array:
-    """Indices of the k wanted Ritz values among `theta`, where only `real` ones count."""
-    score = {"largest": theta, "smallest": -theta, "magnitude": jnp.abs(theta)}[which]
-    return jnp.argsort(-jnp.where(real, score, -jnp.inf))[:k]
+WHICH_CODES = {"largest": 0, "smallest": 1, "magnitude": 2}  # `which` as a traced integer
 
 
-def _converged(alpha, beta, j, k: int, which: str, tol, u) -> jax.Array:
+def _converged(alpha, beta, j, k, which, tol, u) -> jax.Array:
     """Whether the k wanted Ritz values of T_j (the leading j x j block of alpha, beta) have
-    residual bounds <= max(tol |theta_i|, u max |theta|) (module docstring)."""
+    residual bounds <= max(tol |theta_i|, u max |theta|) (module docstring). k and `which`
+    (a WHICH_CODES value) are traced, so one compiled loop serves every k and end."""
     m = alpha.shape[0]
     idx = jnp.arange(m)
     far = jnp.max(jnp.abs(alpha)) + 2 * jnp.max(jnp.abs(beta)) + 1
@@ -54,9 +52,10 @@ def _converged(alpha, beta, j, k: int, which: str, tol, u) -> jax.Array:
     real = jnp.sum(jnp.where(idx[:, None] < j, s, 0) ** 2, axis=0) > 0.5
     residual = beta[j - 1] * jnp.abs(s[j - 1])
     floor = u * jnp.max(jnp.where(real, jnp.abs(theta), 0))
-    pick = _wanted(theta, real, k, which)
-    ok = residual[pick] <= jnp.maximum(tol * jnp.abs(theta[pick]), floor)
-    return (j >= k) & jnp.all(ok)
+    score = jnp.stack([theta, -theta, jnp.abs(theta)])[which]
+    rank = jnp.argsort(jnp.argsort(-jnp.where(real, score, -jnp.inf)))
+    ok = residual <= jnp.maximum(tol * jnp.abs(theta), floor)
+    return (j >= k) & jnp.all(jnp.where(real & (rank < k), ok, True))
 
 
 def lanczos_until(
@@ -65,15 +64,16 @@ def lanczos_until(
     n: int,
     dtype,
     tol,
+    k,
+    which,
     *,
     m: int,
-    k: int,
-    which: str,
     keep_basis: bool = False,
 ) -> tuple:
     """(alpha (m,), beta (m,), steps, the basis (m, n) or None) of Lanczos on `matvec` from a
     standard Gaussian start vector drawn from `key` (module docstring); traceable, for use
-    inside a compiled program. Entries of alpha and beta past `steps` are zero."""
+    inside a compiled program (tol, k and `which`, a WHICH_CODES value, may be traced).
+    Entries of alpha and beta past `steps` are zero."""
     u = jnp.finfo(dtype).eps
 
     def orthogonalise(w, basis):
