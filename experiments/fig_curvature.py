@@ -85,7 +85,7 @@ def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, help="largest eigenvalues of the whole network's H")
     p.add_argument("--eig-tol", type=float, help="Lanczos tolerance on the residual bounds")
     p.add_argument("--trace-samples", type=int, help="XTrace probes (2 HVPs each)")
-    p.add_argument("--slq-probes", type=int, help="probes of the spectral density")
+    p.add_argument("--slq-probes", type=int, help="probes of the spectral density (0: none)")
     p.add_argument("--slq-steps", type=int, help="Lanczos steps per density probe")
     p.add_argument(
         "--policies",
@@ -106,7 +106,7 @@ def checks(settings: experiment.Settings) -> dict[str, bool]:
         "--top-k": settings.top_k >= 1,
         "--eig-tol": 0 <= settings.eig_tol < 1,
         "--trace-samples": settings.trace_samples >= 2,
-        "--slq-probes": settings.slq_probes >= 1,
+        "--slq-probes": settings.slq_probes >= 0,
         "--slq-steps": settings.slq_steps >= 1,
         "--policies": bool(settings.policies) and set(settings.policies) <= set(BN_POLICIES),
     }
@@ -131,23 +131,31 @@ def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
 
 
 def measure(run, dataset, policy: str, settings: experiment.Settings) -> dict:
-    """The curvature of one run under one BN policy (module docstring), cached beside it."""
+    """The curvature of one run under one BN policy (module docstring): three parts (the whole
+    network's top eigenvalues and trace, its density, the modules), each cached beside the run
+    on the settings it depends on, so a lighter pass (--no-layers, --slq-probes 0) is reused
+    by a fuller one."""
     from keskar_repro.store.measurements import cached_measurement
 
-    spec = {
-        "policy": policy,
-        **{k: getattr(settings, k) for k in PRESETS["paper"]
-           if k not in ("seeds", "epochs", "policies", "epsilons")},
-    }  # fmt: skip
-    result = cached_measurement(
-        run, "curvature", spec, lambda: _compute(run, dataset, policy, settings), settings.runs_dir
-    )
-    if "layers" in result:  # in the order data meets them, not the pytree's
-        result["layers"] = {n: result["layers"][n] for n in sorted(result["layers"], key=_order)}
-    return result
+    def cached(kind: str, keys: tuple[str, ...], compute) -> dict:
+        spec = {"policy": policy, "key": CURVATURE_KEY, **{k: getattr(settings, k) for k in keys}}
+        return cached_measurement(run, kind, spec, compute, settings.runs_dir)
+
+    parts = _parts(run, dataset, policy, settings)
+    whole = cached("curvature_top", ("top_k", "eig_tol", "trace_samples"), parts["top"])
+    out = {"whole": whole}
+    if settings.slq_probes:
+        whole["density"] = cached("curvature_density", ("slq_probes", "slq_steps"),
+                                  parts["density"])  # fmt: skip
+    if settings.layers:
+        layers = cached("curvature_layers", ("eig_tol", "trace_samples"), parts["layers"])
+        out["layers"] = {n: layers[n] for n in sorted(layers, key=_order)}  # as data meets them
+    return out
 
 
-def _compute(run, dataset, policy: str, settings: experiment.Settings) -> dict:
+def _parts(run, dataset, policy: str, settings: experiment.Settings) -> dict:
+    """{part: compute()} of `measure`; the random vectors of estimator i from
+    fold_in(fold_in(key(CURVATURE_KEY), seed), i)."""
     import jax
 
     from keskar_repro.measures.curvature import hessian_trace, spectral_density, top_eigenvalues
@@ -176,20 +184,17 @@ def _compute(run, dataset, policy: str, settings: experiment.Settings) -> dict:
             "seconds": top.seconds + trace.seconds,
         }
 
-    whole = block(None, 0, settings.top_k)
-    density = spectral_density(f, run.params, key=key(2), num_probes=settings.slq_probes,
-                               num_matvecs=settings.slq_steps)  # fmt: skip
-    whole["density"] = {
-        "nodes": density.nodes.tolist(),
-        "weights": density.weights.tolist(),
-        "trace": list(density.trace()),
-        "seconds": density.seconds,
-    }
-    out = {"whole": whole}
-    if settings.layers:
+    def density() -> dict:
+        d = spectral_density(f, run.params, key=key(2), num_probes=settings.slq_probes,
+                             num_matvecs=settings.slq_steps)  # fmt: skip
+        return {"nodes": d.nodes.tolist(), "weights": d.weights.tolist(),
+                "trace": list(d.trace()), "seconds": d.seconds}  # fmt: skip
+
+    def layers() -> dict:
         masks = layer_masks(run.params)
-        out["layers"] = {name: block(m, 3 + 2 * i, 1) for i, (name, m) in enumerate(masks.items())}
-    return out
+        return {name: block(m, 3 + 2 * i, 1) for i, (name, m) in enumerate(masks.items())}
+
+    return {"top": lambda: block(None, 0, settings.top_k), "density": density, "layers": layers}
 
 
 def quadratic(run, dataset, policy: str, settings: experiment.Settings) -> dict:
@@ -302,8 +307,20 @@ def summarize(results: dict) -> dict:
             for eps in rows[0]["quadratic"]
             if eps not in ("lambda_max", "f0")
         }  # fmt: skip
+        entry["tau"] = _tau_with_metric(rows, list(entry["quadratic"]))
         table[policy] = entry
     return {"policies": table}
+
+
+def _tau_with_metric(rows: list[dict], epsilons: list[str]) -> list[dict]:
+    """Kendall's tau-b (stats.kendall_tau, 95% bootstrap interval) of lambda_max and of the
+    trace with the measured Metric 2.1 at each epsilon, over every SB and LB run of a policy."""
+    return [
+        {"quantity": q, "epsilon": eps,
+         **stats.kendall_tau([r["whole"][q] for r in rows],
+                             [r["quadratic"][eps]["measured"] for r in rows])}
+        for q in QUANTITIES for eps in epsilons
+    ]  # fmt: skip
 
 
 def text(results: dict) -> str:
@@ -323,6 +340,11 @@ def text(results: dict) -> str:
                 f"  Metric 2.1 at eps {eps} (%), SB / LB means: "
                 + "; ".join(f"{w} {q[w]['SB'][0]:.3g} / {q[w]['LB'][0]:.3g}" for w in PREDICTIONS)
             )
+        for t in e.get("tau", []):
+            tau = "undefined (ties)" if t["tau"] is None else (
+                f"{t['tau']:+.2f} [{t['low']:+.2f}, {t['high']:+.2f}]")  # fmt: skip
+            lines.append(f"  Kendall tau-b of {t['quantity']} with Metric 2.1 at eps "
+                         f"{t['epsilon']}, SB and LB runs: {tau} (n {t['n']})")  # fmt: skip
         for name, layer in e["layers"].items():
             lm = layer["lambda_max"]
             lines.append(f"  {name}: lambda_max SB {lm['SB'][0]:.4g}, LB {lm['LB'][0]:.4g}")
@@ -354,11 +376,13 @@ def draw(results: dict, settings: experiment.Settings) -> list[str]:
 
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.6))
     rows = results["rows"]
-    nodes = np.concatenate([np.ravel(r["whole"]["density"]["nodes"]) for r in rows])
+    dense = [r for r in rows if "density" in r["whole"]]  # none with --slq-probes 0
+    nodes = np.concatenate([np.ravel(r["whole"]["density"]["nodes"]) for r in dense] or [[0.0]])
     span = nodes.max() - nodes.min()
     grid = np.linspace(nodes.min() - 0.05 * span, nodes.max() + 0.05 * span, 800)
     styles = {"batch": "-", "full": "-.", "running": ":"}
-    for policy in results["summary"]["policies"]:
+    left.set_visible(bool(dense))
+    for policy in results["summary"]["policies"] if dense else ():
         for i, regime in enumerate(("SB", "LB")):
             mine = [r for r in rows if r["policy"] == policy and r["regime"] == regime]
             curve = _density_curve(mine, grid)
@@ -368,7 +392,8 @@ def draw(results: dict, settings: experiment.Settings) -> list[str]:
     left.set_ylim(bottom=1e-8)
     left.set_xlabel("eigenvalue of H")
     left.set_ylabel("spectral density (SLQ)")
-    left.legend(fontsize=7)
+    if dense:
+        left.legend(fontsize=7)
     for j, q in enumerate(QUANTITIES):
         for policy in results["summary"]["policies"]:
             by = {

@@ -1,15 +1,18 @@
-"""Is the LB minimizer sharper, or only smaller? Four sharpness notions on the SB and LB minimizers
-of F1, under function-preserving rescalings, and their rank correlation with generalisation.
+"""Is the LB minimizer sharper, or only smaller? Sharpness notions and the Hessian on the SB and LB
+minimizers of F1, under function-preserving rescalings, and their rank correlation with
+generalisation and with Metric 2.1.
 
     python experiments/fig_sharpness_notions.py --dataset mnist10k                 # paper preset
     python experiments/fig_sharpness_notions.py --dataset mnist10k --preset quick
     python experiments/fig_sharpness_notions.py --dataset mnist10k --replot
 
 Reuses (or trains) the SB and LB runs of experiments/fig_sharpness.py and measures, on each
-run's training objective (BN policy "batch"), the four registered notions of `NOTION_NAMES`
-(keskar_repro.measures.NOTIONS: worst case on Metric 2.1's box eps (|x_i| + 1); adaptive worst
-case on eps |x_i|; average case with Gaussian delta_i of std eps (|x_i| + 1), and of std eps
-|x_i|) at every epsilon:
+run's training objective (BN policy "batch"), the registered notions of --notions
+(keskar_repro.measures.NOTIONS; the paper preset: the four of `NOTION_NAMES`, worst case on
+Metric 2.1's box eps (|x_i| + 1), adaptive worst case on eps |x_i|, average case with Gaussian
+delta_i of std eps (|x_i| + 1) and of std eps |x_i|, at every epsilon; and the two of `HESSIAN`,
+the Hessian's largest eigenvalue (Lanczos, tolerance 1e-3) and its trace (XTrace, 10 probes),
+once per point):
 
 - at the trained point;
 - "matched": both minimizers of a seed with every hidden Dense layer rescaled
@@ -32,13 +35,15 @@ must not change it). Per run, the generalisation gap is test minus train cross-e
 train minus test accuracy (percentage points); Kendall's tau-b between each notion and each
 gap, with a 95% bootstrap interval (`stats.kendall_tau`), is taken over the 2 x seeds SB/LB
 runs (at the trained and at the matched points) and, with --population all, over every
-measured run (trained points). Writes, into --out:
+measured run (trained points); so is each notion's tau with Metric 2.1 at the same epsilon.
+Writes, into --out:
 
     fig_sharpness_notions_<dataset>_<preset>.json
     fig_sharpness_notions_<dataset>_<preset>.{png,pdf}   norms, SB/LB ratios, rescalings, tau
 
 Runtime and result on the 2-core CPU: the worst-case notions cost 11 objective evaluations
-each, the average-case ones 2 x --samples + 1. On mnist10k the quick preset takes a few minutes
+each, the average-case ones 2 x --samples + 1, the Hessian's about 2.3 x (20-50 + 20) (its
+HVPs). On mnist10k the quick preset takes a few minutes
 after fig_sharpness.py's quick runs; the paper preset took 2,392 s after its runs (224
 measurements, the CPU partly shared), and gave: LB/SB of Metric 2.1 298 at the trained points
 and 24 after matching norms (eps 1e-3); the adaptive worst case 0.06 (LB flatter) either way.
@@ -81,6 +86,8 @@ STEM = "fig_sharpness_notions"
 REGIMES = ("SB", "LB")
 POPULATIONS = ("pairs", "all", "others")
 NOTION_NAMES = ("metric_2_1", "adaptive", "average", "average_adaptive")  # of measures.NOTIONS
+HESSIAN = ("hessian_max", "hessian_trace")  # the same for every epsilon, measured once per point
+REFERENCE = "metric_2_1"  # each other notion's rank correlation with it
 GAPS = {"loss": "test - train cross-entropy", "accuracy": "train - test accuracy (points)"}
 PRESETS = {
     # fig_sharpness.py's runs (5 seeds, 100 epochs), both epsilons, 32 Gaussian draws.
@@ -92,6 +99,7 @@ PRESETS = {
         "samples": 32,
         "factors": [0.5, 2.0],
         "population": "all",
+        "notions": [*NOTION_NAMES, *HESSIAN],
     },
     # A few minutes on mnist10k: fig_sharpness.py's quick runs, eps 1e-3, 8 draws, c = 2.
     "quick": {
@@ -101,6 +109,7 @@ PRESETS = {
         "samples": 8,
         "factors": [2.0],
         "population": "pairs",
+        "notions": [*NOTION_NAMES, "hessian_max"],
     },
 }
 
@@ -115,6 +124,11 @@ def options(p) -> None:
     )
     experiment.add_epsilons_option(p)
     p.add_argument("--samples", type=int, help="Gaussian draws of the average-case notions")
+    p.add_argument(
+        "--notions",
+        type=lambda s: [x for x in s.split(",") if x],
+        help="comma-separated names of keskar_repro.measures.NOTIONS to measure",
+    )
     p.add_argument(
         "--factors",
         type=experiment.float_list,
@@ -137,7 +151,14 @@ def checks(settings) -> dict[str, bool]:
         "--first-seed": settings.first_seed >= 0,
         "--samples": settings.samples >= 2,
         "--factors": bool(settings.factors) and min(settings.factors) > 0,
+        "--notions": bool(settings.notions) and set(settings.notions) <= set(_registered()),
     }
+
+
+def _registered() -> tuple[str, ...]:
+    from keskar_repro.measures.registry import NOTIONS
+
+    return tuple(NOTIONS)
 
 
 def seed_list(config) -> list[int]:
@@ -275,7 +296,7 @@ def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     extra = 2 * len(settings.factors) if 0 in seeds else 0  # seed 0's rescalings
     points = 2 * (2 * len(seeds) + extra) + len(others)
     bar = experiment.progress_bar(
-        settings, points * len(NOTION_NAMES) * len(settings.epsilons), "notions"
+        settings, points * len(settings.notions) * len(settings.epsilons), "notions"
     )
     run_rows, rows = [], []
     for index in range(len(seeds)):
@@ -288,7 +309,7 @@ def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
         measure_run(run, "other", {"trained": (None, None)}, settings, dataset, run_rows, rows, bar)
     bar.close()
     return {
-        "notions": {name: NOTIONS[name].description for name in NOTION_NAMES},
+        "notions": {name: NOTIONS[name].description for name in settings.notions},
         "gaps": GAPS,
         "runs": run_rows,
         "rows": rows,
@@ -320,8 +341,8 @@ def measure_run(run, regime: str, points: dict, settings, dataset, run_rows, row
     loss_fn = training_objective(run, dataset)
     for point, (params, spec) in points.items():
         f = float(loss_fn(run.params if params is None else params))
-        for notion in NOTION_NAMES:
-            for eps in settings.epsilons:
+        for notion in settings.notions:
+            for eps in settings.epsilons:  # read back from the cache for a notion without eps
                 m = notion_measurement(
                     run, dataset, notion, eps, samples=settings.samples, params=params,
                     transform=spec, loss_fn=loss_fn, root=settings.runs_dir,
@@ -371,7 +392,7 @@ def summarize(results: dict) -> dict:
     regimes = [g for g in REGIMES if any(r["regime"] == g for r in runs)]  # none in an others part
     paired = [r for r in runs if r["regime"] in REGIMES]
     measured_at = {(r["run"], r["notion"], r["epsilon"]) for r in rows}
-    gap_table, response, tau = [], [], []
+    gap_table, response, tau, versus = [], [], [], []
     for notion in results["notions"]:
         for eps in epsilons:
             measured = [r for r in runs if (r["run"], notion, eps) in measured_at]
@@ -384,6 +405,8 @@ def summarize(results: dict) -> dict:
                     t = stats.kendall_tau(values, [r[f"gap_{gap}"] for r in members])
                     tau.append({"notion": notion, "epsilon": eps, "point": point, "gap": gap,
                                 "population": population, **t})  # fmt: skip
+            if notion != REFERENCE:
+                versus += _versus_reference(rows, measured, notion, eps, measured_at)
             if regimes != list(REGIMES) or len(measured) < len(paired):
                 continue  # no pairs here, or some pair was not measured at this eps
             entry = {"notion": notion, "epsilon": eps}
@@ -423,8 +446,22 @@ def summarize(results: dict) -> dict:
                  for k in hidden}
         for regime in regimes
     }  # fmt: skip
-    return {"gap": gap_table, "response": response, "tau": tau, "rms": norms,
+    return {"gap": gap_table, "response": response, "tau": tau, "versus": versus, "rms": norms,
             "rms_curves": rms_curves(runs)}  # fmt: skip
+
+
+def _versus_reference(rows, measured, notion: str, eps: float, measured_at) -> list[dict]:
+    """Kendall's tau-b of `notion` with Metric 2.1 (REFERENCE) at `eps`, per population and
+    point, over the runs measured with both (each a dict like a gap tau's, "gap" REFERENCE)."""
+    both = [r for r in measured if (r["run"], REFERENCE, eps) in measured_at]
+    out = []
+    for population, point, members in correlated(both):
+        pick = {n: [_values(rows, notion=n, epsilon=eps, point=point, run=r["run"])[0]
+                    for r in members] for n in (notion, REFERENCE)}  # fmt: skip
+        t = stats.kendall_tau(pick[notion], pick[REFERENCE])
+        out.append({"notion": notion, "epsilon": eps, "point": point, "gap": REFERENCE,
+                    "population": population, **t})  # fmt: skip
+    return out
 
 
 def rms_curves(runs: list[dict]) -> dict[str, dict]:
@@ -481,17 +518,22 @@ def text(results: dict) -> str:
     for r in s["response"]:
         lines.append(f"  {r['notion']}, {r['epsilon']:g}, {r['regime']}, {r['point']}: "
                      f"{_fmt(r['ratio'])} [{r['loss_change']:+.1e}]")  # fmt: skip
-    return "\n".join(lines + _tau_lines(s["tau"]))
+    versus = _tau_lines(s.get("versus", []), f"{REFERENCE} at the same eps", "")
+    return "\n".join(lines + _tau_lines(s["tau"]) + versus)
 
 
-def _tau_lines(taus: list[dict]) -> list[str]:
-    lines = ["Kendall tau-b with the generalisation gap over runs [95% bootstrap interval]:"]
+def _tau_lines(
+    taus: list[dict], against: str = "the generalisation gap", what: str = "gap "
+) -> list[str]:
+    if not taus:
+        return []
+    lines = [f"Kendall tau-b with {against} over runs [95% bootstrap interval]:"]
     for t in taus:
         tau = "undefined (ties)"
         if t["tau"] is not None:
             tau = f"{t['tau']:+.2f} [{t['low']:+.2f}, {t['high']:+.2f}]"
         lines.append(f"  {t['notion']}, {t['epsilon']:g}, {t.get('population', 'pairs')} "
-                     f"{t['point']}, gap {t['gap']}: {tau} (n {t['n']})")  # fmt: skip
+                     f"{t['point']}, {what}{t['gap']}: {tau} (n {t['n']})")  # fmt: skip
     return lines
 
 

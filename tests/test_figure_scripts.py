@@ -14,6 +14,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 sys.path.insert(0, str(EXPERIMENTS))
 
 import fig_batch_sweep  # noqa: E402
+import fig_curvature  # noqa: E402
 import fig_lr_batch  # noqa: E402
 import fig_sharpness_notions  # noqa: E402
 
@@ -191,7 +192,8 @@ def test_figure_2_draws_the_histories_of_a_main_results_json(made, tmp_path):
 
 def test_sharpness_notions_measure_every_point_and_the_rescalings_keep_the_function(made):
     r = results(made[0], "fig_sharpness_notions")
-    assert set(r["notions"]) == {"metric_2_1", "adaptive", "average", "average_adaptive"}
+    assert list(r["notions"]) == ["metric_2_1", "adaptive", "average", "average_adaptive",
+                                  "hessian_max"]  # fmt: skip
     points = {(row["regime"], row["point"]) for row in r["rows"]}
     assert points == {(g, p) for g in ("SB", "LB") for p in ("trained", "matched", "pre_bn x2",
                                                               "last_bn x2")}  # fmt: skip
@@ -206,6 +208,16 @@ def test_sharpness_notions_measure_every_point_and_the_rescalings_keep_the_funct
     adaptive = [x for x in response if (x["notion"], x["point"]) == ("adaptive", "last_bn x2")]
     assert len(adaptive) == 2 and all(x["ratio"] == pytest.approx(1, rel=1e-3) for x in adaptive)
     assert {t["n"] for t in r["summary"]["tau"]} == {2}  # 1 seed x SB and LB
+    versus = r["summary"]["versus"]  # each other notion against Metric 2.1, trained and matched
+    assert {(t["notion"], t["point"], t["gap"], t["n"]) for t in versus} == {
+        (n, p, "metric_2_1", 2) for n in list(r["notions"])[1:] for p in ("trained", "matched")
+    }
+    hessian = {(x["regime"], x["point"]): x["value"] for x in r["rows"]
+               if x["notion"] == "hessian_max"}  # fmt: skip
+    assert len(hessian) == 8 and min(hessian.values()) > 0
+    # scaling every hidden Dense layer by 2 leaves f but scales those kernels' Hessian block
+    # by 1/4: lambda_max is not invariant to the rescaling
+    assert hessian["SB", "pre_bn x2"] < hessian["SB", "trained"]
     for run in r["runs"]:  # the history's last kernel norm is the trained kernel's
         curve = r["summary"]["rms_curves"][run["regime"]]
         assert len(curve["epoch"]) == r["config"]["epochs"]
@@ -237,7 +249,7 @@ def test_sharpness_notions_population_all_is_every_other_saved_run(made):
         {**r, "runs": [*r["runs"], other], "rows": [*r["rows"], *rows]}
     )
     tau = [t for t in summary["tau"] if t["population"] == "all"]
-    assert len(tau) == 4 * 2 and {t["n"] for t in tau} == {3}
+    assert len(tau) == len(r["notions"]) * 2 and {t["n"] for t in tau} == {3}
     gap = json.loads(json.dumps(summary["gap"]))  # tuples as the JSON's lists
     assert gap == r["summary"]["gap"]  # the SB/LB table ignores other runs
 
@@ -304,6 +316,23 @@ def test_curvature_measures_each_run_whole_and_per_module(made):
         assert q["first_order"] == pytest.approx(q["measured_first_order"], rel=1e-4)
         assert q["along_v"] > 0 and q["step_along_v"] > 0
         assert row["quadratic"]["lambda_max"] == pytest.approx(row["whole"]["lambda_max"], rel=1e-2)
+    # Kendall's tau with Metric 2.1 over the SB and LB runs, per quantity and epsilon
+    assert {(t["quantity"], t["epsilon"], t["n"]) for t in summary["tau"]} == {
+        (q, "0.001", 2) for q in ("lambda_max", "trace")
+    }
+
+
+def test_curvature_parts_are_cached_apart_so_a_lighter_pass_reuses_them(made, tmp_path):
+    out, runs, _ = made
+    argv = ["--dataset", "mnist10k", "--preset", "quick", "--hidden", "16", "--epochs", "2",
+            "--runs-dir", str(runs), "--out", str(tmp_path), "--no-progress", "--no-layers",
+            "--slq-probes", "0"]  # fmt: skip
+    assert experiment.main(fig_curvature.SPEC, argv) == 0
+    light, full = results(tmp_path, "fig_curvature"), results(out, "fig_curvature")
+    for a, b in zip(full["rows"], light["rows"], strict=True):
+        assert "layers" not in b and "density" not in b["whole"]
+        assert b["whole"] == {k: v for k, v in a["whole"].items() if k != "density"}
+    assert light["wall_seconds"] < full["wall_seconds"]  # read back, not measured again
 
 
 def test_surface_grids_are_centred_on_the_minimizer_and_leave_no_partial_file(made):

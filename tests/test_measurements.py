@@ -59,6 +59,25 @@ def test_snapshots_are_typed_and_measured_in_their_own_folder(trained, small_dat
     assert record["train_loss"] != run_record(sb, small_data, [1e-3], root=root)["train_loss"]
 
 
+def test_an_epsilon_free_notion_is_measured_once_per_point(trained, small_data):
+    from keskar_repro.measures.curvature import top_eigenvalues
+    from keskar_repro.store.measurements import notion_measurement, training_objective
+
+    root, (sb, _) = trained
+    first = notion_measurement(sb, small_data, "hessian_max", 1e-3, samples=4, root=root)
+    again = notion_measurement(sb, small_data, "hessian_max", 5e-4, samples=4, root=root)
+    assert again == first  # read back: one cached file for both epsilons
+    folder = measurement_dir(sb, root) / "measurements"
+    assert len([p for p in folder.glob("notion-*.json") if "hessian_max" in p.read_text()]) == 1
+    assert first["report"]["k"] == 1 and first["stderr"] == 0.0
+    direct = top_eigenvalues(training_objective(sb, small_data), sb.params, key=jax.random.key(9),
+                             k=1, tol=1e-3)  # fmt: skip
+    np.testing.assert_allclose(first["value"], direct.eigenvalues[0], rtol=1e-2)
+    metric = [notion_measurement(sb, small_data, "metric_2_1", e, samples=4, root=root)
+              for e in (1e-3, 5e-4)]  # fmt: skip
+    assert metric[0]["value"] != metric[1]["value"]  # an epsilon notion: one entry per epsilon
+
+
 @pytest.mark.exhaustive  # 30 s of the suite's 5 minutes: `pytest -m exhaustive` runs it
 def test_large_batch_f1_minimizer_is_sharper_than_small_batch_one(tmp_path):
     """Integration: F1 trained on 1,000 mnist10k images from one initial point with batch 20

@@ -32,6 +32,8 @@ class Notion:
     description  what it measures, in one line (formula in the units of Metric 2.1).
     random       whether it draws random numbers (then `measure` needs a key).
     compute      (loss_fn, params, settings, key, mask) -> (value, stderr, report record).
+    epsilon      whether the value depends on `settings.epsilon` (False for the Hessian's
+                 eigenvalues and trace: a study measures them once per point, not per eps).
     """
 
     name: str
@@ -39,18 +41,21 @@ class Notion:
     description: str
     random: bool
     compute: Compute = dataclasses.field(repr=False)
+    epsilon: bool = True
 
 
 NOTIONS: dict[str, Notion] = {}
 
 
-def register(name: str, label: str, description: str, *, random: bool) -> Callable:
+def register(
+    name: str, label: str, description: str, *, random: bool, epsilon: bool = True
+) -> Callable:
     """Decorator: register `compute` as the notion `name` (an error if the name is taken)."""
 
     def add(compute: Compute) -> Compute:
         if name in NOTIONS:
             raise ValueError(f"notion {name!r} is already registered")
-        NOTIONS[name] = Notion(name, label, description, random, compute)
+        NOTIONS[name] = Notion(name, label, description, random, compute, epsilon)
         return compute
 
     return add
@@ -155,6 +160,7 @@ def _average_adaptive(loss_fn, params, settings, key, mask):
     "Hessian lambda_max",
     "the largest eigenvalue of the Hessian (Lanczos to a tolerance; top_k in the report)",
     random=True,
+    epsilon=False,
 )
 def _hessian_max(loss_fn, params, settings, key, mask):
     from keskar_repro.measures.curvature import top_eigenvalues
@@ -169,6 +175,7 @@ def _hessian_max(loss_fn, params, settings, key, mask):
     "Hessian trace",
     "the trace of the Hessian (XTrace or Hutchinson), with its standard error",
     random=True,
+    epsilon=False,
 )
 def _hessian_trace(loss_fn, params, settings, key, mask):
     from keskar_repro.measures.curvature import hessian_trace

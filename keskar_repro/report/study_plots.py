@@ -271,8 +271,9 @@ def notions_figure(summary: dict, *, title: str = "") -> Figure:
     per layer where the runs kept no kernel norms); (b) LB / SB of each notion's mean,
     at the trained points and after matching norms (first epsilon; log scale); (c) seed 0:
     value after each rescaling / value at the trained point; (d) Kendall's tau-b of each
-    notion (trained points) with the two generalisation gaps, with 95% bootstrap intervals,
-    over every measured run where the summary has them, else over the SB/LB runs."""
+    notion (trained points) with the two generalisation gaps and with Metric 2.1, with 95%
+    bootstrap intervals, over every measured run where the summary has them, else over the
+    SB/LB runs."""
     fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
     colors = {"SB": "tab:blue", "LB": "tab:red"}
     if summary.get("rms_curves"):
@@ -326,23 +327,26 @@ def notions_figure(summary: dict, *, title: str = "") -> Figure:
     ax = axes[3]
     populations = {t.get("population", "pairs"): t["n"] for t in summary["tau"]}
     population = "all" if "all" in populations else "pairs"
-    for k, gap_name in enumerate(("loss", "accuracy")):
-        taus = [next(t for t in summary["tau"] if (t["notion"], t["epsilon"], t["point"], t["gap"],
-                     t.get("population", "pairs")) == (n, eps, "trained", gap_name, population))
-                for n in notions]  # fmt: skip
-        xs = [j + 0.15 * (2 * k - 1) for j in range(len(notions))]
+    series = [(s, t) for s, t in (("loss", "tau"), ("accuracy", "tau"), ("metric_2_1", "versus"))
+              if any(x["gap"] == s for x in summary.get(t, []))]  # fmt: skip
+    for k, (gap_name, key) in enumerate(series):
+        taus = [next((t for t in summary[key] if (t["notion"], t["epsilon"], t["point"], t["gap"],
+                      t.get("population", "pairs")) == (n, eps, "trained", gap_name, population)),
+                     {"tau": None}) for n in notions]  # fmt: skip
+        xs = [j + 0.15 * (k - (len(series) - 1) / 2) for j in range(len(notions))]
         ok = [t["tau"] is not None for t in taus]  # undefined where every value ties
         ys = [t["tau"] if o else float("nan") for t, o in zip(taus, ok, strict=True)]
         low = [t["tau"] - t["low"] if o else 0.0 for t, o in zip(taus, ok, strict=True)]
         high = [t["high"] - t["tau"] if o else 0.0 for t, o in zip(taus, ok, strict=True)]
         err = [low, high]
-        ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3, label=f"gap in {gap_name}")
+        what = "Metric 2.1" if key == "versus" else f"gap in {gap_name}"
+        ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3, label=what)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylim(-1.05, 1.05)
     ax.set_xticks(range(len(notions)), names, rotation=30, ha="right")
     runs = "every run" if population == "all" else "SB/LB runs"
     ax.set(ylabel="Kendall tau-b",
-           title=f"(d) tau with the gap, {runs} (n {populations[population]})")  # fmt: skip
+           title=f"(d) Kendall tau, {runs} (n {populations[population]})")  # fmt: skip
     ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()

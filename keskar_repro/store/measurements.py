@@ -188,13 +188,19 @@ def notion_measurement(
     cache's spec. `loss_fn` (default: `training_objective(run, dataset)`) is the objective
     measured. The Gaussian draws of seed s come from fold_in(key(NOTION_KEY), s): the same for
     every run of a seed and every transform.
+
+    A notion that does not depend on epsilon (the Hessian's, `Notion.epsilon`) is cached once
+    per point whatever `epsilon` is; its Lanczos asks for the largest eigenvalue alone
+    (`top_k` 1, at MeasureSettings' tolerance), the notion's value.
     """
-    compute_notion = get_notion(notion).compute
+    entry = get_notion(notion)
     if (params is None) != (transform is None):
         raise ValueError("give params and the transform that made them together, or neither")
+    hessian = {} if entry.epsilon else {"top_k": 1}
     spec = {
         "notion": notion,
-        "epsilon": epsilon,
+        "epsilon": epsilon if entry.epsilon else None,
+        **hessian,
         "samples": samples if notion.startswith("average") else None,
         "maxiter": SHARPNESS_MAXITER,
         "bn_policy": "batch",
@@ -207,9 +213,9 @@ def notion_measurement(
         f = loss_fn or training_objective(run, dataset)
         key = jax.random.fold_in(jax.random.key(NOTION_KEY), run.config.seed)
         solver = SolverOptions(maxiter=SHARPNESS_MAXITER)
-        settings = MeasureSettings(epsilon, solver, samples=samples)
+        settings = MeasureSettings(epsilon, solver, samples=samples, **hessian)
         x = run.params if params is None else params
-        value, stderr, report = compute_notion(f, x, settings, key, None)
+        value, stderr, report = entry.compute(f, x, settings, key, None)
         return {"value": value, "stderr": stderr, "report": report.to_dict()}
 
     return cached_measurement(run, "notion", spec, compute, root)
