@@ -8,7 +8,10 @@ rises and then falls as the loss decreases, while that of the LB iterates keeps 
 SB and LB runs of experiments/fig_sharpness.py are trained (again, deterministically, when they
 were saved without snapshots) keeping snapshots after epochs 1, 2, 5, 10, 20, 50, ... and the
 last; at each snapshot we measure the training cross-entropy and Metric 2.1 in the full space
-(10 L-BFGS-B iterations, BN policy "batch"), for each epsilon. Writes, into --out:
+(10 L-BFGS-B iterations, BN policy "batch"), for each epsilon, and with --hessian (both
+presets) the Hessian's largest eigenvalue (the notion hessian_max: Lanczos to a relative
+tolerance of 1e-3, about 20-50 HVPs, each about 2.3 objective evaluations). Writes, into
+--out:
 
     fig6_sharpness_training_<dataset>_<preset>.json
     fig6_sharpness_training_<dataset>_<preset>.{png,pdf}
@@ -20,6 +23,7 @@ from 114 after epoch 1 to 8.2 after epoch 15, the LB one stays at 167-178 (eps 1
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -29,14 +33,19 @@ from keskar_repro.report import experiment, plots, study_plots  # noqa: E402  (n
 
 STEM = "fig6_sharpness_training"
 PRESETS = {
-    "paper": {"seeds": 1, "epochs": 100, "epsilons": [1e-3, 5e-4]},
-    "quick": {"seeds": 1, "epochs": 15, "epsilons": [1e-3]},
+    "paper": {"seeds": 1, "epochs": 100, "epsilons": [1e-3, 5e-4], "hessian": True},
+    "quick": {"seeds": 1, "epochs": 15, "epsilons": [1e-3], "hessian": True},
 }
 
 
 def options(p) -> None:
     experiment.add_batch_options(p)
     experiment.add_epsilons_option(p)
+    p.add_argument(
+        "--hessian",
+        action=argparse.BooleanOptionalAction,
+        help="also the Hessian's largest eigenvalue at each snapshot (the notion hessian_max)",
+    )
 
 
 def checks(settings) -> dict[str, bool]:
@@ -44,7 +53,7 @@ def checks(settings) -> dict[str, bool]:
 
 
 def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
-    from keskar_repro.store.measurements import run_record, snapshot_of
+    from keskar_repro.store.measurements import notion_measurement, run_record, snapshot_of
     from keskar_repro.training.protocol import snapshot_schedule
 
     schedule = snapshot_schedule(settings.epochs)
@@ -59,12 +68,14 @@ def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     for regime, runs in trained.items():
         for run in runs:
             for epoch in measured:
-                record = run_record(
-                    snapshot_of(run, epoch, settings.runs_dir),
-                    dataset,
-                    settings.epsilons,
-                    root=settings.runs_dir,
-                )
+                snapshot = snapshot_of(run, epoch, settings.runs_dir)
+                record = run_record(snapshot, dataset, settings.epsilons, root=settings.runs_dir)
+                curvature = {}
+                if settings.hessian:  # the same at every epsilon: cached once
+                    curvature["lambda_max"] = notion_measurement(
+                        snapshot, dataset, "hessian_max", settings.epsilons[0],
+                        root=settings.runs_dir,
+                    )["value"]  # fmt: skip
                 rows += [
                     {
                         "regime": regime,
@@ -76,6 +87,7 @@ def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
                         "test_accuracy": record["test_accuracy"],
                         "value": value,
                         "report": record["sharpness_reports"][eps],
+                        **curvature,
                     }
                     for eps, value in record["sharpness"].items()
                 ]
@@ -107,12 +119,28 @@ def summarize(results: dict) -> dict:
                     b >= a for a, b in zip(values, values[1:], strict=False)
                 ),
             }
+        if pts and "lambda_max" in pts[0]:
+            curve = [p["lambda_max"] for p in pts]
+            out[f"{regime}/lambda_max"] = {
+                "seed": seed,
+                "first": {"epoch": pts[0]["epoch"], "value": curve[0]},
+                "last": {"epoch": pts[-1]["epoch"], "value": curve[-1]},
+                "peak": {"epoch": pts[curve.index(max(curve))]["epoch"], "value": max(curve)},
+            }
     return out
 
 
 def text(results: dict) -> str:
     lines = [f"Figure 6 for F1 on {results['dataset']['name']}: sharpness along training"]
     for key, s in results["summary"].items():
+        if key.endswith("lambda_max"):
+            lines.append(
+                f"  {key} (seed {s['seed']}): epoch {s['first']['epoch']} "
+                f"{s['first']['value']:.3g} -> epoch {s['last']['epoch']} "
+                f"{s['last']['value']:.3g}; peak {s['peak']['value']:.3g} at epoch "
+                f"{s['peak']['epoch']}"
+            )
+            continue
         lines.append(
             f"  {key} (seed {s['seed']}): epoch {s['first']['epoch']} (CE "
             f"{s['first']['train_loss']:.3g}) {s['first']['value']:.3g} -> epoch "

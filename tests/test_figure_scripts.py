@@ -111,7 +111,14 @@ def test_figure_6_measures_every_snapshot(made):
     assert r["snapshot_epochs"] == [0, 1, 2]
     points = {(row["regime"], row["epoch"]) for row in r["rows"]}
     assert points == {(g, e) for g in ("SB", "LB") for e in (1, 2)}
-    assert all(row["value"] >= 0 for row in r["rows"])
+    assert all(row["value"] >= 0 and row["lambda_max"] > 0 for row in r["rows"])
+    # the last snapshot is the trained run: the notions study's lambda_max there, one cache
+    notions = results(made[0], "fig_sharpness_notions")["rows"]
+    for row in (x for x in r["rows"] if x["epoch"] == 2):
+        same = [n["value"] for n in notions if (n["regime"], n["point"], n["notion"]) ==
+                (row["regime"], "trained", "hessian_max")]  # fmt: skip
+        assert same == [row["lambda_max"]]
+    assert {"SB/lambda_max", "LB/lambda_max"} <= set(r["summary"])
 
 
 def test_figure_5_warm_starts_from_every_snapshot(made):

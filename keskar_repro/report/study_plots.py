@@ -121,57 +121,53 @@ def warm_start_plot(warm: dict, *, title: str = "") -> Figure:
 def sharpness_vs_loss_plot(rows: Sequence[dict], *, title: str = "") -> Figure:
     """Figure 6 layout: one panel per epsilon; full-space sharpness against training
     cross-entropy along training, log-log, the loss axis reversed (training proceeds to the
-    right); SB and LB lines, each point labelled with its epoch.
+    right); SB and LB lines, each point labelled with its epoch. Where the rows carry the
+    Hessian's "lambda_max" (the same at every epsilon), a last panel draws it the same way.
 
     `rows`: {"regime", "epsilon", "epoch", "train_loss", "value"} per (run, snapshot, eps);
     several seeds of a regime are drawn as separate thin lines."""
     epsilons = sorted({r["epsilon"] for r in rows}, reverse=True)
-    fig, axes = plt.subplots(1, len(epsilons), figsize=(5.2 * len(epsilons), 4.2), squeeze=False)
-    for ax, eps in zip(axes[0], epsilons, strict=True):
-        for regime in ("SB", "LB"):
-            seeds = sorted({r["seed"] for r in rows if r["regime"] == regime})
-            for i, seed in enumerate(seeds):
-                pts = sorted(
-                    (
-                        r
-                        for r in rows
-                        if (r["regime"], r["seed"], r["epsilon"]) == (regime, seed, eps)
-                    ),
-                    key=lambda r: r["epoch"],
-                )
-                x = [p["train_loss"] for p in pts]
-                y = [p["value"] for p in pts]
-                ax.plot(
-                    x,
-                    y,
-                    "-o",
-                    color=REGIME_COLORS[regime],
-                    ms=4,
-                    lw=1.4,
-                    label=regime if i == 0 else None,
-                )
-                if i == 0:
-                    for p in pts:
-                        ax.annotate(
-                            str(p["epoch"]),
-                            (p["train_loss"], p["value"]),
-                            fontsize=6,
-                            xytext=(2, 3),
-                            textcoords="offset points",
-                        )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        _plain_log(ax.xaxis)
-        _plain_log(ax.yaxis)
-        ax.invert_xaxis()
-        ax.set_xlabel("training cross-entropy (reversed: training goes right)")
-        ax.set_ylabel(r"sharpness $\phi$ (%)")
-        ax.set_title(f"$\\epsilon$ = {eps:g} (labels: epoch)", fontsize=10)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+    panels = [(eps, "value") for eps in epsilons]
+    if rows and all("lambda_max" in r for r in rows):
+        panels.append((epsilons[0], "lambda_max"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    for ax, (eps, key) in zip(axes[0], panels, strict=True):
+        _along_training(ax, [r for r in rows if r["epsilon"] == eps], key)
+        if key == "value":
+            ax.set_ylabel(r"sharpness $\phi$ (%)")
+            ax.set_title(f"$\\epsilon$ = {eps:g} (labels: epoch)", fontsize=10)
+        else:
+            ax.set_ylabel(r"Hessian $\lambda_{max}$")
+            ax.set_title("largest Hessian eigenvalue (labels: epoch)", fontsize=10)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def _along_training(ax, rows: Sequence[dict], key: str) -> None:
+    """`key` against the training cross-entropy, one line per run (regime colour), log-log,
+    the loss axis reversed; the first seed's points labelled with their epochs."""
+    for regime in ("SB", "LB"):
+        seeds = sorted({r["seed"] for r in rows if r["regime"] == regime})
+        for i, seed in enumerate(seeds):
+            pts = sorted((r for r in rows if (r["regime"], r["seed"]) == (regime, seed)),
+                         key=lambda r: r["epoch"])  # fmt: skip
+            x = [p["train_loss"] for p in pts]
+            y = [p[key] for p in pts]
+            ax.plot(x, y, "-o", color=REGIME_COLORS[regime], ms=4, lw=1.4,
+                    label=regime if i == 0 else None)  # fmt: skip
+            if i == 0:
+                for p in pts:
+                    ax.annotate(str(p["epoch"]), (p["train_loss"], p[key]), fontsize=6,
+                                xytext=(2, 3), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_log(ax.xaxis)
+    _plain_log(ax.yaxis)
+    ax.invert_xaxis()
+    ax.set_xlabel("training cross-entropy (reversed: training goes right)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
 
 
 def heatmaps(grid: dict, *, title: str = "") -> Figure:

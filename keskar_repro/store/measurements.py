@@ -173,7 +173,7 @@ def notion_measurement(
     notion: str,
     epsilon: float,
     *,
-    samples: int,
+    samples: int | None = None,
     params=None,
     transform: dict | None = None,
     loss_fn=None,
@@ -213,7 +213,8 @@ def notion_measurement(
         f = loss_fn or training_objective(run, dataset)
         key = jax.random.fold_in(jax.random.key(NOTION_KEY), run.config.seed)
         solver = SolverOptions(maxiter=SHARPNESS_MAXITER)
-        settings = MeasureSettings(epsilon, solver, samples=samples, **hessian)
+        draws = {} if samples is None else {"samples": samples}  # the average-case notions'
+        settings = MeasureSettings(epsilon, solver, **draws, **hessian)
         x = run.params if params is None else params
         value, stderr, report = entry.compute(f, x, settings, key, None)
         return {"value": value, "stderr": stderr, "report": report.to_dict()}
