@@ -38,7 +38,14 @@ gaussian and uniform constructions, default reading: 4 maximisations) takes seco
 experiments/fig_sharpness.py's quick preset; the paper preset (3 seeds, both eps, 7
 constructions x (2 formulations + 5 readings): 588 maximisations) is long on full MNIST, where
 one maximisation takes 17-72 s: choose --constructions, --readings and --scalings, or let it
-resume across sessions.
+resume across sessions. A study measured in parts (each some seeds, --first-seed and --seeds,
+and some variants; a part without "default" in --readings measures only the other readings)
+is merged into one JSON whose summary gives each variant's number of seeds:
+
+    python experiments/table4_subspaces.py --dataset mnist --seeds 1 --scalings literal \
+        --constructions gaussian,uniform --readings default --out parts/literal
+    python experiments/table4_subspaces.py --dataset mnist --out figures --merge \
+        figures/table4_subspaces_mnist_paper.json parts/literal/table4_subspaces_mnist_paper.json
 """
 
 from __future__ import annotations
@@ -90,6 +97,12 @@ def _names(s: str) -> list[str]:
 def options(p: argparse.ArgumentParser) -> None:
     experiment.add_batch_options(p)
     experiment.add_epsilons_option(p)
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="measure seeds first, first + 1, ..., first + seeds - 1 (a part, for --merge)",
+    )
     p.add_argument("--subspace-dim", type=int, default=100, help="p of the subspaces (100)")
     p.add_argument(
         "--constructions",
@@ -110,10 +123,11 @@ def checks(settings: experiment.Settings) -> dict[str, bool]:
     return {
         **experiment.batch_checks(settings),
         **experiment.epsilons_check(settings),
+        "--first-seed": settings.first_seed >= 0,
         "--subspace-dim": settings.subspace_dim >= 1,
         "--constructions": bool(settings.constructions)
         and set(settings.constructions) <= set(SUBSPACE_SCALINGS),
-        "--readings": set(settings.readings) <= set(READINGS),
+        "--readings": bool(settings.readings) and set(settings.readings) <= set(READINGS),
         "--scalings": bool(settings.scalings)
         and set(settings.scalings) <= {"normalized", "literal"},
     }
@@ -121,10 +135,11 @@ def checks(settings: experiment.Settings) -> dict[str, bool]:
 
 def jobs(settings: experiment.Settings) -> list[dict]:
     """Every (construction, scaling, reading) measured at each eps: each construction with each
-    formulation (default reading), and with the normalized one under each other reading."""
+    formulation under the default reading (when --readings has it), and with the normalized
+    one under each other reading."""
     out = []
     for construction in settings.constructions:
-        for scaling in settings.scalings:
+        for scaling in settings.scalings if "default" in settings.readings else ():
             out.append({"construction": construction, "scaling": scaling, "reading": "default"})
         for reading in settings.readings:
             if reading != "default":
@@ -224,7 +239,8 @@ def _scan(run, dataset, direction, policy: str, like=None) -> dict:
 def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     configs = experiment.sb_lb_configs(settings, dataset, resolved)
     todo = jobs(settings)
-    runs = {regime: experiment.seed_runs(settings, dataset, c) for regime, c in configs.items()}
+    seeds = range(settings.first_seed, settings.first_seed + settings.seeds)
+    runs = {r: experiment.seed_runs(settings, dataset, c, seeds) for r, c in configs.items()}
     bar = experiment.progress_bar(settings, 2 * settings.seeds * len(todo), "Table 4 subspaces")
     rows = []
     top = max(settings.epsilons)
@@ -269,7 +285,8 @@ def summarize(results: dict) -> dict:
     table = {}
     for name in dict.fromkeys(variant(r) for r in results["rows"]):
         rows = [r for r in results["rows"] if variant(r) == name]
-        entry: dict = {"values": {}, "eps_ratio": {}, "linear_ratio": {}, "at_box": {}}
+        entry: dict = {"values": {}, "eps_ratio": {}, "linear_ratio": {}, "at_box": {},
+                       "seeds": len({r["seed"] for r in rows})}  # fmt: skip
         for regime in ("SB", "LB"):
             mine = [r for r in rows if r["regime"] == regime]
             for eps in sorted({r["epsilon"] for r in mine}, reverse=True):
@@ -335,44 +352,71 @@ def text(results: dict) -> str:
 
 def draw(results: dict, settings: experiment.Settings) -> list[str]:
     """Left: the default-reading values per construction (SB, LB at each eps; log scale), the
-    paper's as horizontal lines. Right: the scans along A y (SB solid, LB dashed)."""
+    paper's as horizontal lines. Middle: the same for the literal formulation and the other
+    readings. Right: the scans along A y (SB solid, LB dashed)."""
     import matplotlib.pyplot as plt
 
     from keskar_repro.report import plots
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(19, 4.8))
     s = results["summary"]
-    names = [n for n in s["variants"] if n.endswith("/normalized/default")]
-    keys = [k for k in s["paper"] if any(k in s["variants"][n]["values"] for n in names)]
-    width = 0.8 / max(len(keys), 1)
-    for i, key in enumerate(keys):
-        heights = [s["variants"][n]["values"].get(key, (float("nan"), 0))[0] for n in names]
-        left.bar([j + i * width for j in range(len(names))], heights, width, label=f"ours {key}")
-        left.axhline(s["paper"][key], color=f"C{i}", ls=":", lw=1)
-    left.set_xticks([j + 0.4 - width / 2 for j in range(len(names))])
-    left.set_xticklabels([n.split("/")[0] for n in names], rotation=30, ha="right")
-    left.set_yscale("log")
-    left.set_ylabel("Metric 2.1 in the subspace (%)")
-    left.set_title("Table 4 by construction of A (dotted: the paper)")
-    left.legend(fontsize=7)
+    main = [n for n in s["variants"] if n.endswith("/normalized/default")]
+    _bars(left, s, main, [n.split("/")[0] for n in main], "Table 4 by construction of A")
+    other = [n for n in s["variants"] if n not in main]
+    labels = [n.replace("/normalized", "").replace("/default", "") for n in other]
+    _bars(middle, s, other, labels, "formulation and solver readings")
     colour = {c: f"C{i % 10}" for i, c in enumerate(SUBSPACE_SCALINGS)}
-    for r in (x for x in results["rows"] if "scan" in x):
+    scans = [x for x in results["rows"] if "scan" in x]
+    for r in scans:
         style = "-" if r["regime"] == "SB" else "--"
-        right.plot(
-            r["scan"]["t"],
-            r["scan"]["train_loss"],
-            style,
-            color=colour[r["construction"]],
-            label=f"{r['regime']} {r['construction']}",
-        )
+        right.plot(r["scan"]["t"], r["scan"]["train_loss"], style, color=colour[r["construction"]],
+                   label=f"{r['regime']} {r['construction']}")  # fmt: skip
+    right.set_visible(bool(scans))
     right.set_yscale("log")
     right.set_xlabel("t (x + t A y, y the maximiser)")
     right.set_ylabel("training cross-entropy")
-    right.legend(fontsize=6, ncol=2)
+    if scans:
+        right.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return plots.save_figure(fig, experiment.figure_stem(settings, STEM))
 
 
+def _bars(ax, s: dict, names: list[str], labels: list[str], title: str) -> None:
+    """The variants' SB and LB mean values at each eps as grouped bars (log scale), the paper's
+    as dotted lines; hidden when there is nothing to draw."""
+    ax.set_visible(bool(names))
+    keys = [k for k in s["paper"] if any(k in s["variants"][n]["values"] for n in names)]
+    width = 0.8 / max(len(keys), 1)
+    for i, key in enumerate(keys):
+        heights = [s["variants"][n]["values"].get(key, (float("nan"), 0))[0] for n in names]
+        ax.bar([j + i * width for j in range(len(names))], heights, width, label=f"ours {key}")
+        ax.axhline(s["paper"][key], color=f"C{i}", ls=":", lw=1)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))])
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("Metric 2.1 in the subspace (%)")
+    ax.set_title(f"{title} (dotted: the paper)")
+    if keys:
+        ax.legend(fontsize=7)
+
+
+def part_units(results: dict) -> list[str]:
+    """A part's units: "<seed>/<construction>/<scaling>/<reading>" of each measured variant."""
+    return sorted({f"{r['seed']}/{variant(r)}" for r in results["rows"]})
+
+
+def merged_units(units: list[str]) -> dict:
+    """The merged config: every measured seed/variant, and how many seeds."""
+    return {"measured": units, "seeds": len({u.split("/")[0] for u in units})}
+
+
+# Parts: each some seeds and some variants (--seeds, --first-seed, --constructions, --scalings,
+# --readings), merged with --merge; a seed/variant measured in two parts is refused.
+PARTS = experiment.Parts(
+    units=part_units, field="measured", what="seeds and variants", lists=("rows",),
+    free=("seeds", "first_seed"), unions=("constructions", "scalings", "readings"),
+    merged=merged_units,
+)  # fmt: skip
 SPEC = experiment.FigureSpec(
     name="table4_subspaces",
     stem=STEM,
@@ -385,6 +429,7 @@ SPEC = experiment.FigureSpec(
     draw=draw,
     options=options,
     checks=checks,
+    parts=PARTS,
     bn_policy="batch",
 )
 

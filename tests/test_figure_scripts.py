@@ -289,6 +289,35 @@ def test_table_4_study_measures_each_construction_in_one_subspace_per_seed(made)
     assert set(r["summary"]["paper"]) == {"SB/0.001", "LB/0.001", "SB/0.0005", "LB/0.0005"}
 
 
+def test_table_4_study_in_parts_of_seeds_and_variants_merges_into_one(made, tmp_path):
+    import table4_subspaces
+
+    out, runs, _ = made
+    common = ["--dataset", "mnist10k", "--preset", "quick", "--hidden", "16", "--epochs", "2",
+              "--runs-dir", str(runs), "--no-progress"]  # fmt: skip
+    spec, whole = table4_subspaces.SPEC, out / "table4_subspaces_mnist10k_quick.json"
+    # a part of one solver reading only: no default-reading rows
+    argv = [*common, "--constructions", "uniform", "--readings", "maxfun", "--out", str(tmp_path)]
+    assert experiment.main(spec, argv) == 0
+    part = tmp_path / whole.name
+    assert {row["reading"] for row in json.loads(part.read_text())["rows"]} == {"maxfun"}
+    merged = tmp_path / "merged"
+    assert (
+        experiment.main(spec, [*common, "--out", str(merged), "--merge", str(whole), str(part)])
+        == 0
+    )
+    m = json.loads((merged / whole.name).read_text())
+    assert m["config"]["readings"] == ["default", "maxfun"] and m["config"]["seeds"] == 1
+    assert m["config"]["measured"] == sorted(
+        f"0/{c}/normalized/{r}" for c, r in
+        (("gaussian", "default"), ("uniform", "default"), ("uniform", "maxfun"))
+    )  # fmt: skip
+    assert {v["seeds"] for v in m["summary"]["variants"].values()} == {1}
+    assert len(m["rows"]) == len(results(out, "table4_subspaces")["rows"]) + 2  # SB and LB
+    with pytest.raises(experiment.UserError, match="is in both"):  # a unit twice: refused
+        experiment.main(spec, [*common, "--out", str(merged), "--merge", str(whole), str(whole)])
+
+
 def test_curvature_measures_each_run_whole_and_per_module(made):
     r = results(made[0], "fig_curvature")
     assert {(row["regime"], row["policy"]) for row in r["rows"]} == {
