@@ -72,7 +72,10 @@ def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
 
     configs = experiment.sb_lb_configs(settings, dataset, resolved)
     configs["LB-conservative"] = dataclasses.replace(
-        configs["LB"], prox_steps=settings.prox_steps, prox_lambda=settings.prox_lambda
+        configs["LB"],
+        method="conservative",
+        prox_steps=settings.prox_steps,
+        prox_lambda=settings.prox_lambda,
     )
     rows = (
         baseline_rows(settings.baseline, configs, settings.seeds, settings.epsilons)

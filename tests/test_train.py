@@ -243,7 +243,9 @@ def test_the_authors_initialisation_is_the_default_and_hashes_stay_honest():
 def test_conservative_training_with_one_inner_iteration_is_plain_adam(tiny_config, small_data):
     """m = 1: the proximal term's gradient lambda (x - x_k) is 0 at x = x_k, so the step is the
     plain Adam step (up to XLA's rounding: the inner scan compiles differently)."""
-    conservative = dataclasses.replace(tiny_config, prox_steps=1, prox_lambda=0.5)
+    conservative = dataclasses.replace(
+        tiny_config, method="conservative", prox_steps=1, prox_lambda=0.5
+    )
     (plain,) = train(tiny_config, small_data, [0])
     (prox,) = train(conservative, small_data, [0])
     assert_same_runs([prox], [plain._replace(config=conservative)], small_data)

@@ -1,16 +1,17 @@
-"""One compiled training epoch of the paper's MLPs with Adam (or the conservative proximal
-step), for one run or several vmapped together, and the compiled evaluation; the protocol and
-its choices are in keskar_repro.training.train's docstring."""
+"""One compiled training epoch of the paper's MLPs by a training method (Adam, the paper's, by
+default; keskar_repro.training.methods), for one run or several vmapped together, and the
+compiled evaluation; the protocol and its choices are in keskar_repro.training.train's
+docstring."""
 
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from keskar_repro.devices.parallel import shard_examples
 from keskar_repro.errors import UserError
 from keskar_repro.training.config import TrainConfig, TrainState
+from keskar_repro.training.methods import get_method
 from keskar_repro.training.models import init_variables
 from keskar_repro.training.objective import cross_entropy, scale_pixels, split_metrics
 
@@ -43,11 +44,11 @@ def stacked_initial_state(
 def make_epoch_fn(config: TrainConfig, n_train: int) -> Callable:
     """`epoch(state, x_uint8, y, shuffle_key, epoch) -> (state, (mean_loss, mean_acc))`.
 
-    floor(n_train / batch_size) steps in one `lax.scan`; pure and jit-able. A step is one Adam
-    update on the batch loss, or with `prox_steps` = m > 0 (conservative training) m Adam updates
-    on the batch's proximal sub-problem, compiled as an inner `lax.scan` (module docstring).
+    floor(n_train / batch_size) steps in one `lax.scan`; pure and jit-able. A step is the
+    config's training method's (keskar_repro.training.methods: one Adam update on the batch
+    loss by default) on a training-mode pass of `config.train_model()`.
     """
-    model, optimizer, batch = config.model(), config.optimizer(), config.batch_size
+    model, batch = config.train_model(), config.batch_size
     steps = n_train // batch
     if steps < 1:
         raise UserError(
@@ -66,27 +67,7 @@ def make_epoch_fn(config: TrainConfig, n_train: int) -> Callable:
         return loss, (updates["batch_stats"], accuracy)
 
     grad_fn = jax.value_and_grad(loss_and_stats, has_aux=True)
-
-    def adam_step(state: TrainState, xb, yb, anchor=None):
-        (loss, (batch_stats, accuracy)), grads = grad_fn(state.params, state.batch_stats, xb, yb)
-        if anchor is not None:  # gradient of (lambda / 2) ||x - x_k||^2
-            grads = jax.tree_util.tree_map(
-                lambda g, p, a: g + config.prox_lambda * (p - a), grads, state.params, anchor
-            )
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return TrainState(params, batch_stats, opt_state), (loss, accuracy)
-
-    def proximal_step(state: TrainState, xb, yb):
-        """`prox_steps` Adam iterations on f_B(x) + (lambda/2)||x - x_k||^2, x_k = the params
-        at the start of the step; the reported loss is f_B(x_k)."""
-        anchor = state.params
-        state, (losses, accuracies) = jax.lax.scan(
-            lambda s, _: adam_step(s, xb, yb, anchor), state, None, length=config.prox_steps
-        )
-        return state, (losses[0], accuracies[0])
-
-    update = proximal_step if config.prox_steps else adam_step
+    update = get_method(config.method).step(config, grad_fn, config.optimizer(steps))
 
     def epoch(state: TrainState, x_uint8, y, shuffle_key, epoch_index):
         def step(state: TrainState, idx):

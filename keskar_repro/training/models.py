@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 F1_HIDDEN: tuple[int, ...] = (512,) * 5
 # Dense kernel initialisers. "glorot_uniform": uniform in +-sqrt(6 / (fan_in + fan_out)), the
@@ -42,6 +43,46 @@ N_CLASSES = 10
 INPUT_DIM = 28 * 28
 
 
+class GhostBatchNorm(nn.Module):
+    """Batch norm over virtual ("ghost") batches (Hoffer et al. 2017): in training mode the
+    batch of n examples is cut, in order, into ceil(n / ghost_batch) virtual batches of
+    `ghost_batch` (the last one shorter where ghost_batch does not divide n), and each is
+    normalised with its own mean and (biased) variance; the running averages move as
+    nn.BatchNorm's would, from the batch's mean of the virtual means (the batch mean) and the
+    count-weighted mean of the virtual variances. With use_running_average, and in training mode
+    when ghost_batch >= n (one virtual batch), it is nn.BatchNorm: the same variables ("scale",
+    "bias"; batch_stats "mean", "var") and the same values up to rounding."""
+
+    ghost_batch: int
+    momentum: float = 0.99
+    epsilon: float = 1e-3
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, use_running_average: bool) -> jax.Array:
+        d = x.shape[-1]
+        mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((d,), jnp.float32))
+        var = self.variable("batch_stats", "var", lambda: jnp.ones((d,), jnp.float32))
+        scale = self.param("scale", nn.initializers.ones, (d,))
+        bias = self.param("bias", nn.initializers.zeros, (d,))
+        if use_running_average:
+            y = (x - mean.value) * jax.lax.rsqrt(var.value + self.epsilon)
+            return y * scale + bias
+        n, g = x.shape[0], min(self.ghost_batch, x.shape[0])
+        groups = -(-n // g)
+        counts = np.full(groups, g, np.float32)
+        counts[-1] = n - (groups - 1) * g
+        xg = jnp.pad(x, ((0, groups * g - n), (0, 0))).reshape(groups, g, d)
+        g_mean = xg.sum(axis=1) / counts[:, None]
+        g_var = jnp.maximum((xg * xg).sum(axis=1) / counts[:, None] - g_mean * g_mean, 0.0)
+        y = (xg - g_mean[:, None]) * jax.lax.rsqrt(g_var[:, None] + self.epsilon)
+        if not self.is_initializing():
+            w = jnp.asarray(counts / n)
+            m = self.momentum
+            mean.value = m * mean.value + (1 - m) * (w @ g_mean)
+            var.value = m * var.value + (1 - m) * (w @ g_var)
+        return y.reshape(groups * g, d)[:n] * scale + bias
+
+
 class MLP(nn.Module):
     """Dense -> BatchNorm -> ReLU blocks, then a Dense output layer (logits).
 
@@ -49,6 +90,7 @@ class MLP(nn.Module):
     decay of the batch-norm running averages (Flax's and Keras' default, 0.99); `bn_epsilon`
     is added to the variance (Keras 1's default, 1e-3). `kernel_init` names the initialiser of
     every Dense kernel (`KERNEL_INITS`); biases and BN offsets start at 0, BN scales at 1.
+    `ghost_batch` > 0 puts `GhostBatchNorm` in place of each batch norm (same variable names).
     """
 
     hidden: Sequence[int] = F1_HIDDEN
@@ -56,19 +98,22 @@ class MLP(nn.Module):
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     kernel_init: str = "glorot_uniform"
+    ghost_batch: int = 0
 
     @nn.compact
     def __call__(self, x: jax.Array, *, use_running_average: bool) -> jax.Array:
         x = x.reshape((x.shape[0], -1))
-        for width in self.hidden:
+        for i, width in enumerate(self.hidden):
             x = nn.Dense(width, kernel_init=KERNEL_INITS[self.kernel_init])(x)
-            x = nn.BatchNorm(
-                use_running_average=use_running_average,
-                momentum=self.bn_momentum,
-                epsilon=self.bn_epsilon,
-            )(x)
+            x = self._norm(i)(x, use_running_average=use_running_average)
             x = nn.relu(x)
         return nn.Dense(self.n_classes, kernel_init=KERNEL_INITS[self.kernel_init])(x)
+
+    def _norm(self, i: int) -> nn.Module:
+        if self.ghost_batch:
+            return GhostBatchNorm(self.ghost_batch, self.bn_momentum, self.bn_epsilon,
+                                  name=f"BatchNorm_{i}")  # fmt: skip
+        return nn.BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_epsilon)
 
 
 def f1() -> MLP:

@@ -1,4 +1,6 @@
-"""Jit-compiled small- and large-batch training of the paper's MLPs with Adam.
+"""Jit-compiled small- and large-batch training of the paper's MLPs with Adam (or another
+training method of keskar_repro.training.methods: SGD with momentum, SAM, conservative
+training; learning-rate scaling and warm-up; ghost batch norm).
 
 The protocol (Keskar et al. 2017, Section 2.2 and Table 1):
 
@@ -35,7 +37,8 @@ reading of the paper's "until the loss ceased to improve": stop once the exact t
 for `patience` consecutive epochs, or after `epochs` epochs, whichever comes first; the
 parameters of the last epoch are kept.
 
-Conservative training (paper App. E.2, Table 7; `prox_steps` = m > 0, `prox_lambda` = lambda):
+Conservative training (paper App. E.2, Table 7; method "conservative", `prox_steps` = m > 0,
+`prox_lambda` = lambda):
 each step solves the proximal sub-problem of its batch B_k inexactly,
 
     x_{k+1} ~ argmin_x (1/|B_k|) sum_{i in B_k} f_i(x) + (lambda / 2) ||x - x_k||^2,
