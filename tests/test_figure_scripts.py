@@ -17,6 +17,7 @@ import fig_batch_sweep  # noqa: E402
 import fig_curvature  # noqa: E402
 import fig_lr_batch  # noqa: E402
 import fig_sharpness_notions  # noqa: E402
+import table_remedies  # noqa: E402
 
 from keskar_repro.report import experiment  # noqa: E402
 from keskar_repro.training.train import TrainConfig  # noqa: E402
@@ -665,3 +666,47 @@ def test_batch_size_parts_merge_to_the_figure_of_all_batch_sizes(made, tmp_path,
     assert merged["rows"] == whole["rows"] and merged["summary"] == whole["summary"]
     units = [[int(first)], [int(b) for b in rest.split(",")]]  # in unit order, not given order
     assert [p["units"] for p in merged["parts"]] == units
+
+
+def test_remedy_rows_change_the_protocol_runs_by_one_remedy_each():
+    from keskar_repro.training.protocol import sb_lb_configs
+
+    configs, _ = sb_lb_configs("mnist", 60000, epochs=100)
+    settings = experiment.parse(table_remedies.SPEC, ["--dataset", "mnist"])
+    hoffer = table_remedies.remedy_config("LB Hoffer", configs, settings, 60000)
+    assert (hoffer.epochs, hoffer.ghost_batch, hoffer.lr_scaling) == (2340, 128, "sqrt")
+    assert hoffer.lr_base_batch == 256 and hoffer.method == "adam"
+    sam = table_remedies.remedy_config("LB SAM", configs, settings, 60000, sam_rho=0.1)
+    assert (sam.method, sam.sam_rho, sam.epochs) == ("sam", 0.1, 100)
+    assert table_remedies.remedy_config("LB", configs, settings, 60000) == configs["LB"]
+    sgd = table_remedies.remedy_config("SB SGD", configs, settings, 60000)
+    assert (sgd.method, sgd.learning_rate, sgd.batch_size) == ("sgd", 0.1, 256)
+
+
+def test_remedies_table_chooses_rho_on_held_out_images_and_measures_every_run(made):
+    out, runs, _ = made
+    r = results(out, "table_remedies")
+    rho = r["sam_rho"]
+    assert [g["rho"] for g in rho["grid"]] == [0.05, 0.5] and rho["n_fit"] == 7200
+    best = max(rho["grid"], key=lambda g: g["validation_accuracy"])["rho"]
+    assert rho["rho"] == best and (runs / "holdout-0.1").is_dir()
+    rows = {row["remedy"]: row for row in r["rows"]}
+    assert list(rows) == ["SB", "LB", "LB sqrt LR", "LB SAM"]
+    assert rows["LB SAM"]["method"] == "sam" and rows["LB"]["method"] == "adam"
+    assert rows["SB"]["updates"] == 2 * (8000 // 34) and rows["LB"]["updates"] == 20
+    for row in rows.values():
+        curve = row["distance"]
+        assert curve["epoch"] == [1, 2] and curve["updates"][1] == row["updates"]
+        assert 0 < curve["distance"][0] < curve["distance"][1]
+        assert row["notions"]["metric_2_1/0.001"] > 0
+    # the SB and LB rows are the main script's runs and measurements
+    main = {(x["regime"], x["space"], x["epsilon"]): x["value"]
+            for x in results(out, "fig_sharpness")["sharpness"]}  # fmt: skip
+    for regime in ("SB", "LB"):
+        assert rows[regime]["notions"]["metric_2_1/0.001"] == main[regime, "full", 0.001]
+    summary = r["summary"]
+    assert summary["rows"]["LB"]["vs_LB"] == 0.0
+    assert {(t["notion"], t["with"], t["n"]) for t in summary["tau"]} == {
+        ("metric_2_1/0.001", "test_accuracy", 4),
+        ("metric_2_1/0.001", "gap_accuracy", 4),
+    }
