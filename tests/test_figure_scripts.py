@@ -681,6 +681,9 @@ def test_remedy_rows_change_the_protocol_runs_by_one_remedy_each():
     assert table_remedies.remedy_config("LB", configs, settings, 60000) == configs["LB"]
     sgd = table_remedies.remedy_config("SB SGD", configs, settings, 60000)
     assert (sgd.method, sgd.learning_rate, sgd.batch_size) == ("sgd", 0.1, 256)
+    assert (sgd.weight_decay, sgd.lr_drops, sgd.momentum) == (1e-4, (10, 20, 30), 0.9)
+    hoffer_sgd = table_remedies.remedy_config("LB Hoffer SGD", configs, settings, 60000)
+    assert hoffer_sgd.lr_drops == (234, 468, 702) and hoffer_sgd.epochs == 2340
 
 
 def test_remedies_table_chooses_rho_on_held_out_images_and_measures_every_run(made):

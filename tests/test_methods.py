@@ -37,6 +37,9 @@ def test_the_registry_names_every_method_and_refuses_an_unknown_one():
         ({"method": "conservative"}, "prox_steps=0 is invalid .*'conservative'"),
         ({"method": "adam", "prox_steps": 3}, "prox_steps=3 is invalid"),
         ({"method": "sgd", "momentum": 1.0}, "momentum=1.0 is invalid"),
+        ({"lr_drops": (20, 10)}, r"lr_drops=\(20, 10\) is invalid \(increasing"),
+        ({"lr_drops": (100,)}, "lr_drops=.100,. is invalid"),
+        ({"weight_decay": -1.0}, "weight_decay=-1.0 is invalid"),
     ],
 )
 def test_impossible_settings_fail_with_one_line_naming_the_field(fields, match):
@@ -54,6 +57,8 @@ def test_saved_runs_keep_their_hashes():
     assert config.method == "conservative" and config.to_dict() == old_conservative
     assert TrainConfig(method="sam").to_dict()["method"] == "sam"
     assert TrainConfig(ghost_batch=128).to_dict()["ghost_batch"] == 128
+    drops = TrainConfig(lr_drops=[10, 20]).to_dict()["lr_drops"]
+    assert drops == [10, 20] and TrainConfig.from_dict(TrainConfig(lr_drops=(10,)).to_dict())
 
 
 def test_learning_rate_scaling_with_the_batch_size():
@@ -136,6 +141,20 @@ def test_warm_up_climbs_from_the_unscaled_to_the_scaled_rate(small_data):
     _close(state.params, p)
 
 
+def test_weight_decay_and_learning_rate_drops(small_data):
+    """Plain SGD, wd 0.01, a drop (x 0.1) after epoch 1: x1 = x0 - lr (g0 + wd x0), then
+    x2 = x1 - 0.1 lr (g1 + wd x1)."""
+    config = TrainConfig(batch_size=N, hidden=(16,), method="sgd", momentum=0.0, epochs=3,
+                         learning_rate=0.05, weight_decay=0.01, lr_drops=(1,))  # fmt: skip
+    data, grad = _batch(small_data, config)
+    start, state = _epochs(config, data, 2)
+    p, stats = start.params, start.batch_stats
+    for lr in (0.05, 0.005):
+        (_, stats), g = grad(p, stats)
+        p = jax.tree_util.tree_map(lambda a, gi, lr=lr: a - lr * (gi + 0.01 * a), p, g)
+    _close(state.params, p)
+
+
 def test_sam_step_takes_adams_update_with_the_gradient_at_the_ascent_point(small_data):
     rho = 0.05
     config = TrainConfig(batch_size=N, hidden=(16,), method="sam", sam_rho=rho)
@@ -210,5 +229,7 @@ def test_regime_adaptation_gives_the_large_batch_the_small_batchs_updates():
     adapted = methods.regime_adapted(lb, 256, 60000)  # 234 SB steps per epoch, 10 LB steps
     assert adapted.epochs == 2340 and adapted.batch_size == 6000
     assert methods.regime_adapted(lb, 6000, 60000) == lb
+    hoffer = dataclasses.replace(lb, lr_drops=(10, 20, 30))  # the schedule stretches with it
+    assert methods.regime_adapted(hoffer, 256, 60000).lr_drops == (234, 468, 702)
     with pytest.raises(ValueError, match="within the 5000 training examples"):
         methods.regime_adapted(lb, 256, 5000)

@@ -54,9 +54,13 @@ class TrainConfig:
     lr_base_batch: int = 256  # the batch size at which the learning rate is `learning_rate`
     warmup_epochs: int = 0  # epochs of gradual warm-up from the unscaled to the scaled rate
     ghost_batch: int = 0  # batch-norm statistics over virtual batches of this size (0: batch)
+    weight_decay: float = 0.0  # L2 term added to the gradient, wd x (every parameter)
+    lr_drops: tuple[int, ...] = ()  # epochs after which the learning rate is multiplied by:
+    lr_drop_factor: float = 0.1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "lr_drops", tuple(int(e) for e in self.lr_drops))
         if not self.method:
             object.__setattr__(self, "method", "conservative" if self.prox_steps else "adam")
         get_method(self.method)  # ValueError naming the registered methods
@@ -80,6 +84,10 @@ class TrainConfig:
             "lr_base_batch": self.lr_base_batch >= 1,
             "warmup_epochs": 0 <= self.warmup_epochs < self.epochs,
             "ghost_batch": 0 <= self.ghost_batch <= self.batch_size,
+            "weight_decay": self.weight_decay >= 0 and np.isfinite(self.weight_decay),
+            "lr_drops": all(0 < e < self.epochs for e in self.lr_drops)
+            and list(self.lr_drops) == sorted(set(self.lr_drops)),
+            "lr_drop_factor": 0 < self.lr_drop_factor <= 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -128,7 +136,7 @@ class TrainConfig:
         from what every earlier run had (`_LEGACY`: no warm start, Flax's lecun_normal init,
         plain Adam steps), so the hashes (run directory names) of earlier runs do not change."""
         d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
+        d["hidden"], d["lr_drops"] = list(self.hidden), list(self.lr_drops)
         for name, value in {**_LEGACY, "method": self._implied_method()}.items():
             if d[name] == value:
                 del d[name]
@@ -147,7 +155,8 @@ class TrainConfig:
 _LEGACY = {
     "warm_start": "", "init": "lecun_normal", "prox_steps": 0, "prox_lambda": 1e-3,
     "momentum": 0.9, "sam_rho": 0.05, "lr_scaling": "none", "lr_base_batch": 256,
-    "warmup_epochs": 0, "ghost_batch": 0,
+    "warmup_epochs": 0, "ghost_batch": 0, "weight_decay": 0.0, "lr_drops": [],
+    "lr_drop_factor": 0.1,
 }  # fmt: skip
 _WHY = {  # what an invalid value needs, where the check alone does not say
     "prox_steps": " (>= 1 exactly when method is 'conservative')",
@@ -156,6 +165,7 @@ _WHY = {  # what an invalid value needs, where the check alone does not say
     "lr_scaling": f" (one of {', '.join(LR_SCALINGS)})",
     "sam_rho": " (> 0)",
     "momentum": " (0 <= momentum < 1)",
+    "lr_drops": " (increasing epochs inside the training)",
 }
 
 

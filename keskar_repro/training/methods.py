@@ -105,29 +105,46 @@ def learning_rate(config: TrainConfig) -> float:
 def regime_adapted(config: TrainConfig, reference_batch: int, n_train: int) -> TrainConfig:
     """`config` given as many updates as `config.epochs` epochs at `reference_batch` make
     (Hoffer et al. 2017's regime adaptation: an LB run trained for the SB run's number of
-    steps): epochs = ceil(epochs x floor(n / reference_batch) / floor(n / batch_size))."""
+    steps): epochs = ceil(epochs x r), r = floor(n / reference_batch) / floor(n / batch_size),
+    and each learning-rate drop epoch times r, rounded."""
     steps, reference = n_train // config.batch_size, n_train // reference_batch
     if not 1 <= reference_batch <= n_train or steps < 1:
         raise ValueError(
             f"regime adaptation needs batch sizes within the {n_train} training examples, got "
             f"{config.batch_size} and the reference {reference_batch}"
         )
-    return dataclasses.replace(config, epochs=math.ceil(config.epochs * reference / steps))
+    ratio = reference / steps
+    drops = tuple(round(e * ratio) for e in config.lr_drops)  # the schedule stretched too
+    return dataclasses.replace(config, epochs=math.ceil(config.epochs * ratio), lr_drops=drops)
 
 
 def optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> optax.GradientTransformation:
-    """The config's method's optimizer, with the gradual warm-up of the module docstring over
-    warmup_epochs x steps_per_epoch steps (its state only counts steps, so `init` does not
-    depend on steps_per_epoch)."""
-    base = get_method(config.method).optimizer(config)
-    if not config.warmup_epochs:
-        return base
-    start, length = 1.0 / lr_multiplier(config), config.warmup_epochs * steps_per_epoch
+    """The config's method's optimizer; with weight_decay, the L2 term wd x params added to the
+    gradient first (as torch.optim.SGD's weight_decay); with warm-up or learning-rate drops,
+    its steps scaled by `_schedule` (whose state only counts steps, so `init` does not depend
+    on steps_per_epoch). Without these, the method's optimizer itself."""
+    parts = [get_method(config.method).optimizer(config)]
+    if config.weight_decay:
+        parts.insert(0, optax.add_decayed_weights(config.weight_decay))
+    if config.warmup_epochs or config.lr_drops:
+        parts.append(optax.scale_by_schedule(_schedule(config, steps_per_epoch)))
+    return parts[0] if len(parts) == 1 else optax.chain(*parts)
+
+
+def _schedule(config: TrainConfig, steps_per_epoch: int) -> Callable:
+    """The factor on step `count` (0-based): the warm-up's, rising linearly from 1 / k to 1
+    over warmup_epochs (k = `lr_multiplier`), times lr_drop_factor for each drop epoch passed
+    (a drop after epoch e applies from step e x steps_per_epoch on)."""
+    start = 1.0 / lr_multiplier(config)
+    length = max(config.warmup_epochs * steps_per_epoch, 1)
+    bounds = jnp.asarray([e * steps_per_epoch for e in config.lr_drops] or [0])
 
     def factor(count):
-        return start + (1.0 - start) * jnp.minimum(1.0, count / length)
+        warm = start + (1.0 - start) * jnp.minimum(1.0, count / length)
+        drops = jnp.sum(count >= bounds) if config.lr_drops else 0
+        return (warm if config.warmup_epochs else 1.0) * config.lr_drop_factor**drops
 
-    return optax.chain(base, optax.scale_by_schedule(factor))
+    return factor
 
 
 def _adam(config: TrainConfig) -> optax.GradientTransformation:
