@@ -20,7 +20,9 @@ SAM's rho is chosen on a held-out part of the training split: LB + SAM trained (
 first (1 - --holdout) of the training images for each rho of --rho-grid and validated on the
 rest; the rho of the highest validation accuracy is used, and the grid's accuracies are
 recorded. These runs live in <runs-dir>/holdout-<fraction> (their configs name the same
-dataset as the full runs', so they must not share a folder with them).
+dataset as the full runs', so they must not share a folder with them). With --committed (the
+paper preset), the conservative runs of Table 7 and the warm starts of Figure 5 join as rows,
+read from their committed JSONs (accuracy and Metric 2.1 only).
 
 For every run: test accuracy, the generalisation gap (train minus test accuracy, points), the
 train cross-entropy, the number of updates, the registered notions of --notions at every
@@ -43,6 +45,7 @@ preset is the cost check of every row. On full MNIST an epoch costs about 2.5 s 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -84,6 +87,7 @@ PRESETS = {
         "adapted_seeds": 2,
         "notions": [*NOTION_NAMES, "hessian_max", "hessian_trace"],
         "rho_grid": [0.01, 0.05, 0.1, 0.5],
+        "committed": True,
     },
     # Minutes on mnist10k: two remedies, one seed, eps 1e-3, Metric 2.1 only.
     "quick": {
@@ -94,6 +98,7 @@ PRESETS = {
         "adapted_seeds": 1,
         "notions": ["metric_2_1"],
         "rho_grid": [0.05, 0.5],
+        "committed": False,
     },
 }
 
@@ -111,6 +116,12 @@ def options(p) -> None:
     p.add_argument("--notions", type=lambda s: [x for x in s.split(",") if x],
                    help="registered notions measured on every run")  # fmt: skip
     p.add_argument("--rho-grid", type=experiment.float_list, help="SAM's rho candidates")
+    p.add_argument(
+        "--committed",
+        action=argparse.BooleanOptionalAction,
+        help="also the conservative (Table 7) and warm-start (Figure 5) rows, read from their "
+        "committed results JSON of the dataset (figures/) where present",
+    )
     p.add_argument("--holdout", type=float, default=0.1, help="validation share for rho")
     p.add_argument("--ghost-batch", type=int, default=128, help="virtual batch of ghost BN")
     p.add_argument("--warmup-epochs", type=int, default=5, help="Goyal et al.'s warm-up (5)")
@@ -255,7 +266,49 @@ def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
                 "notions": notions,
                 "distance": distance_curve(run, settings.runs_dir, dataset.n_train),
             })  # fmt: skip
+    if settings.committed:
+        rows += committed_rows(dataset.name, dataset.n_train)
     return {"rows": rows, "sam_rho": sam}
+
+
+# the committed results read as rows: (stem, what selects a row, the row's name)
+COMMITTED = (
+    (
+        "table7_conservative",
+        lambda r: r["regime"] == "LB-conservative",
+        lambda r: "LB conservative",
+    ),
+    ("fig5_warm_start", lambda r: r["k"] > 0, lambda r: f"LB warm start k={r['k']}"),
+)
+
+
+def committed_rows(dataset: str, n_train: int) -> list[dict]:
+    """The conservative and warm-start runs of the committed paper-preset JSONs of `dataset`
+    as rows: accuracy, gap, train loss, updates and Metric 2.1 (the only notion they hold;
+    no distance curve). None where a JSON is absent."""
+    from keskar_repro.store.files import read_json
+
+    rows = []
+    for stem, keep, name in COMMITTED:
+        path = experiment.DEFAULT_OUT / f"{stem}_{dataset}_paper.json"
+        if not path.is_file():
+            continue
+        for r in (r for r in read_json(path)["rows"] if keep(r)):
+            warm = int(r.get("k", 0)) * (n_train // 256)  # the SB epochs before a warm start
+            rows.append({
+                "remedy": name(r), "seed": r["seed"], "batch_size": r["batch_size"],
+                "method": "conservative" if "conservative" in name(r) else "adam",
+                "epochs": r["epoch"], "diverged": False,
+                "updates": warm + r["epoch"] * (n_train // r["batch_size"]),
+                "train_seconds": None, **{k: r[k] for k in METRICS},
+                "gap_accuracy": 100 * (r["train_accuracy"] - r["test_accuracy"]),
+                "notions": {f"metric_2_1/{float(e):g}": v for e, v in r["sharpness"].items()},
+                "distance": None, "source": str(path.relative_to(experiment.REPO)),
+            })  # fmt: skip
+    return rows
+
+
+METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
 
 def summarize(results: dict) -> dict:
@@ -271,7 +324,8 @@ def summarize(results: dict) -> dict:
             table[name] = {"diverged": True}
             continue
         accuracy = [100 * r["test_accuracy"] for r in mine]
-        slopes = [r["distance"]["slope"] for r in mine if r["distance"]["slope"] is not None]
+        slopes = [r["distance"]["slope"] for r in mine
+                  if r["distance"] and r["distance"]["slope"] is not None]  # fmt: skip
         table[name] = {
             "seeds": len(mine),
             "test_accuracy": stats.mean_std(accuracy),
@@ -286,10 +340,11 @@ def summarize(results: dict) -> dict:
             "distance_slope": stats.mean_std(slopes) if slopes else None,
         }
     tau = []
-    for key in rows[0]["notions"] if rows else ():
-        values = [r["notions"][key] for r in rows]
+    for key in dict.fromkeys(k for r in rows for k in r["notions"]):
+        measured = [r for r in rows if key in r["notions"]]
+        values = [r["notions"][key] for r in measured]
         for target in ("test_accuracy", "gap_accuracy"):
-            t = stats.kendall_tau(values, [r[target] for r in rows])
+            t = stats.kendall_tau(values, [r[target] for r in measured])
             tau.append({"notion": key, "with": target, **t})
     return {"rows": table, "tau": tau}
 
@@ -339,7 +394,9 @@ def draw(results: dict, settings) -> list[str]:
         left.errorbar([x], [y], xerr=[dx], yerr=[dy], fmt="o", color=f"C{i % 10}", label=name,
                       capsize=3)  # fmt: skip
         curve = next(r["distance"] for r in results["rows"] if r["remedy"] == name)
-        right.plot(curve["updates"], curve["distance"], "-o", ms=3, color=f"C{i % 10}", label=name)
+        if curve:  # none for a row read from a committed JSON
+            right.plot(curve["updates"], curve["distance"], "-o", ms=3, color=f"C{i % 10}",
+                       label=name)  # fmt: skip
     left.set_xscale("log")
     left.set(xlabel=f"Metric 2.1 at eps {eps:g} (%)", ylabel="test accuracy (%)",
              title="does sharpness follow the remedy?")  # fmt: skip

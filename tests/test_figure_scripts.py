@@ -713,3 +713,17 @@ def test_remedies_table_chooses_rho_on_held_out_images_and_measures_every_run(ma
         ("metric_2_1/0.001", "test_accuracy", 4),
         ("metric_2_1/0.001", "gap_accuracy", 4),
     }
+
+
+def test_remedies_read_the_committed_conservative_and_warm_start_runs_as_rows():
+    rows = table_remedies.committed_rows("mnist", 60000)
+    table7 = json.loads((EXPERIMENTS.parent / "figures/table7_conservative_mnist_paper.json")
+                        .read_text())  # fmt: skip
+    conservative = [r for r in rows if r["remedy"] == "LB conservative"]
+    assert len(conservative) == table7["config"]["seeds"] and conservative[0]["updates"] == 1000
+    assert all(r["distance"] is None and "metric_2_1/0.001" in r["notions"] for r in rows)
+    warm = {r["remedy"]: r for r in rows if r["remedy"].startswith("LB warm start")}
+    assert warm["LB warm start k=1"]["updates"] == 234 + 1000  # one SB epoch, then 100 LB
+    assert table_remedies.committed_rows("mnist10k_absent", 8000) == []
+    summary = table_remedies.summarize({"rows": rows})
+    assert summary["rows"]["LB conservative"]["seeds"] == len(conservative)
