@@ -89,11 +89,13 @@ def peak_memory_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
-def run_row_in_subprocess(module: str, row: str, *args: str, env: dict | None = None) -> dict:
-    """Run `python -m <module> --row <row> <args>` in a fresh process (so that its peak memory
-    is the row's alone), with `env` added to the environment, and return the JSON object it
-    prints last."""
-    command = [sys.executable, "-m", module, "--row", row, *args]
+def run_row_in_subprocess(
+    module: str, row: str | None, *args: str, env: dict | None = None
+) -> dict:
+    """Run `python -m <module> --row <row> <args>` (no --row for row None) in a fresh process
+    (so that its peak memory is the row's alone, and XLA reads `env`'s XLA_FLAGS afresh), with
+    `env` added to the environment, and return the JSON object it prints last."""
+    command = [sys.executable, "-m", module, *(["--row", row] if row else []), *args]
     full_env = os.environ | (env or {})
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=full_env)
     if out.returncode:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file fr
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks import gemm_bound  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     add_dataset_option,
     device_description,
@@ -46,6 +47,18 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs (after compiling)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds trained together (vmap)")
+    parser.add_argument(
+        "--peer",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time PyTorch's F1 step (benchmarks/torch_f1.py; the `peers` extra)",
+    )
+    parser.add_argument(
+        "--gemm-bound",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the real bound: the best library per GEMM (benchmarks/gemm_bound.py)",
+    )
     args = parser.parse_args(argv)
 
     name, x, y, _, _ = load_images(args.dataset, args.n_train, 0)
@@ -83,8 +96,45 @@ def main(argv=None) -> int:
         "device": device_description(),
         "final_minibatch_loss": float(np.mean(last[0][1][0])),
     }
+    if args.gemm_bound:  # seconds no library beats for the epoch's matmuls
+        bound = gemm_bound.measure(args.batch_size, repeats=30)["step_bound_seconds"]
+        real = args.seeds * steps * bound["best"]
+        result.update(
+            real_bound_seconds=real,
+            real_bound_ratio=s["seconds"] / real,
+            real_bound_by_library={k: args.seeds * steps * v for k, v in bound.items()},
+        )
+    if args.peer:
+        result["torch"] = _torch_epoch(x, y, args)
+        if result["torch"] and args.gemm_bound:
+            result["torch"]["real_bound_ratio"] = result["torch"]["seconds"] / real
+        if result["torch"]:
+            result["torch_over_ours"] = result["torch"]["seconds"] / s["seconds"]
     print(json.dumps(result))
     return 0
+
+
+def _torch_epoch(x, y, args) -> dict | None:
+    """PyTorch's epoch at the same batch size (one seed; median of the same number of epochs
+    after one warm-up), or None without the `peers` extra."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from benchmarks.torch_f1 import epoch_runner as torch_runner
+
+    runner = torch_runner(x, y, args.batch_size)
+    runner()  # warm-up
+    t = spread([_seconds(runner) for _ in range(args.epochs)])
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), **t}
+
+
+def _seconds(fn) -> float:
+    import time
+
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

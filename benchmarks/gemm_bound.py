@@ -1,0 +1,156 @@
+"""The machine's real matmul limit for each GEMM of an F1 training step, whichever library
+reaches it.
+
+    python -m benchmarks.gemm_bound                        # batch 256 and 6000
+    python -m benchmarks.gemm_bound --batch-sizes 256 --repeats 50
+
+One F1 step at batch B (`f1_step_gemms`) multiplies, in float32, (m, k) @ (k, n):
+
+    forward       x_l W_l:          (B, 784) @ (784, 512), 4 x (B, 512) @ (512, 512),
+                                    (B, 512) @ (512, 10)
+    weight grads  x_l^T dy_l:       (784, B) @ (B, 512),   4 x (512, B) @ (B, 512),
+                                    (512, B) @ (B, 10)
+    input grads   dy_l W_l^T:       4 x (B, 512) @ (512, 512), (B, 10) @ (10, 512)
+                                    (none for the first layer: nothing needs the images')
+
+(2 m k n FLOPs each; their sum is `models.train_step_flops_per_example` x B). Each distinct
+product, in the operand layout the step uses (a transposed operand as a transposed view), is
+timed with jitted JAX, NumPy's BLAS and, where the `peers` extra is installed, PyTorch (oneDNN /
+MKL): the median of --repeats calls after a warm-up. The best rate of each product and the
+library that reached it make the step's real bound, sum over its products of FLOPs / best rate:
+the time no library on this machine beats for that step's matmuls (batch norm, ReLU, the loss
+and Adam are elementwise and left out, as in the FLOP bound). The last line printed is JSON;
+benchmarks/README.md has the measured table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from a checkout
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks.common import markdown_table, record  # noqa: E402
+from keskar_repro.training.models import F1_HIDDEN, INPUT_DIM, N_CLASSES  # noqa: E402
+
+# (m, k, n, transposed operand: "" | "a" | "b", how many per step)
+Gemm = tuple[int, int, int, str, int]
+
+
+def f1_step_gemms(batch: int, hidden: tuple[int, ...] = F1_HIDDEN) -> list[Gemm]:
+    """The distinct matmuls of one F1 training step at `batch` (module docstring), each with
+    its count; "a": the first operand is used transposed (x^T dy), "b": the second (dy W^T)."""
+    widths = [INPUT_DIM, *hidden, N_CLASSES]
+    layers = list(zip(widths[:-1], widths[1:], strict=True))
+    counts: dict[Gemm, int] = {}
+
+    def add(m, k, n, t):
+        counts[(m, k, n, t, 0)] = counts.get((m, k, n, t, 0), 0) + 1
+
+    for i, (d_in, d_out) in enumerate(layers):
+        add(batch, d_in, d_out, "")  # forward
+        add(d_in, batch, d_out, "a")  # weight gradient
+        if i:  # input gradient of every layer but the first
+            add(batch, d_out, d_in, "b")
+    return [(m, k, n, t, c) for (m, k, n, t, _), c in counts.items()]
+
+
+def step_flops(gemms: list[Gemm]) -> int:
+    return sum(2 * m * k * n * c for m, k, n, _, c in gemms)
+
+
+def _operands(m: int, k: int, n: int, t: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((k, m) if t == "a" else (m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if t == "b" else (k, n), dtype=np.float32)
+    return a, b
+
+
+def _median_seconds(call: Callable[[], object], repeats: int, sync=lambda out: out) -> float:
+    sync(call())  # warm-up (and compilation)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sync(call())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def time_jax(a, b, t: str, repeats: int) -> float:
+    f = jax.jit({"": lambda a, b: a @ b, "a": lambda a, b: a.T @ b, "b": lambda a, b: a @ b.T}[t])
+    da, db = jax.device_put(a), jax.device_put(b)
+    return _median_seconds(lambda: f(da, db), repeats, jax.block_until_ready)
+
+
+def time_numpy(a, b, t: str, repeats: int) -> float:
+    x, y = (a.T if t == "a" else a), (b.T if t == "b" else b)
+    return _median_seconds(lambda: x @ y, repeats)
+
+
+def time_torch(a, b, t: str, repeats: int) -> float | None:
+    try:
+        import torch
+    except ImportError:  # the `peers` extra is optional
+        return None
+    x, y = torch.from_numpy(a), torch.from_numpy(b)
+    x, y = (x.t() if t == "a" else x), (y.t() if t == "b" else y)
+    with torch.no_grad():
+        return _median_seconds(lambda: x @ y, repeats)
+
+
+LIBRARIES = {"jax": time_jax, "numpy": time_numpy, "torch": time_torch}
+
+
+def measure(batch: int, repeats: int) -> dict:
+    """Every product of the step at `batch`: GFLOP/s per library, the best and its library;
+    and the step's bound (seconds) from the best rates and from each library's alone."""
+    products = []
+    for m, k, n, t, count in f1_step_gemms(batch):
+        a, b = _operands(m, k, n, t)
+        seconds = {lib: fn(a, b, t, repeats) for lib, fn in LIBRARIES.items()}
+        rates = {lib: 2 * m * k * n / s / 1e9 for lib, s in seconds.items() if s}
+        best = max(rates, key=rates.get)
+        products.append({"m": m, "k": k, "n": n, "transposed": t, "count": count,
+                         "gflops": rates, "best": best, "best_gflops": rates[best]})  # fmt: skip
+    libraries = sorted({lib for p in products for lib in p["gflops"]})
+    bound = {lib: sum(2 * p["m"] * p["k"] * p["n"] * p["count"] / (p["gflops"][lib] * 1e9)
+                      for p in products) for lib in libraries}  # fmt: skip
+    bound["best"] = sum(2 * p["m"] * p["k"] * p["n"] * p["count"] / (p["best_gflops"] * 1e9)
+                        for p in products)  # fmt: skip
+    return {"batch_size": batch, "products": products, "step_bound_seconds": bound,
+            "step_flops": step_flops(f1_step_gemms(batch))}  # fmt: skip
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", default="256,6000", help="comma-separated")
+    parser.add_argument("--repeats", type=int, default=30, help="timed calls per product")
+    parser.add_argument("--out", default=None, help="write the JSON record here too")
+    args = parser.parse_args(argv)
+    results = [measure(int(b), args.repeats) for b in args.batch_sizes.split(",")]
+    for r in results:
+        rows = [(f"({p['m']}, {p['k']}) @ ({p['k']}, {p['n']})" + (f" {p['transposed']}^T"
+                 if p["transposed"] else ""), p["count"],
+                 *(f"{p['gflops'].get(lib, float('nan')):.0f}" for lib in LIBRARIES), p["best"])
+                for p in r["products"]]  # fmt: skip
+        print(f"batch {r['batch_size']}: GFLOP/s per product (median of {args.repeats})")
+        print(markdown_table(["product", "per step", *LIBRARIES, "best"], rows))
+        print("step bound (ms): " + ", ".join(
+            f"{k} {v * 1e3:.2f}" for k, v in r["step_bound_seconds"].items()))  # fmt: skip
+    out = record("gemm_bound", argv, results=results)
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1))
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
