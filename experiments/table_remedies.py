@@ -183,7 +183,9 @@ def choose_rho(settings, dataset, configs: dict) -> dict:
         x_test=dataset.x_train[cut:], y_test=dataset.y_train[cut:],
         provenance={**dataset.provenance, "subset": f"train[:{cut}] / validation train[{cut}:]"},
     )  # fmt: skip
-    root = Path(settings.runs_dir or "runs") / f"holdout-{settings.holdout:g}"
+    from keskar_repro.store.runs import default_runs_dir
+
+    root = Path(settings.runs_dir or default_runs_dir()) / f"holdout-{settings.holdout:g}"
     held = settings.replace(runs_dir=str(root))
     grid = []
     for rho in settings.rho_grid:
