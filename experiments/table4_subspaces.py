@@ -25,7 +25,7 @@ each solver-side reading (--readings):
 For each: the value, its first-order value, iterations, function evaluations and the stop
 reason, the fraction of subspace coordinates at the box, the loss reached, and (summary) the
 ratio of the values at the two eps with the SB/LB means beside the paper's. For seed 0 at the
-largest eps (default reading, normalized), the loss along the direction the maximiser ends in,
+largest eps (every variant), the loss along the direction the maximiser ends in,
 A y, as a 1-D scan from x over t in [-1, 2] x A y, and for "uniform" also along the all-ones
 direction at the same length (the component its columns share).
 
@@ -248,12 +248,7 @@ def compute(settings: experiment.Settings, dataset, resolved: dict) -> dict:
     for pair in zip(*runs.values(), strict=True):
         for regime, run in zip(runs, pair, strict=True):
             for job in todo:
-                scan = (
-                    run.config.seed == 0
-                    and job["epsilon"] == top
-                    and job["reading"] == "default"
-                    and job["scaling"] == "normalized"
-                )
+                scan = run.config.seed == 0 and job["epsilon"] == top
                 result = measure_job(
                     run, dataset, settings.runs_dir, job, settings.subspace_dim, scan
                 )
@@ -366,7 +361,7 @@ def draw(results: dict, settings: experiment.Settings) -> list[str]:
     labels = [n.replace("/normalized", "").replace("/default", "") for n in other]
     _bars(middle, s, other, labels, "formulation and solver readings")
     colour = {c: f"C{i % 10}" for i, c in enumerate(SUBSPACE_SCALINGS)}
-    scans = [x for x in results["rows"] if "scan" in x]
+    scans = [x for x in results["rows"] if "scan" in x and variant(x) in main]
     for r in scans:
         style = "-" if r["regime"] == "SB" else "--"
         right.plot(r["scan"]["t"], r["scan"]["train_loss"], style, color=colour[r["construction"]],
