@@ -338,7 +338,7 @@ def text(results: dict) -> str:
         )
         rms = e["log10_rms_to_paper"]
         lines.append(
-            f"  {name}: {values}; ratio {ratio}; lin {lin}; "
+            f"  {name} (n {e.get('seeds', '-')}): {values}; ratio {ratio}; lin {lin}; "
             f"rms {'-' if rms is None else f'{rms:.2f}'}"
         )
     lines.append(f"closest to the paper: {', '.join(s['closest_to_paper']) or '-'}")
