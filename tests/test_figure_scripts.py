@@ -694,7 +694,7 @@ def test_remedies_table_chooses_rho_on_held_out_images_and_measures_every_run(ma
     best = max(rho["grid"], key=lambda g: g["validation_accuracy"])["rho"]
     assert rho["rho"] == best and (runs / "holdout-0.1").is_dir()
     rows = {row["remedy"]: row for row in r["rows"]}
-    assert list(rows) == ["SB", "LB", "LB sqrt LR", "LB SAM"]
+    assert list(rows) == ["SB", "LB", "LB SAM"]
     assert rows["LB SAM"]["method"] == "sam" and rows["LB"]["method"] == "adam"
     assert rows["SB"]["updates"] == 2 * (8000 // 34) and rows["LB"]["updates"] == 20
     for row in rows.values():
