@@ -106,6 +106,7 @@ FIG5, FIG6, GRID = (
     ("fig_lr_batch_mnist_paper"),
 )
 TABLE7 = "table7_conservative_mnist_paper"
+TABLE4 = "table4_subspaces_mnist_paper"
 CURVATURE = "fig_curvature_mnist10k_paper"
 
 
@@ -116,6 +117,16 @@ def load(name: str) -> dict:
 
 def config(name: str = MAIN) -> dict:
     return load(name)["config"]
+
+
+def t4_variant(name: str) -> dict:
+    """One construction/scaling/reading of the Table 4 study's summary."""
+    return load(TABLE4)["summary"]["variants"][name]
+
+
+def t4_value(name: str, key: str) -> float:
+    """Its mean value at "<regime>/<eps>"."""
+    return t4_variant(name)["values"][key][0]
 
 
 def train_config(name: str = MAIN) -> dict:
@@ -458,6 +469,37 @@ REPRODUCTION: list[Claim] = [
         lambda: (eps(1), lb_sharper(MAIN, "subspace-gaussian/0.0005")),
     ),
     ("seed-{} pair stop at a corner", lambda: (seed_0(),)),
+    (
+        "LB's value nearly the same at both epsilons (a ratio of {})",
+        lambda: (fixed(t4_variant("uniform/normalized/default")["eps_ratio"]["LB"]),),
+    ),
+    (
+        "both regimes exceed {}%",
+        lambda: (
+            100
+            * math.floor(
+                min(t4_value("uniform/normalized/default", f"{g}/0.001") for g in ("SB", "LB"))
+                / 100
+            ),
+        ),  # fmt: skip
+    ),
+    (
+        "falls {} times from eps {} to {}, held by the box",
+        lambda: (
+            ratio(t4_variant("gaussian/normalized/default")["eps_ratio"]["LB"]),
+            eps(0),
+            eps(1),
+        ),  # fmt: skip
+    ),
+    (
+        "reaches the paper's magnitude ({} on seed {}), and falls to {} at {}",
+        lambda: (
+            ratio(t4_value("gaussian/normalized/bn_running", "LB/0.001")),
+            seed_0(),
+            sig(t4_value("gaussian/normalized/bn_running", "LB/0.0005")),
+            eps(1),
+        ),  # fmt: skip
+    ),
     (
         "({:.2f}% against {:.2f}%; the paper: {:.2f}%) but stays below SB ({:.2f}%)",
         lambda: (
