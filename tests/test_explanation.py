@@ -492,13 +492,14 @@ REPRODUCTION: list[Claim] = [
         ),  # fmt: skip
     ),
     (
-        "reaches the paper's magnitude ({} on seed {}), and falls to {} at {}",
+        "(LB {} at eps {}, the mean of {} seeds), but LB falls to {} at {}",
         lambda: (
             ratio(t4_value("gaussian/normalized/bn_running", "LB/0.001")),
-            seed_0(),
+            eps(0),
+            t4_variant("gaussian/normalized/bn_running")["seeds"],
             sig(t4_value("gaussian/normalized/bn_running", "LB/0.0005")),
             eps(1),
-        ),  # fmt: skip
+        ),
     ),
     (
         "({:.2f}% against {:.2f}%; the paper: {:.2f}%) but stays below SB ({:.2f}%)",
