@@ -39,6 +39,7 @@ estimators, batch statistics only) takes a few minutes after fig_sharpness.py's 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -162,15 +163,18 @@ def _parts(run, dataset, policy: str, settings: experiment.Settings) -> dict:
     from keskar_repro.measures.pytree import layer_masks
     from keskar_repro.store.measurements import training_objective
 
-    f = training_objective(run, dataset, policy)
+    @functools.cache
+    def f():  # built on the first part computed: reading every part back builds nothing
+        return training_objective(run, dataset, policy)
+
     seed_key = jax.random.fold_in(jax.random.key(CURVATURE_KEY), run.config.seed)
 
     def key(i: int) -> jax.Array:
         return jax.random.fold_in(seed_key, i)
 
     def block(mask, i: int, k: int) -> dict:
-        top = top_eigenvalues(f, run.params, key=key(i), k=k, tol=settings.eig_tol, mask=mask)
-        trace = hessian_trace(f, run.params, key=key(i + 1), num_samples=settings.trace_samples,
+        top = top_eigenvalues(f(), run.params, key=key(i), k=k, tol=settings.eig_tol, mask=mask)
+        trace = hessian_trace(f(), run.params, key=key(i + 1), num_samples=settings.trace_samples,
                               mask=mask)  # fmt: skip
         return {
             "lambda_max": float(top.eigenvalues[0]),
@@ -185,7 +189,7 @@ def _parts(run, dataset, policy: str, settings: experiment.Settings) -> dict:
         }
 
     def density() -> dict:
-        d = spectral_density(f, run.params, key=key(2), num_probes=settings.slq_probes,
+        d = spectral_density(f(), run.params, key=key(2), num_probes=settings.slq_probes,
                              num_matvecs=settings.slq_steps)  # fmt: skip
         return {"nodes": d.nodes.tolist(), "weights": d.weights.tolist(),
                 "trace": list(d.trace()), "seconds": d.seconds}  # fmt: skip

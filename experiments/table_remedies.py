@@ -295,8 +295,10 @@ def committed_rows(dataset: str, n_train: int) -> list[dict]:
         path = experiment.DEFAULT_OUT / f"{stem}_{dataset}_paper.json"
         if not path.is_file():
             continue
-        for r in (r for r in read_json(path)["rows"] if keep(r)):
-            warm = int(r.get("k", 0)) * (n_train // 256)  # the SB epochs before a warm start
+        results = read_json(path)
+        sb_steps = n_train // results["config"]["sb_batch"]
+        for r in (r for r in results["rows"] if keep(r)):
+            warm = int(r.get("k", 0)) * sb_steps  # the SB epochs before a warm start
             rows.append({
                 "remedy": name(r), "seed": r["seed"], "batch_size": r["batch_size"],
                 "method": "conservative" if "conservative" in name(r) else "adam",

@@ -137,11 +137,11 @@ def _schedule(config: TrainConfig, steps_per_epoch: int) -> Callable:
     (a drop after epoch e applies from step e x steps_per_epoch on)."""
     start = 1.0 / lr_multiplier(config)
     length = max(config.warmup_epochs * steps_per_epoch, 1)
-    bounds = jnp.asarray([e * steps_per_epoch for e in config.lr_drops] or [0])
+    bounds = jnp.asarray([e * steps_per_epoch for e in config.lr_drops], jnp.int32)
 
     def factor(count):
         warm = start + (1.0 - start) * jnp.minimum(1.0, count / length)
-        drops = jnp.sum(count >= bounds) if config.lr_drops else 0
+        drops = jnp.sum(count >= bounds)  # 0 without drops
         return (warm if config.warmup_epochs else 1.0) * config.lr_drop_factor**drops
 
     return factor
