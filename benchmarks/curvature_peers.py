@@ -3,6 +3,7 @@
     python -m benchmarks.curvature_peers                      # every part, mnist10k images
     python -m benchmarks.curvature_peers --parts dense        # the dense cross-check only
     python -m benchmarks.curvature_peers --parts peers --models mlp --repeats 1   # a smoke run
+    python -m benchmarks.curvature_peers --parts hvp --models f1    # one HVP vs PyTorch
 
 Part "dense" (no PyTorch needed): a 784-4-32-10 ReLU MLP without batch norm (3,330
 parameters), float32, mean cross-entropy over the first 2,000 training images. Its Hessian is
@@ -23,6 +24,11 @@ error, the HVPs it took (counted for every tool), and the median wall time over 
 calls after a first, compiling, one. The torch tools run with torch.set_num_threads(all
 cores), JAX with its default, one process at a time. Prints markdown tables, then one JSON
 record (`common.record`); the measured numbers are in benchmarks/README.md.
+
+Part "hvp" (torch only): one HVP of each of --models, ours (`hvp_fn`) beside PyTorch's two
+ways of computing it (double backward, as both peers do, and torch.func's forward over
+reverse) and beside the real bound: the HVP's own matmuls, read from its jaxpr, each at the
+best rate JAX, NumPy or PyTorch reaches for that product here (benchmarks/gemm_bound.py).
 """
 
 from __future__ import annotations
@@ -289,18 +295,71 @@ def problem_of(name: str, x_uint8, y, steps: int) -> dict:
             "criterion": torch.nn.CrossEntropyLoss()}  # fmt: skip
 
 
-def hvp_against_bound(problem: dict, widths, n_examples: int, repeats: int, rate: float) -> dict:
-    """One HVP (`hvp_fn`) of the problem: median seconds, its matmul FLOPs, 2 (8F - 5 d0 d1)
-    per example with F the forward multiply-adds and d0 x d1 the first layer (derivation in
-    keskar_repro/measures/curvature.py), and the ratio of the time to the FLOP bound at the
-    measured matmul rate."""
+def hvp_against_bound(problem: dict, repeats: int, rate: float) -> dict:
+    """One HVP (`hvp_fn`) of the problem: median seconds, its matmul FLOPs (read from its jaxpr,
+    `gemm_bound.gemms_of`: 2 (8F - 5 d0 d1) per example for F1, F being the forward
+    multiply-adds and d0 x d1 the first layer, as derived in keskar_repro/measures/curvature.py;
+    one d1 d2 product fewer for the MLP without batch norm), and the ratio of the time to the
+    FLOP bound at the measured matmul rate."""
+    from benchmarks.gemm_bound import gemms_of, step_flops
+
     params = problem["params"]
     hvp = hvp_fn(problem["loss_fn"], params)
     v = jax.tree_util.tree_map(lambda a: jnp.ones_like(a) * 1e-3, params)
     _, s = median_seconds(repeats, lambda: jax.block_until_ready(hvp(v)))
-    forward = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
-    flops = 2 * (8 * forward - 5 * widths[0] * widths[1]) * n_examples
+    flops = step_flops(gemms_of(hvp, v))
     return {"seconds": s, "flops": flops, "ratio_to_bound": s / (flops / rate)}
+
+
+def torch_hvps(problem: dict) -> dict:
+    """{name: zero-argument call of one PyTorch HVP at the problem's weights, direction 1e-3}:
+    "double backward" (reverse over reverse, as PyHessian and hessian-eigenthings compute it:
+    the gradient with create_graph, then the gradient of g . v) and "torch.func" (forward over
+    reverse, `torch.func.jvp` of `torch.func.grad`, as the package computes it)."""
+    import torch
+    from torch.func import functional_call, grad, jvp
+
+    net, (xt, yt), criterion = problem["net"], problem["data"], problem["criterion"]
+    params = dict(net.named_parameters())
+    v = {k: torch.full_like(p, 1e-3) for k, p in params.items()}
+
+    def double_backward():
+        g = torch.autograd.grad(criterion(net(xt), yt), list(params.values()), create_graph=True)
+        dot = sum((gi * v[k]).sum() for gi, k in zip(g, params, strict=True))
+        return torch.autograd.grad(dot, list(params.values()))
+
+    def loss(p):
+        return criterion(functional_call(net, p, (xt,)), yt)
+
+    detached = {k: p.detach() for k, p in params.items()}
+    return {"double backward": double_backward,
+            "torch.func": lambda: jvp(grad(loss), (detached,), (v,))[1]}  # fmt: skip
+
+
+def hvp_part(names, x_uint8, y, repeats: int, steps: int) -> dict:
+    """One HVP of each model, ours against PyTorch's two ways and against the real bound: the
+    HVP's matmuls (read from its jaxpr, `gemm_bound.gemms_of`) each at the best rate any library
+    reaches for it here (`gemm_bound.bound`)."""
+    import torch
+
+    from benchmarks.gemm_bound import bound, gemms_of
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    out = {}
+    for name in names:
+        problem = problem_of(name, x_uint8, y, steps)
+        params = problem["params"]
+        hvp = hvp_fn(problem["loss_fn"], params)
+        v = jax.tree_util.tree_map(lambda a: jnp.ones_like(a) * 1e-3, params)
+        _, ours = median_seconds(repeats, lambda h=hvp, v=v: jax.block_until_ready(h(v)))
+        peers = {k: median_seconds(repeats, fn)[1] for k, fn in torch_hvps(problem).items()}
+        real = bound(gemms_of(hvp, v), max(repeats, 10))
+        out[name] = {"seconds": ours, "torch_seconds": peers, "real_bound": real}
+        print(f"{name}: one HVP, ours {ours:.3f} s, " + ", ".join(
+            f"PyTorch {k} {s:.3f} s" for k, s in peers.items()) + ", real bound "
+            f"{real['bound_seconds']['best']:.3f} s (JAX's own rates "
+            f"{real['bound_seconds']['jax']:.3f} s)", flush=True)  # fmt: skip
+    return out
 
 
 def peers_part(names, x_uint8, y, repeats: int, steps: int) -> dict:
@@ -327,9 +386,8 @@ def peers_part(names, x_uint8, y, repeats: int, steps: int) -> dict:
                 rows.append([tool, label, value, abs(value / reference - 1), hvps, s])
             (value, se, hvps), s = median_seconds(repeats, run, problem, "trace", None)
             traces.append([tool, value, se, hvps, s])
-        widths = MLP_WIDTHS if name == "mlp" else (784, *(512,) * 5, 10)
         out[name] = {
-            "hvp": hvp_against_bound(problem, widths, len(y), repeats, rate),
+            "hvp": hvp_against_bound(problem, repeats, rate),
             "n_params": ref.n_params,
             "loss_jax": float(problem["loss_fn"](problem["params"])),
             "loss_torch": torch_loss,
@@ -351,7 +409,8 @@ def fastest_at_accuracy(rows: list) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--parts", default="dense,peers", help="dense and/or peers, comma-separated")
+    p.add_argument("--parts", default="dense,peers,hvp",
+                   help="dense, peers and/or hvp, comma-separated")  # fmt: skip
     p.add_argument("--models", default="mlp,f1", help="peers part: mlp and/or f1")
     p.add_argument("--dataset", default="mnist10k")
     p.add_argument("--n-train", type=int, default=8000, help="images of the peers part")
@@ -387,6 +446,8 @@ def main(argv=None) -> dict:
             r["fastest_at_accuracy"] = fastest_at_accuracy(r["lambda_max_rows"])
             print(f"fastest within {ACCURACY:g}: {r['fastest_at_accuracy']}")
             print(markdown_table(["tool", "trace", "stderr", "HVPs", "s"], r["trace_rows"]))
+    if "hvp" in parts:
+        results["hvp"] = hvp_part(args.models.split(","), x, y, args.repeats, args.train_steps)
     print(json.dumps(record("curvature_peers", argv, **results)))
     return results
 

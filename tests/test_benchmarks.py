@@ -25,3 +25,50 @@ def test_the_gemms_of_a_step_are_its_flops(batch):
     gemms = f1_step_gemms(batch)
     assert step_flops(gemms) == batch * train_step_flops_per_example(f1())
     assert sum(c for *_, t, c in gemms if t == "b") == 5  # no input gradient for the images
+
+
+def _mlp_loss(widths, batch_norm: bool):
+    """Mean log-sum-exp of a ReLU MLP's outputs over 6 examples (a loss that, like the
+    cross-entropy, needs the last layer's output for its gradient), with batch norm (no scale)
+    or without."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones((6, widths[0]))
+
+    def loss(ws):
+        h = x
+        for w in ws[:-1]:
+            h = h @ w
+            if batch_norm:
+                h = (h - h.mean(0)) / jnp.sqrt(h.var(0) + 1e-3)
+            h = jax.nn.relu(h)
+        return jnp.mean(jax.nn.logsumexp(h @ ws[-1], axis=1))
+
+    ws = [jnp.ones((a, b)) / a for a, b in zip(widths[:-1], widths[1:], strict=True)]
+    return loss, ws
+
+
+def test_gemms_of_reads_a_gradient_and_an_hvp_from_the_jaxpr():
+    """`gemms_of`: a gradient has 3 products per layer but the first (2); forward over reverse,
+    after jit's dead-code elimination, 8 per layer but the first (3), one fewer without batch
+    norm (the primal input gradient of the second layer then feeds nothing)."""
+    import jax
+
+    from benchmarks.gemm_bound import gemms_of, step_flops
+
+    widths = (5, 4, 3, 2)
+    f = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    d01, d12 = widths[0] * widths[1], widths[1] * widths[2]
+    for batch_norm in (True, False):
+        loss, ws = _mlp_loss(widths, batch_norm)
+        grad = jax.grad(loss)
+        assert step_flops(gemms_of(grad, ws)) == 2 * 6 * (3 * f - d01)
+
+        def hvp(v, loss=loss, ws=ws):
+            return jax.jvp(jax.grad(loss), (ws,), (v,))[1]
+
+        expected = 8 * f - 5 * d01 - (0 if batch_norm else d12)
+        assert step_flops(gemms_of(hvp, ws)) == 2 * 6 * expected
+    scanned = jax.jit(lambda ws: jax.lax.scan(lambda c, _: (c + loss(ws), None), 0.0, None, 4)[0])
+    assert step_flops(gemms_of(scanned, ws)) == 4 * 2 * 6 * f  # a scan's body, `length` times
