@@ -297,6 +297,26 @@ def eps(i: int = 0) -> str:
     return sci(config()["epsilons"][i])
 
 
+def curvature(*path: str):
+    """The curvature study's summary under batch statistics, at `path`."""
+    value = load(CURVATURE)["summary"]["policies"]["batch"]
+    for key in path:
+        value = value[key]
+    return value
+
+
+def curvature_tau(quantity: str, epsilon: str) -> float:
+    (t,) = [
+        t["tau"] for t in curvature("tau") if (t["quantity"], t["epsilon"]) == (quantity, epsilon)
+    ]
+    return t
+
+
+def quadratic(prediction: str, regime: str, epsilon: str = "0.001") -> float:
+    """The mean over seeds of one of Metric 2.1's second-order predictions (or "measured")."""
+    return curvature("quadratic", epsilon, prediction, regime)[0]
+
+
 CHOICES: list[Claim] = [
     ("five hidden layers of {} units", lambda: (config()["hidden"][0],)),
     ("momentum of {}", lambda: (f"{train_config()['bn_momentum']:g}",)),
@@ -395,6 +415,46 @@ CHOICES: list[Claim] = [
 ]
 
 REPRODUCTION: list[Claim] = [
+    (
+        "On `mnist10k` ({} seeds, batch statistics)",
+        lambda: (curvature("lambda_max", "seeds"),),
+    ),
+    (
+        "is the larger in {} of {} seeds, and over the ten minimizers",
+        lambda: (curvature("lambda_max", "lb_larger"), curvature("lambda_max", "seeds")),
+    ),
+    ("Metric 2.1 at eps {} is {}.", lambda: (eps(), signed(curvature_tau("lambda_max", "0.001")))),
+    (
+        "LB's is {} to {} times SB's on every seed, and its tau with Metric 2.1 is {}.",
+        lambda: (
+            (
+                sig(min(curvature("trace", "ratio_per_seed"))),
+                sig(max(curvature("trace", "ratio_per_seed"))),
+                signed(curvature_tau("trace", "0.001")),
+            )
+            if curvature("trace", "lb_larger") == curvature("trace", "seeds")
+            else ()
+        ),
+    ),
+    (
+        "its {}% at eps {} is {} times the largest prediction",
+        lambda: (
+            whole(quadratic("measured", "LB")),
+            eps(),
+            sig(
+                quadratic("measured", "LB")
+                / max(quadratic(p, "LB") for p in ("along_v", "v_corner"))
+            ),
+        ),
+    ),
+    (
+        "while SB's {}% is close to its first-order part plus the quadratic term",
+        lambda: (fixed(quadratic("measured", "SB")),),
+    ),
+    (
+        "the quadratic term at the box's corner ({}%)",
+        lambda: (fixed(quadratic("first_order", "SB") + quadratic("v_corner", "SB")),),
+    ),
     (
         "by {} points on average over the seeds (the paper: {})",
         lambda: (
