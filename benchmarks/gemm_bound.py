@@ -101,8 +101,8 @@ def _dot_shape(eqn) -> tuple[tuple[int, int, int, str], int]:
     def size(shape, axes):
         return math.prod(shape[i] for i in axes)
 
-    def free(shape, *used):
-        return [i for i in range(len(shape)) if i not in used[0] and i not in used[1]]
+    def free(shape, contracted, batch):
+        return [i for i in range(len(shape)) if i not in contracted and i not in batch]
 
     m, n = size(lhs, free(lhs, lc, lb)), size(rhs, free(rhs, rc, rb))
     t = ("a" if len(lhs) == 2 and tuple(lc) == (0,) else "") + (
