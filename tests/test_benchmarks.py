@@ -72,3 +72,33 @@ def test_gemms_of_reads_a_gradient_and_an_hvp_from_the_jaxpr():
         assert step_flops(gemms_of(hvp, ws)) == 2 * 6 * expected
     scanned = jax.jit(lambda ws: jax.lax.scan(lambda c, _: (c + loss(ws), None), 0.0, None, 4)[0])
     assert step_flops(gemms_of(scanned, ws)) == 4 * 2 * 6 * f  # a scan's body, `length` times
+
+
+def test_the_step_profile_table_is_its_json():
+    """benchmarks/README.md's epoch profile: every cell from the two committed runs' JSON."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    first, second = (
+        {r["batch_size"]: r for r in json.loads((root / name).read_text())["results"]}
+        for name in ("step_profile_cpu.json", "step_profile_256_second_cpu.json")
+    )
+    readme = (root / "README.md").read_text()
+    table = readme[readme.index("| epoch | batch 256, s |") :].split("\n\n")[0].splitlines()[2:]
+    for line, i in zip(table, range(5), strict=False):
+        a, b, c = first[256]["rows"][i], second[256]["rows"][i], first[6000]["rows"][i]
+
+        def ratio(r, run):
+            return r["seconds"] / run["real_bound_seconds"]
+
+        cells = [cell.strip() for cell in line.strip("|").split("|")][1:]
+        assert cells == [
+            f"{a['seconds']:.2f} ({b['seconds']:.2f})",
+            f"{ratio(a, first[256]):.2f} ({ratio(b, second[256]):.2f})",
+            f"{c['seconds']:.2f}",
+            f"{ratio(c, first[6000]):.2f}",
+        ], line
+    assert table[5].split("|")[2].strip() == (
+        f"{first[256]['real_bound_seconds']:.2f} ({second[256]['real_bound_seconds']:.2f})"
+    )
