@@ -102,3 +102,26 @@ def test_the_step_profile_table_is_its_json():
     assert table[5].split("|")[2].strip() == (
         f"{first[256]['real_bound_seconds']:.2f} ({second[256]['real_bound_seconds']:.2f})"
     )
+
+
+def test_the_hvp_table_is_its_json():
+    """benchmarks/README.md's one-HVP comparison: every cell from hvp_peers_cpu.json."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    hvp = json.loads((root / "hvp_peers_cpu.json").read_text())["hvp"]
+    readme = (root / "README.md").read_text()
+    table = readme[readme.index("| model | ours s | PyTorch") :].split("\n\n")[0].splitlines()[2:]
+    for line, name in zip(table, ("mlp", "f1"), strict=True):
+        h, ours_note = hvp[name], " ours" if name == "mlp" else ""  # said once, in the first row
+        ours, torch, bound = h["seconds"], h["torch_seconds"], h["real_bound"]["bound_seconds"]
+        cells = [cell.strip() for cell in line.strip("|").split("|")][1:]
+        assert cells == [
+            f"{ours:.3f}",
+            f"{torch['double backward']:.3f} ({torch['double backward'] / ours:.2f}x{ours_note})",
+            f"{torch['torch.func']:.3f} ({torch['torch.func'] / ours:.2f}x)",
+            f"{bound['best']:.3f}",
+            f"{ours / bound['best']:.2f}",
+            f"{bound['jax']:.3f}",
+        ], line
