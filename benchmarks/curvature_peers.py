@@ -303,12 +303,18 @@ def hvp_against_bound(problem: dict, repeats: int, rate: float) -> dict:
     FLOP bound at the measured matmul rate."""
     from benchmarks.gemm_bound import gemms_of, step_flops
 
+    hvp, v, s = timed_hvp(problem, repeats)
+    flops = step_flops(gemms_of(hvp, v))
+    return {"seconds": s, "flops": flops, "ratio_to_bound": s / (flops / rate)}
+
+
+def timed_hvp(problem: dict, repeats: int) -> tuple:
+    """(the problem's `hvp_fn`, the direction 1e-3 in every entry, the median seconds of one
+    product after a compiling call)."""
     params = problem["params"]
     hvp = hvp_fn(problem["loss_fn"], params)
     v = jax.tree_util.tree_map(lambda a: jnp.ones_like(a) * 1e-3, params)
-    _, s = median_seconds(repeats, lambda: jax.block_until_ready(hvp(v)))
-    flops = step_flops(gemms_of(hvp, v))
-    return {"seconds": s, "flops": flops, "ratio_to_bound": s / (flops / rate)}
+    return hvp, v, median_seconds(repeats, lambda: jax.block_until_ready(hvp(v)))[1]
 
 
 def torch_hvps(problem: dict) -> dict:
@@ -348,10 +354,7 @@ def hvp_part(names, x_uint8, y, repeats: int, steps: int) -> dict:
     out = {}
     for name in names:
         problem = problem_of(name, x_uint8, y, steps)
-        params = problem["params"]
-        hvp = hvp_fn(problem["loss_fn"], params)
-        v = jax.tree_util.tree_map(lambda a: jnp.ones_like(a) * 1e-3, params)
-        _, ours = median_seconds(repeats, lambda h=hvp, v=v: jax.block_until_ready(h(v)))
+        hvp, v, ours = timed_hvp(problem, repeats)
         peers = {k: median_seconds(repeats, fn)[1] for k, fn in torch_hvps(problem).items()}
         real = bound(gemms_of(hvp, v), max(repeats, 10))
         out[name] = {"seconds": ours, "torch_seconds": peers, "real_bound": real}
