@@ -28,14 +28,14 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import markdown_table, record  # noqa: E402
-from benchmarks.gemm_bound import _operands, time_jax  # noqa: E402
+from benchmarks.gemm_bound import operands, time_jax  # noqa: E402
 
 WIDTH = 512
 
 
 def variants(batch: int, repeats: int) -> dict[str, float]:
     """{variant: seconds per product} of the hidden weight gradient at `batch`."""
-    x, dy = _operands(WIDTH, batch, WIDTH, "a")  # x: (batch, 512), dy: (batch, 512)
+    x, dy = operands(WIDTH, batch, WIDTH, "a")  # x: (batch, 512), dy: (batch, 512)
     out = {
         "x^T dy (as written)": time_jax(x, dy, "a", repeats),
         "(dy^T x)^T": time_jax(x, dy, "a", repeats, lambda u, v: (v.T @ u).T),

@@ -115,7 +115,7 @@ def step_flops(gemms: list[Gemm]) -> int:
     return sum(2 * m * k * n * c for m, k, n, _, c in gemms)
 
 
-def _operands(m: int, k: int, n: int, t: str) -> tuple[np.ndarray, np.ndarray]:
+def operands(m: int, k: int, n: int, t: str) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     a = rng.standard_normal((k, m) if "a" in t else (m, k), dtype=np.float32)
     b = rng.standard_normal((n, k) if "b" in t else (k, n), dtype=np.float32)
@@ -196,7 +196,7 @@ def bound(gemms: list[Gemm], repeats: int, libraries: dict = LIBRARIES) -> dict:
     (seconds) of all of them from the best rates and from each library's alone."""
     products = []
     for m, k, n, t, count in gemms:
-        a, b = _operands(m, k, n, t)
+        a, b = operands(m, k, n, t)
         seconds = {lib: fn(a, b, t, repeats) for lib, fn in libraries.items()}
         rates = {lib: 2 * m * k * n / s / 1e9 for lib, s in seconds.items() if s}
         best = max(rates, key=rates.get)
