@@ -116,6 +116,8 @@ def step_flops(gemms: list[Gemm]) -> int:
 
 
 def operands(m: int, k: int, n: int, t: str) -> tuple[np.ndarray, np.ndarray]:
+    """Standard normal float32 operands of (m, k) @ (k, n), each stored as the product uses it:
+    the first as (k, m) when t has "a", the second as (n, k) when t has "b"."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((k, m) if "a" in t else (m, k), dtype=np.float32)
     b = rng.standard_normal((n, k) if "b" in t else (k, n), dtype=np.float32)
