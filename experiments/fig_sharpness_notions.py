@@ -495,7 +495,7 @@ def text(results: dict) -> str:
         lines.append(f"and {len(others)} other saved runs at their trained points")
     if not s["gap"]:  # a part of other runs only
         lines.append("no SB/LB pairs here: --merge this part with the pairs' parts")
-        return "\n".join(lines + _tau_lines(s["tau"]))
+        return "\n".join(lines + _tau_lines(_once(s["tau"])))
     lines.append("hidden-kernel RMS (mean over seeds): " + "; ".join(
         f"{k.split('/')[0]} SB {s['rms']['SB'][k][0]:.3g} LB {s['rms']['LB'][k][0]:.3g}"
         for k in s["rms"]["SB"]))  # fmt: skip
@@ -507,19 +507,33 @@ def text(results: dict) -> str:
             for k in c if k.endswith("_mean")))  # fmt: skip
     lines.append("notion, eps | trained SB | trained LB | LB/SB | matched SB | matched LB | "
                  "LB/SB | kept")  # fmt: skip
-    for e in s["gap"]:
+    for e in _once(s["gap"]):
         cells = [f"{_fmt(e[f'{p}_{r}'][0])} +- {_fmt(e[f'{p}_{r}'][1])}"
                  for p in ("trained", "matched") for r in REGIMES]  # fmt: skip
         kept = "-" if e["kept"] is None else f"{e['kept']:.2f}"
-        lines.append(f"{e['notion']}, {e['epsilon']:g} | {cells[0]} | {cells[1]} | "
+        lines.append(f"{e['notion']}, {_eps(e)} | {cells[0]} | {cells[1]} | "
                      f"{_fmt(e['trained_ratio'])} | {cells[2]} | {cells[3]} | "
                      f"{_fmt(e['matched_ratio'])} | {kept}")  # fmt: skip
     lines.append("seed 0, value(transform) / value(trained) [relative change of the loss]:")
-    for r in s["response"]:
-        lines.append(f"  {r['notion']}, {r['epsilon']:g}, {r['regime']}, {r['point']}: "
+    for r in _once(s["response"]):
+        lines.append(f"  {r['notion']}, {_eps(r)}, {r['regime']}, {r['point']}: "
                      f"{_fmt(r['ratio'])} [{r['loss_change']:+.1e}]")  # fmt: skip
     versus = _tau_lines(s.get("versus", []), f"{REFERENCE} at the same eps", "")
-    return "\n".join(lines + _tau_lines(s["tau"]) + versus)
+    return "\n".join(lines + _tau_lines(_once(s["tau"])) + versus)
+
+
+def _once(entries: list[dict]) -> list[dict]:
+    """`entries` with each notion of `HESSIAN` at its first epsilon only: its value does not
+    depend on epsilon, so the summary repeats it once per epsilon."""
+    first: dict[str, float] = {}
+    return [e for e in entries
+            if e["notion"] not in HESSIAN
+            or first.setdefault(e["notion"], e["epsilon"]) == e["epsilon"]]  # fmt: skip
+
+
+def _eps(entry: dict) -> str:
+    """The entry's epsilon as printed: "-" for a notion of `HESSIAN`, which has none."""
+    return "-" if entry["notion"] in HESSIAN else f"{entry['epsilon']:g}"
 
 
 def _tau_lines(
@@ -532,7 +546,8 @@ def _tau_lines(
         tau = "undefined (ties)"
         if t["tau"] is not None:
             tau = f"{t['tau']:+.2f} [{t['low']:+.2f}, {t['high']:+.2f}]"
-        lines.append(f"  {t['notion']}, {t['epsilon']:g}, {t.get('population', 'pairs')} "
+        eps = f"{t['epsilon']:g}" if t["gap"] == REFERENCE else _eps(t)  # Metric 2.1's eps
+        lines.append(f"  {t['notion']}, {eps}, {t.get('population', 'pairs')} "
                      f"{t['point']}, {what}{t['gap']}: {tau} (n {t['n']})")  # fmt: skip
     return lines
 

@@ -235,6 +235,19 @@ def test_sharpness_notions_measure_every_point_and_the_rescalings_keep_the_funct
         assert len(run["rms_history"]) == len(run["rms"]) // 4  # hidden kernels only
 
 
+def test_sharpness_notions_text_prints_an_eps_free_notion_once(made):
+    r = results(made[0], "fig_sharpness_notions")
+    rows = r["rows"] + [{**row, "epsilon": 5e-4} for row in r["rows"]]  # as at two epsilons
+    r = {**r, "rows": rows, "summary": fig_sharpness_notions.summarize({**r, "rows": rows})}
+    lines = fig_sharpness_notions.text(r).splitlines()
+    assert len([x for x in lines if x.startswith("metric_2_1, ")]) == 2  # one per eps
+    assert [x for x in lines if x.startswith("hessian_max")][0].startswith("hessian_max, - |")
+    assert len([x for x in lines if x.startswith("hessian_max")]) == 1
+    gap = [x for x in lines if x.startswith("  hessian_max, -, pairs trained, gap loss")]
+    assert len(gap) == 1  # and against Metric 2.1, once per Metric 2.1's eps:
+    assert len([x for x in lines if "hessian_max" in x and "metric_2_1" in x]) == 4
+
+
 def test_sharpness_notions_population_all_is_every_other_saved_run(made):
     from keskar_repro.store.runs import load_run, run_dir, saved_runs
 
