@@ -74,6 +74,19 @@ def test_gemms_of_reads_a_gradient_and_an_hvp_from_the_jaxpr():
     assert step_flops(gemms_of(scanned, ws)) == 4 * 2 * 6 * f  # a scan's body, `length` times
 
 
+def _readme_table(header: str) -> list[str]:
+    """The body rows of the table of benchmarks/README.md whose header line begins `header`."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "benchmarks" / "README.md").read_text()
+    return readme[readme.index(header) :].split("\n\n")[0].splitlines()[2:]
+
+
+def _cells(line: str) -> list[str]:
+    """A table row's cells after the first (its label), stripped."""
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+
+
 def test_the_step_profile_table_is_its_json():
     """benchmarks/README.md's epoch profile: every cell from the two committed runs' JSON."""
     import json
@@ -84,16 +97,14 @@ def test_the_step_profile_table_is_its_json():
         {r["batch_size"]: r for r in json.loads((root / name).read_text())["results"]}
         for name in ("step_profile_cpu.json", "step_profile_256_second_cpu.json")
     )
-    readme = (root / "README.md").read_text()
-    table = readme[readme.index("| epoch | batch 256, s |") :].split("\n\n")[0].splitlines()[2:]
+    table = _readme_table("| epoch | batch 256, s |")
     for line, i in zip(table, range(5), strict=False):
         a, b, c = first[256]["rows"][i], second[256]["rows"][i], first[6000]["rows"][i]
 
         def ratio(r, run):
             return r["seconds"] / run["real_bound_seconds"]
 
-        cells = [cell.strip() for cell in line.strip("|").split("|")][1:]
-        assert cells == [
+        assert _cells(line) == [
             f"{a['seconds']:.2f} ({b['seconds']:.2f})",
             f"{ratio(a, first[256]):.2f} ({ratio(b, second[256]):.2f})",
             f"{c['seconds']:.2f}",
@@ -111,13 +122,11 @@ def test_the_hvp_table_is_its_json():
 
     root = Path(__file__).resolve().parents[1] / "benchmarks"
     hvp = json.loads((root / "hvp_peers_cpu.json").read_text())["hvp"]
-    readme = (root / "README.md").read_text()
-    table = readme[readme.index("| model | ours s | PyTorch") :].split("\n\n")[0].splitlines()[2:]
+    table = _readme_table("| model | ours s | PyTorch")
     for line, name in zip(table, ("mlp", "f1"), strict=True):
         h, ours_note = hvp[name], " ours" if name == "mlp" else ""  # said once, in the first row
         ours, torch, bound = h["seconds"], h["torch_seconds"], h["real_bound"]["bound_seconds"]
-        cells = [cell.strip() for cell in line.strip("|").split("|")][1:]
-        assert cells == [
+        assert _cells(line) == [
             f"{ours:.3f}",
             f"{torch['double backward']:.3f} ({torch['double backward'] / ours:.2f}x{ours_note})",
             f"{torch['torch.func']:.3f} ({torch['torch.func'] / ours:.2f}x)",
