@@ -108,6 +108,7 @@ FIG5, FIG6, GRID = (
 TABLE7 = "table7_conservative_mnist_paper"
 TABLE4 = "table4_subspaces_mnist_paper"
 CURVATURE = "fig_curvature_mnist10k_paper"
+RESCALED = "parts/fig_sharpness_notions_mnist10k_seeds_0_4_hessian"  # the same ten minimizers
 
 
 @functools.cache
@@ -312,6 +313,19 @@ def curvature_tau(quantity: str, epsilon: str) -> float:
     return t
 
 
+def rescaled_trace(point: str) -> float:
+    """LB / SB of the Hessian's trace at the trained points or at matched per-layer norms."""
+    (entry,) = [e for e in load(RESCALED)["summary"]["gap"]
+                if (e["notion"], e["epsilon"]) == ("hessian_trace", 1e-3)]  # fmt: skip
+    return entry[f"{point}_ratio"]
+
+
+def kernel_scale() -> float:
+    """SB's hidden-kernel RMS over LB's, the mean over the hidden layers."""
+    rms = load(RESCALED)["summary"]["rms"]
+    return sum(rms["SB"][k][0] / rms["LB"][k][0] for k in rms["SB"]) / len(rms["SB"])
+
+
 def quadratic(prediction: str, regime: str, epsilon: str = "0.001") -> float:
     """The mean over seeds of one of Metric 2.1's second-order predictions (or "measured")."""
     return curvature("quadratic", epsilon, prediction, regime)[0]
@@ -446,6 +460,11 @@ REPRODUCTION: list[Claim] = [
                 / max(quadratic(p, "LB") for p in ("along_v", "v_corner"))
             ),
         ),
+    ),
+    ("LB's kernels end {} times smaller than", lambda: (sig(kernel_scale()),)),
+    (
+        "LB's trace is {} times SB's instead of {} times.",
+        lambda: (sig(rescaled_trace("matched")), sig(rescaled_trace("trained"))),
     ),
     (
         "while SB's {}% is close to its first-order part plus the quadratic term",
